@@ -1,0 +1,73 @@
+/** The validated, frozen configuration of one node (built once at start-up, never mutated). */
+export interface Limits {
+  /** Largest stanza in bytes, counted on the wire [262144]. */
+  maxStanzaSize: number;
+  /** Deepest element nesting, the stream element being depth 1 [32]. */
+  maxXmlDepth: number;
+  /** Most attributes on one element [64]. */
+  maxAttributes: number;
+  /** Seconds a new connection has to send its stream header [10]. */
+  streamOpenTimeout: number;
+  /** Seconds a connection has to authenticate and bind after connecting [60]. */
+  authTimeout: number;
+  /** Failed SASL attempts one connection may make before it is closed [3]. */
+  maxAuthFailures: number;
+  /** Failed logins for one account, counted cluster-wide, before it is locked for authLockout [10]. */
+  maxAccountAuthFailures: number;
+  /** Seconds an account stays locked after maxAccountAuthFailures [300]. */
+  authLockout: number;
+  /** Messages kept offline per user; more are bounced with service-unavailable [1000]. */
+  offlineQueueLength: number;
+}
+
+export interface ComponentConfig {
+  /** N of --comp-name-N / --comp-class-N. */
+  index: number;
+  /** Subdomain label: served at <name>.<vhost>. */
+  name: string;
+  /** Canonical component kind ('muc' | 'pubsub') or the class/module given. */
+  kind: string;
+}
+
+export interface Config {
+  virtHosts: string[];
+  admins: string[];
+  userDb: 'sqlite' | 'mysql';
+  userDbUri: string;
+  c2sPorts: number[];
+  c2sSslPorts: number[];
+  wsPorts: number[];
+  boshPorts: number[];
+  httpPort: number;
+  bindAddress: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** STARTTLS must complete before SASL on port 5222 [true]. */
+  tlsRequired: boolean;
+  registration: boolean;
+  /** PBKDF2 iterations for new SCRAM credentials [10000]. */
+  scramIterations: number;
+  clusterMode: boolean;
+  clusterHostname: string;
+  clusterAddress: string;
+  clusterPort: number;
+  clusterSecret?: string;
+  /** Seconds between cluster_nodes upserts [5]. */
+  clusterHeartbeat: number;
+  /** Seconds after which a cluster_nodes row counts as dead [3 heartbeats]. */
+  clusterNodeTimeout: number;
+  smClusterStrategyClass: string;
+  components: ComponentConfig[];
+  minClusterNodes: number;
+  debug: string[];
+  logLevel: string;
+  logFile?: string;
+  logJson: boolean;
+  logElasticsearch?: string;
+  logElasticsearchIndex?: string;
+  /** Folder for the SQLite file and the generated certificate [var]. */
+  dataDir: string;
+  limits: Limits;
+  /** Every key as given (after command-line overrides), for components' own keys. */
+  raw: ReadonlyMap<string, string>;
+}

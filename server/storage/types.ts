@@ -1,0 +1,141 @@
+import type { Knex } from 'knex';
+
+/**
+ * Storage is a set of narrow async stores over knex (STYLE §7). Users are addressed by their
+ * prepared bare JID string ("user@domain"); every method is safe to call from several node
+ * processes sharing one database.
+ */
+
+export type ScramHash = 'SHA-1' | 'SHA-256';
+
+/** RFC 5802 §3 server-side credential: never the password itself. Binary values are base64. */
+export interface ScramCredential {
+  salt: string;
+  iterations: number;
+  storedKey: string;
+  serverKey: string;
+}
+
+export type ScramCredentials = Record<ScramHash, ScramCredential>;
+
+export interface UserRecord {
+  jid: string;
+  credentials: ScramCredentials;
+  createdAt: Date;
+}
+
+export class UserExistsError extends Error {
+  readonly code = 'USER_EXISTS';
+  constructor(jid: string) { super(`user ${jid} already exists`); }
+}
+
+export interface UserStore {
+  /** Throws UserExistsError when the JID is taken. */
+  create(jid: string, credentials: ScramCredentials): Promise<void>;
+  get(jid: string): Promise<UserRecord | undefined>;
+  /** Returns false when the user does not exist. */
+  setCredentials(jid: string, credentials: ScramCredentials): Promise<boolean>;
+  /** Deletes the account and everything stored for it (roster, offline, vcard, private, blocks). */
+  delete(jid: string): Promise<boolean>;
+  /** Bare JIDs, sorted; only those of `domain` when given. */
+  list(domain?: string): Promise<string[]>;
+}
+
+export type Subscription = 'none' | 'to' | 'from' | 'both';
+
+/** RFC 6121 §2.1.2 roster item, as stored. */
+export interface RosterItem {
+  jid: string;
+  name?: string;
+  subscription: Subscription;
+  /** Outbound subscription request pending (the "ask" attribute). */
+  ask?: boolean;
+  /** RFC 6121 §3.4 subscription pre-approval. */
+  approved?: boolean;
+  groups: string[];
+}
+
+export interface RosterStore {
+  getItems(user: string): Promise<RosterItem[]>;
+  getItem(user: string, contact: string): Promise<RosterItem | undefined>;
+  /** Insert or replace the item for item.jid. Bumps the roster version. */
+  setItem(user: string, item: RosterItem): Promise<void>;
+  /** Bumps the roster version when something was removed. */
+  removeItem(user: string, contact: string): Promise<boolean>;
+  /** Roster version (XEP-0237 / RFC 6121 §2.6): changes whenever the roster changes. */
+  getVersion(user: string): Promise<string>;
+  /** RFC 6121 §3.1.3: inbound subscription requests waiting for the user's decision. */
+  addPendingIn(user: string, contact: string, stanzaXml: string): Promise<void>;
+  removePendingIn(user: string, contact: string): Promise<boolean>;
+  getPendingIn(user: string): Promise<{ contact: string; stanzaXml: string }[]>;
+}
+
+export interface OfflineMessage {
+  id: number;
+  stanzaXml: string;
+  storedAt: Date;
+}
+
+export interface OfflineStore {
+  /**
+   * Appends a message for `user` unless the queue already holds `limit` messages (checked
+   * atomically). Returns false when full.
+   */
+  store(user: string, stanzaXml: string, limit: number): Promise<boolean>;
+  count(user: string): Promise<number>;
+  /** Oldest first. */
+  fetch(user: string): Promise<OfflineMessage[]>;
+  /** Removes delivered messages. */
+  remove(user: string, ids: number[]): Promise<void>;
+  /** Total stored messages, for metrics. */
+  total(): Promise<number>;
+}
+
+/** XEP-0049 private XML storage: one element per (user, namespace). */
+export interface PrivateStore {
+  get(user: string, namespace: string): Promise<string | undefined>;
+  set(user: string, namespace: string, xml: string): Promise<void>;
+}
+
+/** XEP-0054 vcard-temp: one vCard element per user. */
+export interface VCardStore {
+  get(user: string): Promise<string | undefined>;
+  set(user: string, xml: string): Promise<void>;
+}
+
+/** XEP-0191 block list. */
+export interface BlockStore {
+  list(user: string): Promise<string[]>;
+  add(user: string, jids: string[]): Promise<void>;
+  remove(user: string, jids: string[]): Promise<void>;
+  clear(user: string): Promise<void>;
+}
+
+/**
+ * Failed-authentication counter shared by every node (DESIGN: failed-auth attempts are counted
+ * cluster-wide), keyed by bare JID.
+ */
+export interface AuthFailureStore {
+  /** Records one failure and returns how many happened within the last `windowMs`. */
+  record(key: string, windowMs: number): Promise<number>;
+  /** Failures within the last `windowMs`. */
+  count(key: string, windowMs: number): Promise<number>;
+  reset(key: string): Promise<void>;
+}
+
+export interface Storage {
+  readonly kind: 'sqlite' | 'mysql';
+  readonly knex: Knex;
+  readonly users: UserStore;
+  readonly roster: RosterStore;
+  readonly offline: OfflineStore;
+  readonly privateXml: PrivateStore;
+  readonly vcards: VCardStore;
+  readonly blocks: BlockStore;
+  readonly authFailures: AuthFailureStore;
+  /** Runs pending migrations (also run by openStorage unless told not to). */
+  migrate(): Promise<void>;
+  /** True when the database answers. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
