@@ -1,0 +1,395 @@
+import { randomBytes } from 'node:crypto';
+import { Element } from 'ltx';
+import type { Config } from '../config/types';
+import { StanzaError, StreamError } from '../errors';
+import { makeJID } from '../jid';
+import type { Logger } from '../log';
+import type { Router } from '../router';
+import type { Session } from '../sm/session';
+import type { SessionManager } from '../sm/session-manager';
+import type { Storage } from '../storage/types';
+import { NS } from '../xml/ns';
+import { offeredMechanisms } from './sasl';
+import { SaslFailure, type SaslExchange } from './sasl/mechanism';
+import type { Transport, TransportListener } from './transport';
+
+/** A handler for IQs a client may send before it authenticates (XEP-0077 in-band registration). */
+export type PreAuthIqHandler = (iq: Element, domain: string, secure: boolean) => Promise<Element>;
+
+/** What every client stream needs from the node. */
+export interface C2SContext {
+  config: Config;
+  logger: Logger;
+  storage: Storage;
+  router: Router;
+  sessions: SessionManager;
+  /** Set when in-band registration is enabled. */
+  preAuthIq?: PreAuthIqHandler;
+  /** Counts for /metrics and /status. */
+  stats?: { authSuccess(): void; authFailure(): void };
+}
+
+type State =
+  | 'wait-header' // nothing received yet (or a restart is expected)
+  | 'features' // header received, features sent: negotiating
+  | 'tls' // <proceed/> sent, handshake running
+  | 'sasl' // SASL exchange running
+  | 'bind' // authenticated, not yet bound
+  | 'active' // bound: stanzas flow
+  | 'closed';
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * The client-to-server stream state machine (RFC 6120 §4–§7), shared by every transport:
+ * stream header, STARTTLS, SASL, resource binding, then stanzas to the router. Everything one
+ * client sends is handled in order.
+ */
+export class C2SStream implements TransportListener {
+  private state: State = 'wait-header';
+  private domain = '';
+  private authenticated?: string; // localpart once SASL succeeded
+  private session?: Session;
+  private sasl?: { exchange: SaslExchange; username?: string };
+  private authFailures = 0;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly log: Logger;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly ctx: C2SContext,
+  ) {
+    this.log = ctx.logger.child({ conn: transport.id });
+    const { streamOpenTimeout, authTimeout } = ctx.config.limits;
+    this.timers.push(
+      setTimeout(() => {
+        if (this.state === 'wait-header' && !this.domain) this.fail(new StreamError('connection-timeout', 'no stream header received'));
+      }, streamOpenTimeout * 1000).unref(),
+      setTimeout(() => {
+        if (!this.session) this.fail(new StreamError('policy-violation', 'authentication and resource binding took too long'));
+      }, authTimeout * 1000).unref(),
+    );
+    this.log.debug('connected', { remote: transport.remoteAddress, transport: transport.kind });
+  }
+
+  // ---- TransportListener ----
+
+  streamStart(attrs: Record<string, string>): void {
+    this.enqueue(() => this.onHeader(attrs));
+  }
+
+  element(element: Element): void {
+    this.enqueue(() => this.onElement(element));
+  }
+
+  streamEnd(): void {
+    this.enqueue(async () => {
+      this.log.debug('client closed the stream');
+      this.transport.close();
+    });
+  }
+
+  streamError(error: StreamError): void {
+    this.fail(error);
+  }
+
+  closed(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const timer of this.timers) clearTimeout(timer);
+    if (this.session) this.ctx.sessions.end(this.session);
+    this.log.debug('disconnected', { reason });
+  }
+
+  /** The session bound on this stream, if any. */
+  get boundSession(): Session | undefined {
+    return this.session;
+  }
+
+  // ---- processing ----
+
+  private enqueue(task: () => Promise<void> | void): void {
+    this.queue = this.queue.then(async () => {
+      if (this.state === 'closed') return;
+      try {
+        await task();
+      } catch (err) {
+        if (err instanceof StreamError) {
+          this.fail(err);
+        } else {
+          this.log.error('stream handler failed', { err: String((err as Error)?.stack ?? err) });
+          this.fail(new StreamError('internal-server-error'));
+        }
+      }
+    });
+  }
+
+  private fail(error: StreamError): void {
+    if (this.state === 'closed') return;
+    this.log.info('closing stream with error', { condition: error.condition, text: error.text });
+    this.transport.close(error);
+  }
+
+  /** RFC 6120 §4.7: validate the client's header, answer with ours and the features. */
+  private onHeader(attrs: Record<string, string>): void {
+    if (this.state !== 'wait-header' && this.state !== 'features') {
+      throw new StreamError('invalid-xml', 'unexpected stream header');
+    }
+    const hosts = this.ctx.router.hosts;
+    const to = (attrs.to ?? '').toLowerCase().replace(/\.$/, '');
+    const domain = to || (this.domain === '' ? [...hosts][0] : this.domain);
+    const header: Record<string, string> = {
+      id: randomBytes(12).toString('base64url'),
+      from: hosts.has(domain) ? domain : [...hosts][0],
+      version: '1.0',
+      'xml:lang': 'en',
+    };
+    if (attrs.from) header.to = attrs.from;
+    this.transport.sendHeader(header);
+    if (!hosts.has(domain)) throw new StreamError('host-unknown', `this server does not serve ${to}`);
+    if (this.domain && domain !== this.domain) throw new StreamError('host-unknown', 'the domain changed on a stream restart');
+    if (!attrs.version || Number.parseInt(attrs.version, 10) < 1) {
+      throw new StreamError('unsupported-version', 'XMPP 1.0 or later is required');
+    }
+    this.domain = domain;
+    this.state = this.authenticated ? 'bind' : 'features';
+    this.transport.send(this.features());
+  }
+
+  private features(): Element {
+    const features = new Element('stream:features');
+    const { config } = this.ctx;
+    if (this.authenticated) {
+      features.c('bind', { xmlns: NS.BIND });
+      features.c('session', { xmlns: NS.SESSION }).c('optional');
+      features.c('ver', { xmlns: NS.ROSTER_VER });
+      features.c('sub', { xmlns: NS.PRE_APPROVAL });
+      return features;
+    }
+    if (this.transport.canStartTls && !this.transport.secure) {
+      const starttls = features.c('starttls', { xmlns: NS.TLS });
+      if (config.tlsRequired) {
+        starttls.c('required');
+        return features; // RFC 6120 §5.3.1: only STARTTLS is offered until TLS is in place
+      }
+    }
+    const bindings = this.transport.channelBindingTypes();
+    const mechanisms = features.c('mechanisms', { xmlns: NS.SASL });
+    for (const mechanism of offeredMechanisms(this.transport.secure, bindings.length > 0)) {
+      mechanisms.c('mechanism').t(mechanism.name);
+    }
+    if (bindings.length > 0) {
+      const cb = features.c('sasl-channel-binding', { xmlns: NS.SASL_CB });
+      for (const type of bindings) cb.c('channel-binding', { type });
+    }
+    if (config.registration && this.ctx.preAuthIq) features.c('register', { xmlns: NS.REGISTER_FEATURE });
+    return features;
+  }
+
+  private async onElement(element: Element): Promise<void> {
+    const xmlns = element.attrs.xmlns as string | undefined;
+    switch (this.state) {
+      case 'active':
+        return this.onStanza(element);
+      case 'features':
+      case 'sasl':
+        if (xmlns === NS.TLS && element.name === 'starttls') return this.onStartTls();
+        if (xmlns === NS.SASL) return this.onSasl(element);
+        if (element.name === 'iq' && this.ctx.preAuthIq && this.ctx.config.registration && (!xmlns || xmlns === NS.CLIENT)) {
+          return this.onPreAuthIq(element);
+        }
+        throw new StreamError('not-authorized', 'authenticate first');
+      case 'bind':
+        if (element.name === 'iq' && (!xmlns || xmlns === NS.CLIENT)) return this.onBind(element);
+        throw new StreamError('not-authorized', 'bind a resource first');
+      default:
+        throw new StreamError('not-authorized', 'stream not ready');
+    }
+  }
+
+  // ---- STARTTLS (RFC 6120 §5) ----
+
+  private async onStartTls(): Promise<void> {
+    if (!this.transport.canStartTls || this.transport.secure || this.sasl) {
+      this.transport.send(new Element('failure', { xmlns: NS.TLS }));
+      this.transport.close();
+      return;
+    }
+    this.state = 'tls';
+    this.transport.send(new Element('proceed', { xmlns: NS.TLS }));
+    try {
+      await this.transport.startTls();
+    } catch (err) {
+      this.log.info('TLS handshake failed', { err: String(err) });
+      this.transport.close();
+      return;
+    }
+    this.state = 'wait-header';
+  }
+
+  // ---- SASL (RFC 6120 §6) ----
+
+  private async onSasl(element: Element): Promise<void> {
+    if (this.transport.canStartTls && !this.transport.secure && this.ctx.config.tlsRequired) {
+      return this.saslFailure(new SaslFailure('encryption-required'), false);
+    }
+    try {
+      switch (element.name) {
+        case 'auth': {
+          if (this.sasl) throw new SaslFailure('malformed-request', 'an exchange is already running');
+          const name = element.attrs.mechanism as string | undefined;
+          const bindings = this.transport.channelBindingTypes();
+          const mechanism = offeredMechanisms(this.transport.secure, bindings.length > 0).find((m) => m.name === name);
+          if (!mechanism) throw new SaslFailure('invalid-mechanism');
+          const state: { exchange: SaslExchange; username?: string } = {
+            exchange: mechanism.start({
+              domain: this.domain,
+              secure: this.transport.secure,
+              channelBinding: (type) => this.transport.channelBinding(type),
+              lookupCredentials: async (username, hash) => {
+                state.username = username;
+                const jid = `${username}@${this.domain}`;
+                await this.checkLockout(jid);
+                return (await this.ctx.storage.users.get(jid))?.credentials[hash];
+              },
+            }),
+          };
+          this.sasl = state;
+          this.state = 'sasl';
+          const text = element.getText();
+          // RFC 6120 §6.4.2: no text means no initial response; "=" means an empty one.
+          if (text === '') return this.saslChallenge(Buffer.alloc(0));
+          return await this.saslStep(decodeBase64(text));
+        }
+        case 'response':
+          if (!this.sasl) throw new SaslFailure('malformed-request', 'no exchange is running');
+          return await this.saslStep(decodeBase64(element.getText()));
+        case 'abort':
+          throw new SaslFailure('aborted');
+        default:
+          throw new SaslFailure('malformed-request');
+      }
+    } catch (err) {
+      if (err instanceof SaslFailure) return this.saslFailure(err, true);
+      throw err;
+    }
+  }
+
+  private async saslStep(response: Buffer): Promise<void> {
+    const step = await this.sasl!.exchange.step(response);
+    if (step.kind === 'challenge') return this.saslChallenge(step.data);
+    const jid = `${step.username}@${this.domain}`;
+    this.sasl = undefined;
+    this.authenticated = step.username;
+    this.ctx.stats?.authSuccess();
+    void this.ctx.storage.authFailures.reset(jid).catch(() => undefined);
+    this.log.info('authenticated', { jid, transport: this.transport.kind });
+    const success = new Element('success', { xmlns: NS.SASL });
+    if (step.data && step.data.length > 0) success.t(step.data.toString('base64'));
+    this.transport.send(success);
+    // RFC 6120 §6.4.6: both sides restart the stream after success.
+    this.state = 'wait-header';
+    this.transport.restart();
+  }
+
+  private saslChallenge(data: Buffer): void {
+    this.transport.send(new Element('challenge', { xmlns: NS.SASL }).t(data.length ? data.toString('base64') : '='));
+  }
+
+  /**
+   * RFC 6120 §6.4.5: a failure allows a retry, up to maxAuthFailures per connection; failures
+   * for an account also count cluster-wide (through the database) towards a lockout.
+   */
+  private async saslFailure(failure: SaslFailure, counts: boolean): Promise<void> {
+    const username = this.sasl?.username;
+    this.sasl = undefined;
+    this.state = 'features';
+    const reply = new Element('failure', { xmlns: NS.SASL });
+    reply.c(failure.condition);
+    if (failure.text) reply.c('text', { 'xml:lang': 'en' }).t(failure.text);
+    this.transport.send(reply);
+    if (!counts || failure.condition === 'aborted') return;
+    if (failure.condition === 'not-authorized' && username) {
+      this.ctx.stats?.authFailure();
+      const { authLockout } = this.ctx.config.limits;
+      await this.ctx.storage.authFailures.record(`${username}@${this.domain}`, authLockout * 1000);
+    }
+    this.log.info('authentication failed', { condition: failure.condition, user: username });
+    if (++this.authFailures >= this.ctx.config.limits.maxAuthFailures) {
+      throw new StreamError('policy-violation', 'too many failed authentication attempts');
+    }
+  }
+
+  private async checkLockout(jid: string): Promise<void> {
+    const { maxAccountAuthFailures, authLockout } = this.ctx.config.limits;
+    const failures = await this.ctx.storage.authFailures.count(jid, authLockout * 1000);
+    if (failures >= maxAccountAuthFailures) {
+      throw new SaslFailure('temporary-auth-failure', 'too many failed attempts for this account; try again later');
+    }
+  }
+
+  private async onPreAuthIq(iq: Element): Promise<void> {
+    if (this.transport.canStartTls && !this.transport.secure && this.ctx.config.tlsRequired) {
+      throw new StreamError('policy-violation', 'STARTTLS is required first');
+    }
+    this.transport.send(await this.ctx.preAuthIq!(iq, this.domain, this.transport.secure));
+  }
+
+  // ---- resource binding (RFC 6120 §7) ----
+
+  private onBind(iq: Element): void {
+    const bind = iq.getChild('bind', NS.BIND);
+    const reply = (child?: Element, error?: StanzaError) => {
+      const result = new Element('iq', { type: error ? 'error' : 'result', id: iq.attrs.id });
+      if (child) result.cnode(child);
+      if (error) result.cnode(error.toElement());
+      this.transport.send(result);
+    };
+    if (iq.attrs.type !== 'set' || !bind) {
+      // Answer anything else politely; binding is still required.
+      if (iq.attrs.type === 'get' || iq.attrs.type === 'set') reply(undefined, new StanzaError('not-authorized', 'bind a resource first'));
+      return;
+    }
+    const requested = bind.getChildText('resource')?.trim() || undefined;
+    if (requested !== undefined) {
+      try {
+        makeJID(this.authenticated!, this.domain, requested);
+      } catch {
+        return reply(undefined, new StanzaError('bad-request', 'invalid resource'));
+      }
+    }
+    this.session = this.ctx.sessions.bind(
+      { id: this.transport.id, send: (el) => this.transport.send(el), close: (err) => this.transport.close(err) },
+      this.authenticated!,
+      this.domain,
+      requested,
+    );
+    for (const timer of this.timers) clearTimeout(timer);
+    this.state = 'active';
+    this.log.info('session bound', { jid: this.session.full });
+    const result = new Element('bind', { xmlns: NS.BIND });
+    result.c('jid').t(this.session.full);
+    reply(result);
+  }
+
+  private async onStanza(element: Element): Promise<void> {
+    const xmlns = element.attrs.xmlns as string | undefined;
+    if (xmlns && xmlns !== NS.CLIENT) {
+      throw new StreamError('invalid-namespace', `<${element.name}/> in namespace ${xmlns}`);
+    }
+    // RFC 6120 §7.1 legacy session establishment (RFC 3921) is a no-op kept for old clients.
+    if (element.name === 'iq' && element.attrs.type === 'set' && element.getChild('session', NS.SESSION) && !element.attrs.to) {
+      this.transport.send(new Element('iq', { type: 'result', id: element.attrs.id }));
+      return;
+    }
+    await this.ctx.router.fromClient(this.session!, element);
+  }
+}
+
+function decodeBase64(text: string): Buffer {
+  const trimmed = text.trim();
+  if (trimmed === '=') return Buffer.alloc(0);
+  if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
+  return Buffer.from(trimmed, 'base64');
+}

@@ -1,0 +1,179 @@
+import type net from 'node:net';
+import tls from 'node:tls';
+import { C2SStream, type C2SContext } from './c2s/stream';
+import { ConfigError, loadConfig } from './config/config';
+import type { Config } from './config/types';
+import { StreamError } from './errors';
+import { createLogger, type Logger } from './log';
+import { blocking } from './modules/blocking';
+import { carbons } from './modules/carbons';
+import { disco } from './modules/disco';
+import type { ModuleContext, ServerModule } from './modules/module';
+import { offline } from './modules/offline';
+import { ping } from './modules/ping';
+import { privateStorage } from './modules/private';
+import { register, registrationHandler } from './modules/register';
+import { roster } from './modules/roster';
+import { time } from './modules/time';
+import { vcard } from './modules/vcard';
+import { version } from './modules/version';
+import { Router } from './router';
+import { MessageService } from './sm/messages';
+import { PresenceService } from './sm/presence';
+import { RosterService } from './sm/roster-service';
+import { SessionManager } from './sm/session-manager';
+import { openStorage } from './storage/open-storage';
+import type { Storage } from './storage/types';
+import { loadOrCreateCertificate } from './tls';
+import { listenTcp, type TcpTransport } from './transports/tcp';
+import { SERVER_VERSION } from './version';
+
+/** A running node: what tests and the process entry point hold on to. */
+export interface XmppNode {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly storage: Storage;
+  readonly sessions: SessionManager;
+  readonly router: Router;
+  /** The ports actually listened on (useful with port 0). */
+  readonly ports: { c2s: number[]; c2sTls: number[] };
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root (STYLE §8): config, logger, storage, certificate, session manager,
+ * router, modules and transports, built in this visible order.
+ */
+export async function startNode(config: Config, logger: Logger = createLogger(config)): Promise<XmppNode> {
+  const storage = await openStorage(config.userDbUri, { logger: logger.category('db') });
+  const certificate = await loadOrCreateCertificate({
+    certFile: config.tlsCert,
+    keyFile: config.tlsKey,
+    dataDir: config.dataDir,
+    hosts: config.virtHosts,
+    logger,
+  });
+  const secureContext = tls.createSecureContext({ cert: certificate.cert, key: certificate.key });
+
+  const sessions = new SessionManager();
+  const router = new Router(new Set(config.virtHosts), sessions, logger.category('router'));
+  const rosterService = new RosterService(storage, sessions);
+  const presence = new PresenceService(router, sessions, rosterService, storage, logger);
+  const messages = new MessageService(router, sessions, storage, config.limits.offlineQueueLength, logger);
+  router.setDelivery({
+    outboundMessage: (session, stanza, to) => messages.outbound(session, stanza, to),
+    inboundMessage: (stanza, from, to) => messages.inbound(stanza, from, to),
+    outboundPresence: (session, stanza, to) => presence.outbound(session, stanza, to),
+    inboundPresence: (stanza, from, to) => presence.inbound(stanza, from, to),
+  });
+
+  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages };
+  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking];
+  if (config.registration) modules.push(register);
+  for (const module of modules) module(moduleContext);
+
+  const c2sContext: C2SContext = {
+    config,
+    logger: logger.category('c2s'),
+    storage,
+    router,
+    sessions,
+    preAuthIq: config.registration ? registrationHandler(moduleContext) : undefined,
+  };
+  const connections = new Set<TcpTransport>();
+  let nextConnection = 0;
+  const listen = (port: number, directTls: boolean) =>
+    listenTcp({
+      port,
+      host: config.bindAddress,
+      directTls,
+      secureContext,
+      certificate,
+      limits: config.limits,
+      defaultDomain: config.virtHosts[0],
+      logger: logger.category('c2s'),
+      nextId: () => `c2s-${++nextConnection}`,
+      onConnection: (transport) => {
+        connections.add(transport);
+        const stream = new C2SStream(transport, c2sContext);
+        transport.attach({
+          streamStart: (attrs) => stream.streamStart(attrs),
+          element: (element) => stream.element(element),
+          streamEnd: () => stream.streamEnd(),
+          streamError: (error) => stream.streamError(error),
+          closed: (reason) => {
+            connections.delete(transport);
+            stream.closed(reason);
+          },
+        });
+      },
+    });
+  const servers: net.Server[] = [];
+  const ports = { c2s: [] as number[], c2sTls: [] as number[] };
+  for (const port of config.c2sPorts) {
+    const server = await listen(port, false);
+    servers.push(server);
+    ports.c2s.push((server.address() as net.AddressInfo).port);
+  }
+  for (const port of config.c2sSslPorts) {
+    const server = await listen(port, true);
+    servers.push(server);
+    ports.c2sTls.push((server.address() as net.AddressInfo).port);
+  }
+  logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, c2s: ports.c2s, c2sTls: ports.c2sTls, db: storage.kind });
+
+  let stopped = false;
+  return {
+    config,
+    logger,
+    storage,
+    sessions,
+    router,
+    ports,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const server of servers) server.close();
+      for (const connection of connections) connection.close(new StreamError('system-shutdown'));
+      // Give unavailable broadcasts and offline writes a moment to finish before the database closes.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await storage.close();
+      logger.info('node stopped');
+    },
+  };
+}
+
+/** Process entry point: `node dist/server/main.js --config FILE [--key=value ...]`. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config);
+  const node = await startNode(config, logger);
+  const shutdown = (signal: string) => {
+    logger.info('shutting down', { signal });
+    node.stop().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error('shutdown failed', { err: String(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`failed to start: ${(err as Error)?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

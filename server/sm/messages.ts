@@ -1,0 +1,123 @@
+import { Element, parse as parseXml } from 'ltx';
+import { StanzaError } from '../errors';
+import type { JID } from '../jid';
+import type { Logger } from '../log';
+import { cloneElement, type Router } from '../router';
+import type { Storage } from '../storage/types';
+import { NS } from '../xml/ns';
+import type { Session } from './session';
+import type { SessionManager } from './session-manager';
+
+/**
+ * Message delivery for one server (RFC 6121 §8.5), offline storage (XEP-0160) with delay
+ * stamps (XEP-0203), and message carbons (XEP-0280).
+ */
+export class MessageService {
+  constructor(
+    private readonly router: Router,
+    private readonly sessions: SessionManager,
+    private readonly storage: Storage,
+    private readonly offlineQueueLength: number,
+    private readonly logger: Logger,
+  ) {}
+
+  async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
+    // XEP-0280 §6: copies of what one resource sends go to the user's other carbons-enabled resources.
+    if (carbonEligible(stanza)) {
+      for (const other of this.sessions.resources(session.bare)) {
+        if (other !== session && other.carbons) other.send(carbon('sent', stanza, other));
+      }
+    }
+    await this.router.route(stanza, session.jid, to);
+  }
+
+  async inbound(stanza: Element, from: JID, to: JID): Promise<void> {
+    const type = (stanza.attrs.type as string | undefined) ?? 'normal';
+    if (to.resource) {
+      const session = this.sessions.get(to);
+      if (session) {
+        session.send(stanza);
+        this.receivedCarbons(stanza, to.bareString(), session);
+        return;
+      }
+      // RFC 6121 §8.5.3.2.1: no such resource.
+      if (type === 'groupchat') throw new StanzaError('service-unavailable');
+      if (type === 'headline' || type === 'error') return;
+      // chat and normal: as if to the bare JID.
+    }
+    return this.toBare(stanza, to.bareString(), type);
+  }
+
+  /** RFC 6121 §8.5.2: to a bare JID. */
+  private async toBare(stanza: Element, user: string, type: string): Promise<void> {
+    if (type === 'groupchat') throw new StanzaError('service-unavailable');
+    if (type === 'error') return;
+    // §8.5.2.1.1: "deliver the message to all of the non-negative resources" (our policy for chat and normal too).
+    const targets = this.sessions.resources(user).filter((s) => s.available && s.priority >= 0);
+    if (targets.length > 0) {
+      for (const session of targets) session.send(stanza);
+      this.receivedCarbons(stanza, user, ...targets);
+      return;
+    }
+    if (type === 'headline') return;
+    await this.storeOffline(stanza, user);
+  }
+
+  /** XEP-0160: keep a chat/normal message for a user with no available resource, stamped with XEP-0203. */
+  private async storeOffline(stanza: Element, user: string): Promise<void> {
+    if (!(await this.storage.users.get(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
+    if (!worthStoring(stanza)) return;
+    const copy = cloneElement(stanza);
+    copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
+    const stored = await this.storage.offline.store(user, copy.toString(), this.offlineQueueLength);
+    // Nothing accepted is lost: a full queue bounces the message back to its sender.
+    if (!stored) throw new StanzaError('service-unavailable', 'offline storage is full');
+  }
+
+  /** XEP-0160 §3: offline messages are delivered when a resource sends initial presence with priority ≥ 0. */
+  async flushOffline(session: Session): Promise<void> {
+    if (session.priority < 0) return;
+    const messages = await this.storage.offline.fetch(session.bare);
+    if (messages.length === 0) return;
+    const delivered: number[] = [];
+    for (const message of messages) {
+      if (session.ended) break;
+      try {
+        session.send(parseXml(message.stanzaXml));
+      } catch (err) {
+        this.logger.warn('unreadable offline message dropped', { conn: session.id, id: message.id, err: String(err) });
+      }
+      delivered.push(message.id);
+    }
+    await this.storage.offline.remove(session.bare, delivered);
+  }
+
+  /** XEP-0280 §7: carbons of an inbound message go to the carbons-enabled resources that did not get it. */
+  private receivedCarbons(stanza: Element, user: string, ...deliveredTo: Session[]): void {
+    if (!carbonEligible(stanza)) return;
+    for (const other of this.sessions.resources(user)) {
+      if (other.carbons && !deliveredTo.includes(other)) other.send(carbon('received', stanza, other));
+    }
+  }
+}
+
+/** XEP-0280 §6.1: chat messages (and normal ones with a body), unless marked private or no-copy. */
+function carbonEligible(stanza: Element): boolean {
+  const type = stanza.attrs.type ?? 'normal';
+  if (type !== 'chat' && !(type === 'normal' && stanza.getChild('body'))) return false;
+  return !stanza.getChild('private', NS.CARBONS) && !stanza.getChild('no-copy', NS.HINTS) && !stanza.getChild('received', NS.CARBONS) && !stanza.getChild('sent', NS.CARBONS);
+}
+
+function carbon(kind: 'sent' | 'received', stanza: Element, to: Session): Element {
+  const inner = cloneElement(stanza);
+  inner.attrs.xmlns = NS.CLIENT; // XEP-0297: the forwarded stanza carries its namespace
+  const wrapper = new Element('message', { from: to.bare, to: to.full, type: stanza.attrs.type ?? 'normal' });
+  wrapper.c(kind, { xmlns: NS.CARBONS }).c('forwarded', { xmlns: NS.FORWARD }).cnode(inner);
+  return wrapper;
+}
+
+/** XEP-0160 and XEP-0334: store what a person would miss; chat states alone are not kept. */
+function worthStoring(stanza: Element): boolean {
+  if (stanza.getChild('no-store', NS.HINTS) || stanza.getChild('no-permanent-store', NS.HINTS)) return false;
+  return Boolean(stanza.getChild('body') || stanza.getChild('subject') || stanza.getChild('store', NS.HINTS) || stanza.getChildElements().some((c) => c.attrs.xmlns && c.attrs.xmlns !== NS.CLIENT && c.name !== 'active' && c.name !== 'composing' && c.name !== 'paused' && c.name !== 'inactive' && c.name !== 'gone'));
+}

@@ -1,0 +1,338 @@
+import { Element, parse as parseXml } from 'ltx';
+import { tryParseJID, type JID } from '../jid';
+import type { Logger } from '../log';
+import { cloneElement, type Router } from '../router';
+import type { RosterItem, Storage, Subscription } from '../storage/types';
+import type { RosterService } from './roster-service';
+import type { Session } from './session';
+import type { SessionManager } from './session-manager';
+
+type SubscriptionType = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
+const SUBSCRIPTION_TYPES = new Set<string>(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
+
+const hasFrom = (s: Subscription) => s === 'from' || s === 'both';
+const hasTo = (s: Subscription) => s === 'to' || s === 'both';
+
+/** Hooks other parts run when a resource becomes available (offline messages, for one). */
+export type AvailableListener = (session: Session, initial: boolean) => void | Promise<void>;
+
+/**
+ * Presence and subscriptions as RFC 6121 §3 and §4 describe them for one server: broadcast to
+ * subscribers, probes, directed presence, and the subscription state machine with roster pushes.
+ */
+export class PresenceService {
+  private readonly availableListeners: AvailableListener[] = [];
+
+  constructor(
+    private readonly router: Router,
+    private readonly sessions: SessionManager,
+    private readonly roster: RosterService,
+    private readonly storage: Storage,
+    private readonly logger: Logger,
+  ) {
+    sessions.onEnd((session) => this.sessionEnded(session));
+  }
+
+  onAvailable(listener: AvailableListener): void {
+    this.availableListeners.push(listener);
+  }
+
+  // ---- outbound: from a local client ----
+
+  async outbound(session: Session, stanza: Element, to: JID | undefined): Promise<void> {
+    const type: string | undefined = stanza.attrs.type;
+    if (type === 'probe') return; // RFC 6121 §4.3: probes are the server's business
+    if (type && SUBSCRIPTION_TYPES.has(type)) {
+      if (!to) return;
+      // RFC 6121 §3.1.2: subscription requests are addressed to bare JIDs; the server stamps the bare from.
+      stanza.attrs.to = to.bareString();
+      stanza.attrs.from = session.bare;
+      return this.outboundSubscription(session, type as SubscriptionType, stanza, to.bare());
+    }
+    if (type === 'error') {
+      if (to) await this.router.route(stanza, session.jid, to);
+      return;
+    }
+    if (to) return this.directed(session, stanza, to);
+    if (type === 'unavailable') return this.broadcastUnavailable(session, stanza);
+    return this.broadcastAvailable(session, stanza);
+  }
+
+  /** RFC 6121 §4.2 (initial) and §4.4 (subsequent) available presence. */
+  private async broadcastAvailable(session: Session, stanza: Element): Promise<void> {
+    const initial = !session.available;
+    session.available = true;
+    session.priority = parsePriority(stanza);
+    session.presence = stanza;
+    const items = await this.roster.items(session.bare);
+    for (const item of items) {
+      if (hasFrom(item.subscription)) this.sendCopy(stanza, session.jid, item.jid);
+    }
+    // "...MUST also broadcast initial presence to all of the user's available resources,
+    // including the resource that generated the presence notification in the first place."
+    for (const other of this.sessions.resources(session.bare)) {
+      if (other.available) other.send(withTo(stanza, other.full));
+    }
+    if (initial) {
+      // RFC 6121 §4.2.2: probe the contacts the user is subscribed to, and tell the new
+      // resource about the user's other available resources.
+      for (const item of items) {
+        if (hasTo(item.subscription) && this.isLocalDomain(item.jid)) {
+          const probe = new Element('presence', { type: 'probe', from: session.full, to: item.jid });
+          void this.router.route(probe, session.jid, tryParseJID(item.jid)!);
+        }
+      }
+      for (const other of this.sessions.resources(session.bare)) {
+        if (other !== session && other.available && other.presence) session.send(withTo(other.presence, session.full, other.full));
+      }
+      await this.redeliverPendingSubscriptions(session);
+    }
+    for (const listener of this.availableListeners) await listener(session, initial);
+  }
+
+  /** RFC 6121 §4.5: unavailable presence goes to subscribers, own resources and directed recipients. */
+  private async broadcastUnavailable(session: Session, stanza: Element): Promise<void> {
+    if (!session.available) return;
+    session.available = false;
+    session.presence = undefined;
+    const sentTo = new Set<string>();
+    for (const item of await this.roster.items(session.bare)) {
+      if (hasFrom(item.subscription)) {
+        this.sendCopy(stanza, session.jid, item.jid);
+        sentTo.add(item.jid);
+      }
+    }
+    for (const other of this.sessions.resources(session.bare)) {
+      if (other.available || other === session) other.send(withTo(stanza, other.full));
+    }
+    for (const target of session.directedPresence) {
+      if (!sentTo.has(target) && !sentTo.has(bareOf(target))) this.sendCopy(stanza, session.jid, target);
+    }
+    session.directedPresence.clear();
+  }
+
+  /** RFC 6121 §4.6: directed presence, remembered so that unavailable reaches the recipient too. */
+  private async directed(session: Session, stanza: Element, to: JID): Promise<void> {
+    if (stanza.attrs.type === 'unavailable') session.directedPresence.delete(to.toString());
+    else session.directedPresence.add(to.toString());
+    await this.router.route(stanza, session.jid, to);
+  }
+
+  /** A session that ends while available goes unavailable for everyone who saw it (RFC 6121 §4.5.2). */
+  private async sessionEnded(session: Session): Promise<void> {
+    if (!session.available) return;
+    try {
+      await this.broadcastUnavailable(session, new Element('presence', { type: 'unavailable', from: session.full }));
+    } catch (err) {
+      this.logger.error('unavailable broadcast failed', { conn: session.id, err: String(err) });
+    }
+  }
+
+  // ---- inbound: to a local user ----
+
+  async inbound(stanza: Element, from: JID, to: JID): Promise<void> {
+    const type: string | undefined = stanza.attrs.type;
+    if (type === 'probe') return this.answerProbe(from, to);
+    if (type && SUBSCRIPTION_TYPES.has(type)) return this.inboundSubscription(type as SubscriptionType, stanza, from.bare(), to.bare());
+    if (to.resource) {
+      this.sessions.get(to)?.send(stanza);
+      return;
+    }
+    for (const session of this.sessions.resources(to.bareString())) {
+      if (session.available) session.send(stanza);
+    }
+  }
+
+  /** RFC 6121 §4.3.2: a subscriber's probe gets the last presence of every available resource. */
+  private async answerProbe(from: JID, to: JID): Promise<void> {
+    const user = to.bareString();
+    const item = await this.roster.item(user, from.bareString());
+    if (!item || !hasFrom(item.subscription)) return; // "MUST NOT reveal the user's presence"
+    const available = this.sessions.resources(user).filter((s) => s.available && s.presence);
+    if (available.length === 0) {
+      this.sendCopy(new Element('presence', { type: 'unavailable' }), to.bare(), from.toString());
+      return;
+    }
+    for (const session of available) this.sendCopy(session.presence!, session.jid, from.toString());
+  }
+
+  // ---- subscriptions (RFC 6121 §3) ----
+
+  private async outboundSubscription(session: Session, type: SubscriptionType, stanza: Element, contact: JID): Promise<void> {
+    const user = session.bare;
+    const contactBare = contact.toString();
+    if (contactBare === user) return;
+    const item = await this.roster.item(user, contactBare);
+    switch (type) {
+      case 'subscribe': {
+        // §3.1.2: the user's server marks the item pending-out and routes the request.
+        const next: RosterItem = item ? { ...item } : { jid: contactBare, subscription: 'none', groups: [] };
+        if (!hasTo(next.subscription) && !next.ask) {
+          next.ask = true;
+          await this.roster.set(user, next);
+        }
+        break;
+      }
+      case 'unsubscribe': {
+        // §3.3.2: subscription 'to' is cancelled (and any pending request).
+        if (!item) break;
+        if (hasTo(item.subscription) || item.ask) {
+          await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'from' : 'none', ask: false });
+        }
+        break;
+      }
+      case 'subscribed': {
+        const pending = await this.storage.roster.removePendingIn(user, contactBare);
+        if (item && hasFrom(item.subscription)) return; // §3.1.5: nothing changes, nothing is routed
+        if (!pending) {
+          // §3.4: pre-approval of a request that has not come yet; nothing is routed.
+          const next: RosterItem = item ? { ...item, approved: true } : { jid: contactBare, subscription: 'none', approved: true, groups: [] };
+          await this.roster.set(user, next);
+          return;
+        }
+        const next: RosterItem = item ? { ...item } : { jid: contactBare, subscription: 'none', groups: [] };
+        next.subscription = next.subscription === 'to' ? 'both' : 'from';
+        next.approved = false;
+        await this.roster.set(user, next);
+        await this.router.route(stanza, session.jid.bare(), contact);
+        // §3.1.5: "...MUST then send the user's current presence from all available resources".
+        for (const resource of this.sessions.resources(user)) {
+          if (resource.available && resource.presence) this.sendCopy(resource.presence, resource.jid, contactBare);
+        }
+        return;
+      }
+      case 'unsubscribed': {
+        // §3.2.2: deny a pending request or revoke 'from'.
+        const pending = await this.storage.roster.removePendingIn(user, contactBare);
+        if (item && (hasFrom(item.subscription) || item.approved)) {
+          await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'to' : 'none', approved: false });
+        } else if (!pending) {
+          return;
+        }
+        await this.router.route(stanza, session.jid.bare(), contact);
+        if (item && hasFrom(item.subscription)) {
+          for (const resource of this.sessions.resources(user)) {
+            if (resource.available) this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contactBare);
+          }
+        }
+        return;
+      }
+    }
+    await this.router.route(stanza, session.jid.bare(), contact);
+  }
+
+  private async inboundSubscription(type: SubscriptionType, stanza: Element, from: JID, to: JID): Promise<void> {
+    const user = to.toString();
+    const contact = from.toString();
+    stanza.attrs.from = contact;
+    const item = await this.roster.item(user, contact);
+    switch (type) {
+      case 'subscribe': {
+        if (item && hasFrom(item.subscription)) {
+          // §3.1.3: already subscribed: the user's server answers for the user.
+          this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
+          return;
+        }
+        if (!(await this.storage.users.get(user))) {
+          this.sendCopy(new Element('presence', { type: 'unsubscribed' }), to, contact);
+          return;
+        }
+        if (item?.approved) {
+          // §3.4: pre-approved: grant without asking the user.
+          await this.roster.set(user, { ...item, subscription: item.subscription === 'to' ? 'both' : 'from', approved: false });
+          this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
+          for (const resource of this.sessions.resources(user)) {
+            if (resource.available && resource.presence) this.sendCopy(resource.presence, resource.jid, contact);
+          }
+          return;
+        }
+        // §3.1.3: keep the request until the user decides, and show it to available resources.
+        await this.storage.roster.addPendingIn(user, contact, stanza.toString());
+        this.toAvailableResources(user, stanza);
+        return;
+      }
+      case 'subscribed': {
+        // §3.1.6: only honoured when the user asked for it.
+        if (!item || hasTo(item.subscription) || !item.ask) return;
+        await this.roster.set(user, { ...item, subscription: item.subscription === 'from' ? 'both' : 'to', ask: false });
+        this.toAvailableResources(user, stanza);
+        return;
+      }
+      case 'unsubscribe': {
+        // §3.3.3: the contact no longer wants the user's presence.
+        const hadPending = await this.storage.roster.removePendingIn(user, contact);
+        if (item && hasFrom(item.subscription)) {
+          await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'to' : 'none' });
+          this.toAvailableResources(user, stanza);
+          for (const resource of this.sessions.resources(user)) {
+            if (resource.available) this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact);
+          }
+        } else if (hadPending) {
+          this.toAvailableResources(user, stanza);
+        }
+        return;
+      }
+      case 'unsubscribed': {
+        // §3.2.3: the contact denied or revoked the user's subscription.
+        if (!item || (!hasTo(item.subscription) && !item.ask)) return;
+        await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'from' : 'none', ask: false });
+        this.toAvailableResources(user, stanza);
+        return;
+      }
+    }
+  }
+
+  /** RFC 6121 §3.1.3: a request not yet answered is shown again when the user comes online. */
+  private async redeliverPendingSubscriptions(session: Session): Promise<void> {
+    for (const { stanzaXml } of await this.storage.roster.getPendingIn(session.bare)) {
+      try {
+        session.send(parseXml(stanzaXml));
+      } catch (err) {
+        this.logger.warn('unreadable pending subscription request', { conn: session.id, err: String(err) });
+      }
+    }
+  }
+
+  // ---- helpers ----
+
+  private toAvailableResources(user: string, stanza: Element): void {
+    for (const session of this.sessions.resources(user)) {
+      if (session.available) session.send(stanza);
+    }
+  }
+
+  /** Routes a copy of `stanza` from `from` to `to` (each destination gets its own 'to'). */
+  private sendCopy(stanza: Element, from: JID, to: string): void {
+    const target = tryParseJID(to);
+    if (!target || !this.isLocalDomain(to)) return; // no server-to-server links: remote contacts are skipped
+    const copy = cloneElement(stanza);
+    copy.attrs.from = from.toString();
+    copy.attrs.to = to;
+    void this.router.route(copy, from, target);
+  }
+
+  private isLocalDomain(jid: string): boolean {
+    const domain = jid.slice(jid.indexOf('@') + 1).split('/')[0];
+    return this.router.hosts.has(domain) || this.router.componentDomains().includes(domain);
+  }
+}
+
+/** RFC 6121 §4.7.2.3: priority is an integer from -128 to +127, 0 when absent. */
+function parsePriority(stanza: Element): number {
+  const text = stanza.getChildText('priority');
+  if (text === null) return 0;
+  const value = Number.parseInt(text, 10);
+  return Number.isFinite(value) ? Math.max(-128, Math.min(127, value)) : 0;
+}
+
+function withTo(stanza: Element, to: string, from?: string): Element {
+  const copy = cloneElement(stanza);
+  copy.attrs.to = to;
+  if (from) copy.attrs.from = from;
+  return copy;
+}
+
+function bareOf(jid: string): string {
+  const slash = jid.indexOf('/');
+  return slash === -1 ? jid : jid.slice(0, slash);
+}

@@ -1,0 +1,243 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Element } from 'ltx';
+import NetKeepAlive from 'net-keepalive';
+import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel-binding';
+import type { Transport, TransportListener } from '../c2s/transport';
+import { StreamError } from '../errors';
+import type { Logger } from '../log';
+import { escapeXML } from 'ltx';
+import { NS } from '../xml/ns';
+import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+
+/** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
+const WHITESPACE_KEEPALIVE_SECONDS = 60;
+/** TCP keepalive: first probe after 60 s idle, then every 10 s, 3 probes: a dead peer is gone in ~90 s. */
+const TCP_KEEPALIVE = { idleMs: 60_000, intervalMs: 10_000, probes: 3 };
+/** Seconds we wait for the client's closing tag after ours before dropping the socket [5]. */
+const CLOSE_GRACE_SECONDS = 5;
+
+export interface TcpConnectionOptions {
+  id: string;
+  socket: net.Socket;
+  limits: ParserLimits;
+  /** Certificate for STARTTLS; absent disables STARTTLS. */
+  secureContext?: tls.SecureContext;
+  /** The first served domain, used when an error must be sent before any header. */
+  defaultDomain: string;
+  logger: Logger;
+}
+
+/**
+ * One client over TCP (RFC 6120): plain with STARTTLS on 5222, or TLS from the first byte
+ * (XEP-0368) on 5223. It turns bytes into elements and elements into bytes; the stream state
+ * machine (C2SStream) decides everything else.
+ */
+export class TcpTransport implements Transport {
+  readonly kind = 'tcp' as const;
+  readonly remoteAddress: string;
+  private socket: net.Socket;
+  private parser!: StreamParser;
+  private listener?: TransportListener;
+  private headerSent = false;
+  private closing = false;
+  private closedReason?: string;
+  private corked = false;
+  private lastWrite = Date.now();
+  private readonly keepalive: NodeJS.Timeout;
+  private readonly onData = (chunk: Buffer) => this.feed(chunk);
+
+  constructor(private readonly opts: TcpConnectionOptions) {
+    this.socket = opts.socket;
+    this.remoteAddress = `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
+    this.configureSocket(this.socket);
+    this.keepalive = setInterval(() => {
+      if (Date.now() - this.lastWrite >= WHITESPACE_KEEPALIVE_SECONDS * 1000 && !this.closing) this.write(' ');
+    }, WHITESPACE_KEEPALIVE_SECONDS * 1000).unref();
+  }
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  get secure(): boolean {
+    return this.socket instanceof tls.TLSSocket;
+  }
+
+  get canStartTls(): boolean {
+    return !this.secure && this.opts.secureContext !== undefined;
+  }
+
+  /** Starts reading; the listener gets every event from here on. */
+  attach(listener: TransportListener): void {
+    this.listener = listener;
+    this.parser = this.newParser();
+    this.socket.on('data', this.onData);
+  }
+
+  sendHeader(attrs: Record<string, string>): void {
+    let header = `<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}'`;
+    for (const [name, value] of Object.entries(attrs)) header += ` ${name}='${escapeXML(value)}'`;
+    this.headerSent = true;
+    this.write(header + '>');
+  }
+
+  send(element: Element): void {
+    this.write(element.toString());
+  }
+
+  close(error?: StreamError): void {
+    if (this.closing) return;
+    this.closing = true;
+    let out = '';
+    // RFC 6120 §4.9.1.2: an error before our header still needs a header first.
+    if (!this.headerSent) this.sendHeader({ from: this.opts.defaultDomain, version: '1.0' });
+    if (error) out += error.toElement().toString();
+    this.write(out + '</stream:stream>');
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_SECONDS * 1000).unref();
+  }
+
+  async startTls(): Promise<void> {
+    const context = this.opts.secureContext;
+    if (!context) throw new Error('STARTTLS without a certificate');
+    const plain = this.socket;
+    plain.off('data', this.onData);
+    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context });
+    this.socket = secure;
+    this.configureSocket(secure);
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secure', resolve);
+      secure.once('error', reject);
+      secure.once('close', () => reject(new Error('closed during TLS handshake')));
+    });
+    this.parser = this.newParser();
+    secure.on('data', this.onData);
+  }
+
+  restart(): void {
+    this.parser = this.newParser();
+  }
+
+  channelBinding(type: string): Buffer | undefined {
+    return this.socket instanceof tls.TLSSocket ? channelBindingFor(this.socket, type) : undefined;
+  }
+
+  channelBindingTypes(): string[] {
+    return this.socket instanceof tls.TLSSocket ? availableChannelBindings(this.socket) : [];
+  }
+
+  private feed(chunk: Buffer): void {
+    if (this.closing) return;
+    try {
+      this.parser.write(chunk);
+    } catch (err) {
+      if (err instanceof StreamError) this.listener?.streamError(err);
+      else this.listener?.streamError(new StreamError('internal-server-error'));
+    }
+  }
+
+  private newParser(): StreamParser {
+    const listener = this.listener!;
+    return new StreamParser(this.opts.limits, {
+      streamStart: (name, attrs) => {
+        if (name !== 'stream:stream') {
+          throw new StreamError(name.endsWith(':stream') ? 'bad-namespace-prefix' : 'invalid-namespace', 'expected <stream:stream>');
+        }
+        if (attrs['xmlns:stream'] !== NS.STREAM) throw new StreamError('invalid-namespace', 'wrong stream namespace');
+        if (attrs.xmlns !== NS.CLIENT) throw new StreamError('invalid-namespace', `content namespace must be ${NS.CLIENT}`);
+        listener.streamStart(attrs);
+      },
+      element: (element) => listener.element(element),
+      streamEnd: () => listener.streamEnd(),
+    });
+  }
+
+  private write(data: string): void {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    this.lastWrite = Date.now();
+    // Writes within one tick leave in one packet.
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(data);
+  }
+
+  private configureSocket(socket: net.Socket): void {
+    socket.on('error', (err) => {
+      this.opts.logger.debug('socket error', { err: err.message });
+    });
+    socket.once('close', () => this.onClose(socket));
+  }
+
+  private onClose(socket: net.Socket): void {
+    // The plain socket under a TLS socket closes with it; report once, for the current socket.
+    if (socket !== this.socket || this.closedReason) return;
+    this.closedReason = this.closing ? 'closed' : 'peer went away';
+    clearInterval(this.keepalive);
+    this.listener?.closed(this.closedReason);
+  }
+
+  /** TCP keepalive with short probes so a vanished peer is noticed (net-keepalive sets what Node cannot). */
+  static tuneKeepalive(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, TCP_KEEPALIVE.idleMs);
+    try {
+      NetKeepAlive.setKeepAliveInterval(socket, TCP_KEEPALIVE.intervalMs);
+      NetKeepAlive.setKeepAliveProbes(socket, TCP_KEEPALIVE.probes);
+    } catch {
+      // Not supported on this platform: the kernel defaults apply.
+    }
+  }
+}
+
+export interface TcpListenerOptions {
+  port: number;
+  host: string;
+  /** Direct TLS (XEP-0368) rather than STARTTLS. */
+  directTls: boolean;
+  secureContext: tls.SecureContext;
+  /** PEM certificate and key, for the direct-TLS listener. */
+  certificate: { cert: string; key: string };
+  limits: ParserLimits;
+  defaultDomain: string;
+  logger: Logger;
+  nextId: () => string;
+  onConnection: (transport: TcpTransport) => void;
+}
+
+/** Listens for clients on one port; resolves with the server once it listens. */
+export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
+  const accept = (socket: net.Socket) => {
+    TcpTransport.tuneKeepalive(socket);
+    const id = opts.nextId();
+    const transport = new TcpTransport({
+      id,
+      socket,
+      limits: opts.limits,
+      secureContext: opts.directTls ? undefined : opts.secureContext,
+      defaultDomain: opts.defaultDomain,
+      logger: opts.logger.child({ conn: id }),
+    });
+    opts.onConnection(transport);
+  };
+  const server = opts.directTls
+    ? tls.createServer({ ...opts.certificate, ALPNProtocols: ['xmpp-client'], minVersion: 'TLSv1.2' }, accept)
+    : net.createServer(accept);
+  server.on('tlsClientError', (err: Error) => opts.logger.debug('TLS handshake failed', { err: err.message }));
+  server.on('error', (err) => opts.logger.error('listener error', { err: err.message, port: opts.port }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}

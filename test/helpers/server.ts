@@ -1,0 +1,221 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { client as xmppClient, xml } from '@xmpp/client';
+import type { Element } from 'ltx';
+import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
+import { loadConfig } from '../../server/config/config';
+import { silentLogger } from '../../server/log';
+import { startNode, type XmppNode } from '../../server/main';
+
+// The test servers use a self-signed certificate generated on first start.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+process.removeAllListeners('warning');
+
+type Test = { teardown(fn: () => unknown): void };
+
+export { xml };
+export type XmppClient = ReturnType<typeof xmppClient>;
+
+/** A port the kernel says is free now (the contract reserves port 0 for "disabled"). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface TestServer {
+  node: XmppNode;
+  domain: string;
+  port: number;
+  tlsPort: number;
+  addUser(local: string, password?: string): Promise<string>;
+  /** A logged-in @xmpp/client (STARTTLS, SCRAM-SHA-1 by default) that is stopped at teardown. */
+  login(local: string, opts?: LoginOptions): Promise<XmppClient>;
+}
+
+export interface LoginOptions {
+  password?: string;
+  resource?: string;
+  /** 'starttls' on the c2s port (default) or 'direct' TLS on the c2s-ssl port. */
+  tls?: 'starttls' | 'direct';
+  mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
+  /** Send initial presence after binding [true]. */
+  presence?: boolean;
+}
+
+export const PASSWORD = 'secret-password';
+
+/** Starts a node in this process on free loopback ports, with its own data folder. */
+export async function startTestServer(t: Test, opts: { dbUri?: string; args?: string[] } = {}): Promise<TestServer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-test-'));
+  const port = await freePort();
+  const tlsPort = await freePort();
+  const config = loadConfig([
+    '--virt-hosts=localhost',
+    `--c2s-ports=${port}`,
+    `--c2s-ssl-ports=${tlsPort}`,
+    '--ws-ports=0',
+    '--bosh-ports=0',
+    '--http-port=0',
+    '--bind-address=127.0.0.1',
+    `--user-db-uri=${opts.dbUri ?? `sqlite:${path.join(dir, 'xmpp.sqlite')}`}`,
+    `--data-dir=${dir}`,
+    '--scram-iterations=4096',
+    ...(opts.args ?? []),
+  ]);
+  const node = await startNode(config, (process.env.DBG ? require('../../server/log').createLogger({logLevel:'debug',logJson:false,debug:['c2s','router','db'],clusterHostname:'x'}) : silentLogger()));
+  const clients: XmppClient[] = [];
+  t.teardown(async () => {
+    await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
+    await node.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const domain = 'localhost';
+  return {
+    node,
+    domain,
+    port,
+    tlsPort,
+    async addUser(local, password = PASSWORD) {
+      const jid = `${local}@${domain}`;
+      await node.storage.users.create(jid, deriveScramCredentials(password, 4096));
+      return jid;
+    },
+    async login(local, login = {}) {
+      const password = login.password ?? PASSWORD;
+      const direct = login.tls === 'direct';
+      const client = xmppClient({
+        service: direct ? `xmpps://127.0.0.1:${tlsPort}` : `xmpp://127.0.0.1:${port}`,
+        domain,
+        resource: login.resource,
+        credentials: async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) => {
+          const mechanism = login.mechanism ?? 'SCRAM-SHA-1';
+          if (!mechanisms.includes(mechanism)) throw new Error(`${mechanism} not offered: ${mechanisms.join(',')}`);
+          await authenticate({ username: local, password }, mechanism);
+        },
+      });
+      client.on('error', () => undefined);
+      clients.push(client);
+      await client.start();
+      if (login.presence ?? true) await client.send(xml('presence'));
+      return client;
+    },
+  };
+}
+
+/** Resolves with the next stanza the client receives that matches `predicate` (rejects after `ms`). */
+export function nextStanza(client: XmppClient, predicate: (stanza: Element) => boolean = () => true, ms = 5000): Promise<Element> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('stanza', onStanza);
+      reject(new Error('timed out waiting for a stanza'));
+    }, ms);
+    const onStanza = (stanza: Element) => {
+      if (!predicate(stanza)) return;
+      clearTimeout(timer);
+      client.off('stanza', onStanza);
+      resolve(stanza);
+    };
+    client.on('stanza', onStanza);
+  });
+}
+
+/** Collects every stanza a client receives, for asserting what did (not) arrive. */
+export function collect(client: XmppClient): Element[] {
+  const seen: Element[] = [];
+  client.on('stanza', (stanza: Element) => seen.push(stanza));
+  return seen;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A raw TCP (or TLS) connection for bad-input tests: write bytes, read what the server says. */
+export class RawConnection {
+  private received = '';
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (data: string) => {
+      this.received += data;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async connect(port: number, secure = false): Promise<RawConnection> {
+    const socket = secure
+      ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+      : net.connect({ port, host: '127.0.0.1' });
+    await new Promise<void>((resolve, reject) => {
+      socket.once(secure ? 'secureConnect' : 'connect', () => resolve());
+      socket.once('error', reject);
+    });
+    return new RawConnection(socket);
+  }
+
+  write(data: string): void {
+    this.socket.write(data);
+  }
+
+  get text(): string {
+    return this.received;
+  }
+
+  /** Waits until what was received matches `pattern` (rejects after `ms`). */
+  async waitFor(pattern: RegExp, ms = 5000): Promise<string> {
+    const deadline = Date.now() + ms;
+    while (!pattern.test(this.received)) {
+      if (this.closed) throw new Error(`connection closed; received: ${this.received}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${pattern}; received: ${this.received}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.received;
+  }
+
+  /** Resolves once the server has closed the connection (rejects after `ms`). */
+  async waitClosed(ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('connection still open');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** The opening of a client stream to localhost. */
+export const STREAM_OPEN = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
