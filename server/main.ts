@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
+import { createMechanisms } from './c2s/sasl';
 import { C2SStream, type C2SContext } from './c2s/stream';
 import { ConfigError, loadConfig } from './config/config';
 import type { Config } from './config/types';
@@ -78,6 +80,11 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     storage,
     router,
     sessions,
+    // Unknown users get a fake salt derived from this secret; nodes sharing --cluster-secret agree on it.
+    mechanisms: createMechanisms({
+      unknownUserIterations: config.scramIterations,
+      unknownUserSecret: config.clusterSecret ? createHash('sha256').update(`unknown-user:${config.clusterSecret}`).digest() : undefined,
+    }),
     preAuthIq: config.registration ? registrationHandler(moduleContext) : undefined,
   };
   const connections = new Set<TcpTransport>();

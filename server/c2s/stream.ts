@@ -10,7 +10,7 @@ import type { SessionManager } from '../sm/session-manager';
 import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { offeredMechanisms } from './sasl';
-import { SaslFailure, type SaslExchange } from './sasl/mechanism';
+import { SaslFailure, type SaslExchange, type SaslMechanism } from './sasl/mechanism';
 import type { Transport, TransportListener } from './transport';
 
 /** A handler for IQs a client may send before it authenticates (XEP-0077 in-band registration). */
@@ -23,6 +23,8 @@ export interface C2SContext {
   storage: Storage;
   router: Router;
   sessions: SessionManager;
+  /** SASL mechanisms in preference order (built once per node, see createMechanisms). */
+  mechanisms: SaslMechanism[];
   /** Set when in-band registration is enabled. */
   preAuthIq?: PreAuthIqHandler;
   /** Counts for /metrics and /status. */
@@ -176,7 +178,7 @@ export class C2SStream implements TransportListener {
     }
     const bindings = this.transport.channelBindingTypes();
     const mechanisms = features.c('mechanisms', { xmlns: NS.SASL });
-    for (const mechanism of offeredMechanisms(this.transport.secure, bindings.length > 0)) {
+    for (const mechanism of offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms)) {
       mechanisms.c('mechanism').t(mechanism.name);
     }
     if (bindings.length > 0) {
@@ -240,7 +242,7 @@ export class C2SStream implements TransportListener {
           if (this.sasl) throw new SaslFailure('malformed-request', 'an exchange is already running');
           const name = element.attrs.mechanism as string | undefined;
           const bindings = this.transport.channelBindingTypes();
-          const mechanism = offeredMechanisms(this.transport.secure, bindings.length > 0).find((m) => m.name === name);
+          const mechanism = offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms).find((m) => m.name === name);
           if (!mechanism) throw new SaslFailure('invalid-mechanism');
           const state: { exchange: SaslExchange; username?: string } = {
             exchange: mechanism.start({

@@ -1,5 +1,5 @@
 import { Element } from 'ltx';
-import { deriveScramCredentials } from '../c2s/sasl/scram';
+import { deriveScramCredentialsAsync } from '../c2s/sasl/scram';
 import type { PreAuthIqHandler } from '../c2s/stream';
 import { StanzaError } from '../errors';
 import { makeJID } from '../jid';
@@ -39,7 +39,7 @@ export const register: ServerModule = (ctx) => {
     const password = payload.getChildText('password');
     if (!password || (username !== null && username.toLowerCase() !== to.local)) throw new StanzaError('bad-request');
     checkPassword(password);
-    await storage.users.setCredentials(user, deriveScramCredentials(password, config.scramIterations));
+    await storage.users.setCredentials(user, await deriveScramCredentialsAsync(password, config.scramIterations));
     ctx.logger.info('password changed in band', { conn: session?.id, jid: user });
     return null;
   });
@@ -76,7 +76,7 @@ export function registrationHandler({ storage, config, logger }: ModuleContext):
         throw new StanzaError('not-acceptable', 'that username is not allowed');
       }
       checkPassword(password);
-      await storage.users.create(jid, deriveScramCredentials(password, config.scramIterations));
+      await storage.users.create(jid, await deriveScramCredentialsAsync(password, config.scramIterations));
       logger.info('account registered in band', { jid });
       return reply();
     } catch (err) {

@@ -1,0 +1,144 @@
+import { deriveScramCredentialsAsync } from '../server/c2s/sasl/scram';
+import { ConfigError, loadConfig } from '../server/config/config';
+import type { Config } from '../server/config/types';
+import { tryParseJID } from '../server/jid';
+import { openStorage } from '../server/storage/open-storage';
+import { UserExistsError, type Storage } from '../server/storage/types';
+
+const USAGE = `usage: xmppctl --config FILE [--key=value ...] <command>
+commands:
+  adduser JID PASSWORD    create an account
+  passwd JID PASSWORD     set a new password
+  deluser JID             delete an account and everything stored for it
+  listusers [DOMAIN]      list accounts
+  cluster-nodes           show the cluster_nodes table with each row's age
+  migrate                 bring the database schema up to date`;
+
+/** A failure with a one-line reason; exit code 1. */
+class CommandError extends Error {}
+
+type Command = (storage: Storage, config: Config, args: string[]) => Promise<void>;
+
+const commands: Record<string, { args: [number, number]; run: Command }> = {
+  adduser: {
+    args: [2, 2],
+    async run(storage, config, [jidArg, password]) {
+      const jid = accountJid(jidArg, config);
+      try {
+        await storage.users.create(jid, await deriveScramCredentialsAsync(password, config.scramIterations));
+      } catch (err) {
+        if (err instanceof UserExistsError) throw new CommandError(`${jid} already exists`);
+        throw err;
+      }
+      console.log(`created ${jid}`);
+    },
+  },
+  passwd: {
+    args: [2, 2],
+    async run(storage, config, [jidArg, password]) {
+      const jid = accountJid(jidArg, config);
+      if (!(await storage.users.setCredentials(jid, await deriveScramCredentialsAsync(password, config.scramIterations)))) {
+        throw new CommandError(`no such user: ${jid}`);
+      }
+      console.log(`password changed for ${jid}`);
+    },
+  },
+  deluser: {
+    args: [1, 1],
+    async run(storage, config, [jidArg]) {
+      const jid = accountJid(jidArg, config);
+      if (!(await storage.users.delete(jid))) throw new CommandError(`no such user: ${jid}`);
+      console.log(`deleted ${jid}`);
+    },
+  },
+  listusers: {
+    args: [0, 1],
+    async run(storage, _config, [domain]) {
+      for (const jid of await storage.users.list(domain?.toLowerCase())) console.log(jid);
+    },
+  },
+  'cluster-nodes': {
+    args: [0, 0],
+    async run(storage) {
+      const rows: Record<string, unknown>[] = await storage.knex('cluster_nodes').select('*').orderBy('hostname');
+      if (rows.length === 0) {
+        console.log('no cluster nodes registered');
+        return;
+      }
+      const now = Date.now();
+      const table = rows.map((row) => ({
+        hostname: String(row.hostname),
+        address: `${row.address ?? ''}:${row.port ?? ''}`,
+        version: String(row.version ?? ''),
+        connections: String(row.connections ?? 0),
+        'last update': new Date(row.last_update as string | Date).toISOString(),
+        age: `${((now - new Date(row.last_update as string | Date).getTime()) / 1000).toFixed(1)}s`,
+      }));
+      printTable(table);
+    },
+  },
+  migrate: {
+    args: [0, 0],
+    async run(storage) {
+      await storage.migrate();
+      console.log('database schema is up to date');
+    },
+  },
+};
+
+function accountJid(input: string, config: Config): string {
+  const jid = tryParseJID(input);
+  if (!jid || !jid.local || jid.resource) throw new CommandError(`not an account JID (user@domain): ${input}`);
+  if (!config.virtHosts.includes(jid.domain)) {
+    throw new CommandError(`${jid.domain} is not served by this server (--virt-hosts = ${config.virtHosts.join(',')})`);
+  }
+  return jid.toString();
+}
+
+function printTable(rows: Record<string, string>[]): void {
+  const columns = Object.keys(rows[0]);
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd();
+  console.log(line(columns));
+  for (const row of rows) console.log(line(columns.map((c) => row[c])));
+}
+
+/** Splits argv into config options (--key=value, --config FILE) and the command with its arguments. */
+function splitArgs(argv: string[]): { options: string[]; positional: string[] } {
+  const options: string[] = [];
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--config' && i + 1 < argv.length) options.push(arg, argv[++i]);
+    else if (arg.startsWith('--') && arg.includes('=')) options.push(arg);
+    else positional.push(arg);
+  }
+  return { options, positional };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { options, positional } = splitArgs(argv);
+  const [name, ...args] = positional;
+  const command = name ? commands[name] : undefined;
+  if (!command || args.length < command.args[0] || args.length > command.args[1]) {
+    console.error(name && !command ? `unknown command: ${name}\n${USAGE}` : USAGE);
+    return 2;
+  }
+  let storage: Storage | undefined;
+  try {
+    const config = loadConfig(options);
+    storage = await openStorage(config.userDbUri);
+    await command.run(storage, config, args);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommandError || err instanceof ConfigError) console.error(`xmppctl: ${err.message}`);
+    else console.error(`xmppctl: ${(err as Error)?.message ?? err}`);
+    return 1;
+  } finally {
+    await storage?.close();
+  }
+}
+
+if (require.main === module) {
+  run(process.argv.slice(2)).then((code) => process.exit(code));
+}
