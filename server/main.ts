@@ -163,6 +163,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config);
+  for (const warning of config.warnings ?? []) logger.warn(warning);
   const node = await startNode(config, logger);
   const shutdown = (signal: string) => {
     logger.info('shutting down', { signal });

@@ -70,4 +70,8 @@ export interface Config {
   limits: Limits;
   /** Every key as given (after command-line overrides), for components' own keys. */
   raw: ReadonlyMap<string, string>;
+  /** Absolute path of the properties file read, when there was one. */
+  configFile?: string;
+  /** Harmless oddities found while loading (duplicate keys, ignored Tigase keys), for main to log. */
+  warnings?: readonly string[];
 }

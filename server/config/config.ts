@@ -1,0 +1,741 @@
+/**
+ * Loads init.properties plus command-line overrides into one validated, deep-frozen Config.
+ * Validated once, at start-up: any bad or unknown key stops the node with a ConfigError that
+ * names the key and, when it came from the file, the file and line.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, parseProperties, PropertyType } from './properties';
+import type { ComponentConfig, Config, Limits } from './types';
+
+export { ConfigError } from './properties';
+
+export interface LoadConfigOptions {
+  /** Folder that relative paths (--config, --data-dir, --tls-*, --log-file, sqlite:) resolve against [process.cwd()]. */
+  cwd?: string;
+  /** Environment; only XMPP_CLUSTER_SECRET is read, so the secret can stay out of argv and files [process.env]. */
+  env?: NodeJS.ProcessEnv;
+  /** The machine's name, the default --cluster-hostname [os.hostname()]; tests pass their own. */
+  hostname?: string;
+}
+
+/** What one key holds; used for parsing, type-suffix checks and error messages. */
+type Kind = 'boolean' | 'integer' | 'seconds' | 'port' | 'ports' | 'string' | 'list';
+
+const KIND_TEXT: Record<Kind, string> = {
+  boolean: 'true or false',
+  integer: 'a whole number',
+  seconds: 'a number of seconds',
+  port: 'a port number',
+  ports: 'a comma list of port numbers',
+  string: 'text',
+  list: 'a comma list',
+};
+
+/** Every key we know, with its kind. Defaults are in DEFAULTS and in the code that reads each key. */
+const KEYS: Record<string, Kind> = {
+  '--virt-hosts': 'list',
+  '--admins': 'list',
+  '--user-db': 'string',
+  '--user-db-uri': 'string',
+  '--c2s-ports': 'ports',
+  '--c2s-ssl-ports': 'ports',
+  '--ws-ports': 'ports',
+  '--bosh-ports': 'ports',
+  '--http-port': 'port',
+  '--bind-address': 'string',
+  '--tls-cert': 'string',
+  '--tls-key': 'string',
+  '--tls-required': 'boolean',
+  '--registration': 'boolean',
+  '--scram-iterations': 'integer',
+  '--cluster-mode': 'boolean',
+  '--cluster-hostname': 'string',
+  '--cluster-address': 'string',
+  '--cluster-port': 'port',
+  '--cluster-secret': 'string',
+  '--cluster-heartbeat': 'seconds',
+  '--cluster-node-timeout': 'seconds',
+  '--sm-cluster-strategy-class': 'string',
+  '--min-cluster-nodes': 'integer',
+  '--debug': 'list',
+  '--log-level': 'string',
+  '--log-file': 'string',
+  '--log-json': 'boolean',
+  '--log-elasticsearch': 'string',
+  '--log-elasticsearch-index': 'string',
+  '--data-dir': 'string',
+  '--max-stanza-size': 'integer',
+  '--max-xml-depth': 'integer',
+  '--max-attributes': 'integer',
+  '--stream-open-timeout': 'seconds',
+  '--auth-timeout': 'seconds',
+  '--max-auth-failures': 'integer',
+  '--max-account-auth-failures': 'integer',
+  '--auth-lockout': 'seconds',
+  '--offline-queue-length': 'integer',
+  // Tigase writes this into generated files; it means nothing here and is ignored.
+  'config-type': 'string',
+};
+
+const COMPONENT_KEY = /^--comp-(name|class)-(\d+)$/;
+
+/** Defaults, one per key (STYLE §9). Keys not listed have no default (unset) or derive from another. */
+const DEFAULTS = {
+  virtHosts: ['localhost'],          // --virt-hosts [localhost]
+  userDb: 'sqlite' as const,         // --user-db [sqlite]
+  // --user-db-uri [sqlite:<data-dir>/xmpp.sqlite], i.e. sqlite:var/xmpp.sqlite
+  c2sPorts: [5222],                  // --c2s-ports [5222] (RFC 6120 STARTTLS)
+  c2sSslPorts: [5223],               // --c2s-ssl-ports [5223] (XEP-0368 direct TLS)
+  wsPorts: [5290],                   // --ws-ports [5290] (RFC 7395)
+  boshPorts: [5280],                 // --bosh-ports [5280] (XEP-0206, path /http-bind)
+  httpPort: 8080,                    // --http-port [8080] (/health, /status, /metrics)
+  bindAddress: '0.0.0.0',            // --bind-address [0.0.0.0]
+  tlsRequired: true,                 // --tls-required [true]
+  registration: false,               // --registration [false] (XEP-0077)
+  scramIterations: 10000,            // --scram-iterations [10000]
+  clusterMode: false,                // --cluster-mode [false]
+  // --cluster-hostname [os.hostname()], --cluster-address [= cluster hostname]
+  clusterPort: 5777,                 // --cluster-port [5777]
+  clusterHeartbeat: 5,               // --cluster-heartbeat [5 s]
+  // --cluster-node-timeout [3 × heartbeat]
+  smClusterStrategyClass: 'broadcast', // --sm-cluster-strategy-class [broadcast]
+  minClusterNodes: 1,                // --min-cluster-nodes [1]
+  logLevel: 'info',                  // --log-level [info]
+  logJson: false,                    // --log-json [false]
+  logElasticsearchIndex: 'xmpp-server', // --log-elasticsearch-index [xmpp-server]
+  dataDir: 'var',                    // --data-dir [var], relative to the working directory
+  limits: {
+    maxStanzaSize: 262144,           // --max-stanza-size [262144 bytes]
+    maxXmlDepth: 32,                 // --max-xml-depth [32]
+    maxAttributes: 64,               // --max-attributes [64]
+    streamOpenTimeout: 10,           // --stream-open-timeout [10 s]
+    authTimeout: 60,                 // --auth-timeout [60 s]
+    maxAuthFailures: 3,              // --max-auth-failures [3]
+    maxAccountAuthFailures: 10,      // --max-account-auth-failures [10]
+    authLockout: 300,                // --auth-lockout [300 s]
+    offlineQueueLength: 1000,        // --offline-queue-length [1000]
+  } satisfies Limits,
+};
+
+const STRATEGY_ALIASES: Record<string, string> = {
+  broadcast: 'broadcast',
+  'tigase.cluster.strategy.DefaultClusteringStrategy': 'broadcast',
+  'online-users-caching': 'online-users-caching',
+  'tigase.cluster.strategy.OnlineUsersCachingStrategy': 'online-users-caching',
+  'tigase.server.cluster.strategy.OnlineUsersCachingStrategy': 'online-users-caching',
+};
+
+const COMPONENT_ALIASES: Record<string, 'muc' | 'pubsub'> = {
+  muc: 'muc',
+  'tigase.muc.MUCComponent': 'muc',
+  'tigase.muc.cluster.MUCComponentClustered': 'muc',
+  pubsub: 'pubsub',
+  'tigase.pubsub.PubSubComponent': 'pubsub',
+  'tigase.pubsub.cluster.PubSubComponentClustered': 'pubsub',
+};
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
+
+const COMMAND_LINE = 'command line';
+
+/** One key as given, and where. */
+interface Setting {
+  key: string;
+  value: string;
+  source: string;
+  line?: number;
+  type?: PropertyType;
+  /** Folder that a relative module path in this setting resolves against. */
+  baseDir: string;
+}
+
+/**
+ * Builds the node's configuration from `argv` (process.argv.slice(2)): `--config FILE` (or
+ * `--config=FILE`) names the properties file, and every other `--key=value` / `--key value`
+ * overrides the file. Without `--config`, defaults and command-line keys only.
+ * Relative paths resolve against the working directory; a strategy module path given in the
+ * file resolves against the file's folder.
+ */
+export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config {
+  const cwd = path.resolve(opts.cwd ?? process.cwd());
+  const env = opts.env ?? process.env;
+  const { configFile, overrides } = parseArgv(argv, cwd);
+  const warnings: string[] = [];
+
+  const settings = new Map<string, Setting>();
+  if (configFile !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(configFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${configFile}: ${(err as Error).message}`, '--config');
+    }
+    const source = path.relative(cwd, configFile) || configFile;
+    for (const entry of parseProperties(text, source)) {
+      const earlier = settings.get(entry.key);
+      if (earlier) warnings.push(`${source}:${entry.line}: ${entry.key} overrides the value on line ${earlier.line}`);
+      settings.set(entry.key, { ...entry, source, baseDir: path.dirname(configFile) });
+    }
+  }
+  for (const o of overrides) settings.set(o.key, o);
+
+  const r = new Reader(settings);
+  const components = readComponents(r);
+  checkKeys(settings, components);
+  if (settings.has('config-type')) warnings.push(`config-type is a Tigase key and is ignored`);
+
+  const dataDir = path.resolve(cwd, r.string('--data-dir') ?? DEFAULTS.dataDir);
+  const { userDb, userDbUri } = readUserDb(r, cwd, dataDir);
+
+  const c2sPorts = r.ports('--c2s-ports', DEFAULTS.c2sPorts);
+  const c2sSslPorts = r.ports('--c2s-ssl-ports', DEFAULTS.c2sSslPorts);
+  const wsPorts = r.ports('--ws-ports', DEFAULTS.wsPorts);
+  const boshPorts = r.ports('--bosh-ports', DEFAULTS.boshPorts);
+  const httpPort = r.port('--http-port', DEFAULTS.httpPort, true);
+  const clusterPort = r.port('--cluster-port', DEFAULTS.clusterPort, false);
+  const clusterMode = r.boolean('--cluster-mode', DEFAULTS.clusterMode);
+  checkPortClashes(r, { c2sPorts, c2sSslPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
+
+  const { tlsCert, tlsKey } = readTlsFiles(r, cwd);
+
+  const clusterHostname = readClusterHostname(r, clusterMode, opts.hostname ?? os.hostname());
+  const clusterAddress = r.string('--cluster-address')?.toLowerCase() ?? clusterHostname;
+  if (!HOST_OR_IP.test(clusterAddress)) r.fail('--cluster-address', `"${clusterAddress}" is not a host name or IP address`);
+
+  // Seconds; fractions are allowed so tests can run fast clusters.
+  const clusterHeartbeat = r.seconds('--cluster-heartbeat', DEFAULTS.clusterHeartbeat);
+  const clusterNodeTimeout = r.seconds('--cluster-node-timeout', 3 * clusterHeartbeat);
+  if (clusterNodeTimeout <= clusterHeartbeat) {
+    // A row is refreshed once per heartbeat; a shorter timeout would declare live nodes dead.
+    r.fail('--cluster-node-timeout', `${clusterNodeTimeout} must be longer than --cluster-heartbeat (${clusterHeartbeat})`);
+  }
+
+  const clusterSecret = r.string('--cluster-secret') ?? (env.XMPP_CLUSTER_SECRET || undefined);
+  if (clusterSecret !== undefined && clusterSecret.length < 16) {
+    warnings.push('--cluster-secret is shorter than 16 characters; a longer random secret is safer');
+  }
+
+  const logElasticsearch = readElasticsearchUrl(r);
+  const logElasticsearchIndex = r.string('--log-elasticsearch-index') ?? DEFAULTS.logElasticsearchIndex;
+  // Elasticsearch index names: lowercase, no \ / * ? " < > | , # space, not starting with - _ +.
+  if (!/^[a-z0-9][a-z0-9._-]{0,254}$/.test(logElasticsearchIndex)) {
+    r.fail('--log-elasticsearch-index', `"${logElasticsearchIndex}" is not a valid Elasticsearch index name (lowercase letters, digits, . _ -)`);
+  }
+
+  const logLevel = (r.string('--log-level') ?? DEFAULTS.logLevel).toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) r.fail('--log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const logFileSetting = r.string('--log-file');
+
+  const config: Config = {
+    virtHosts: readVirtHosts(r),
+    admins: readAdmins(r),
+    userDb,
+    userDbUri,
+    c2sPorts,
+    c2sSslPorts,
+    wsPorts,
+    boshPorts,
+    httpPort,
+    bindAddress: readBindAddress(r),
+    tlsCert,
+    tlsKey,
+    tlsRequired: r.boolean('--tls-required', DEFAULTS.tlsRequired),
+    registration: r.boolean('--registration', DEFAULTS.registration),
+    // RFC 7677 §4: the iteration count SHOULD be at least 4096; above 10 million a login takes seconds.
+    scramIterations: r.integer('--scram-iterations', DEFAULTS.scramIterations, 4096, 10_000_000),
+    clusterMode,
+    clusterHostname,
+    clusterAddress,
+    clusterPort,
+    clusterSecret,
+    clusterHeartbeat,
+    clusterNodeTimeout,
+    smClusterStrategyClass: readStrategy(r, cwd),
+    components,
+    minClusterNodes: r.integer('--min-cluster-nodes', DEFAULTS.minClusterNodes, 1),
+    debug: readDebug(r),
+    logLevel,
+    logFile: logFileSetting === undefined ? undefined : path.resolve(cwd, logFileSetting),
+    logJson: r.boolean('--log-json', DEFAULTS.logJson),
+    logElasticsearch,
+    logElasticsearchIndex,
+    dataDir,
+    limits: readLimits(r),
+    raw: frozenMap(new Map([...settings].map(([k, s]) => [k, s.value]))),
+    configFile,
+    warnings,
+  };
+  return deepFreeze(config);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+function parseArgv(argv: string[], cwd: string): { configFile?: string; overrides: Setting[] } {
+  let configFile: string | undefined;
+  const overrides: Setting[] = [];
+  const fail = (key: string | undefined, message: string): never => {
+    throw new ConfigError(message, key, COMMAND_LINE);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) fail(undefined, `unexpected argument "${arg}"; keys are given as --key=value`);
+    const eq = arg.indexOf('=');
+    let key = eq > 0 ? arg.slice(0, eq) : arg;
+    let value: string;
+    if (eq > 0) {
+      value = arg.slice(eq + 1);
+    } else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
+      value = argv[++i];
+    } else if (KEYS[stripSuffix(key).key] === 'boolean') {
+      value = 'true'; // a bare boolean flag: --cluster-mode
+    } else {
+      return fail(key, 'needs a value (--key=value or --key value)');
+    }
+    if (key === '--config') {
+      if (configFile !== undefined) fail(key, 'given twice');
+      if (value === '') fail(key, 'needs a file name');
+      configFile = path.resolve(cwd, value);
+      continue;
+    }
+    const stripped = stripSuffix(key);
+    key = stripped.key;
+    overrides.push({ key, value: value.trim(), source: COMMAND_LINE, type: stripped.type, baseDir: cwd });
+  }
+  return { configFile, overrides };
+}
+
+function stripSuffix(key: string): { key: string; type?: PropertyType } {
+  const m = /^(.*)\[([BILSbils])\]$/.exec(key);
+  return m ? { key: m[1], type: m[2].toUpperCase() as PropertyType } : { key };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading typed values
+
+const BOOLEANS: Record<string, boolean> = { true: true, yes: true, '1': true, false: false, no: false, '0': false };
+
+class Reader {
+  constructor(private readonly settings: Map<string, Setting>) {}
+
+  /** Throws a ConfigError naming `key` and, when it was given, where. */
+  fail(key: string, message: string, at: string = key): never {
+    const s = this.settings.get(at);
+    throw new ConfigError(message, key, s?.source, s?.line);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.settings.keys();
+  }
+
+  setting(key: string): Setting | undefined {
+    return this.settings.get(key);
+  }
+
+  /** The value, or undefined when absent or empty. */
+  string(key: string): string | undefined {
+    const v = this.settings.get(key)?.value.trim();
+    return v === undefined || v === '' ? undefined : v;
+  }
+
+  list(key: string): string[] | undefined {
+    const v = this.settings.get(key)?.value;
+    if (v === undefined) return undefined;
+    return v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  }
+
+  private required(key: string): string | undefined {
+    const s = this.settings.get(key);
+    if (s === undefined) return undefined;
+    const v = s.value.trim();
+    if (v === '') this.fail(key, `needs a value (${KIND_TEXT[KEYS[key]] ?? 'text'})`);
+    return v;
+  }
+
+  boolean(key: string, def: boolean): boolean {
+    const v = this.required(key);
+    if (v === undefined) return def;
+    const b = BOOLEANS[v.toLowerCase()];
+    if (b === undefined) this.fail(key, `"${v}" is not a boolean (true/false, yes/no, 1/0)`);
+    return b;
+  }
+
+  integer(key: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.required(key);
+    if (v === undefined) return def;
+    if (!/^[+-]?\d+$/.test(v) || !Number.isSafeInteger(Number(v))) this.fail(key, `"${v}" is not a whole number`);
+    const n = Number(v);
+    if (n < min) this.fail(key, `${n} is below the minimum ${min}`);
+    if (n > max) this.fail(key, `${n} is above the maximum ${max}`);
+    return n;
+  }
+
+  /** A positive number of seconds (fractions allowed). */
+  seconds(key: string, def: number): number {
+    const v = this.required(key);
+    if (v === undefined) return def;
+    if (!/^\+?(\d+(\.\d*)?|\.\d+)$/.test(v)) this.fail(key, `"${v}" is not a number of seconds`);
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) this.fail(key, `${v} must be more than 0 seconds`);
+    return n;
+  }
+
+  port(key: string, def: number, zeroDisables: boolean): number {
+    const v = this.required(key);
+    if (v === undefined) return def;
+    return this.parsePort(key, v, zeroDisables);
+  }
+
+  /** A comma list of ports; `0` alone disables the listener (empty list). */
+  ports(key: string, def: number[]): number[] {
+    const v = this.required(key);
+    if (v === undefined) return def;
+    const items = v.split(',').map((x) => x.trim());
+    if (items.length === 1 && items[0] === '0') return [];
+    const ports: number[] = [];
+    for (const item of items) {
+      if (item === '0') this.fail(key, '0 disables the listener and cannot be combined with other ports');
+      const p = this.parsePort(key, item, false);
+      if (ports.includes(p)) this.fail(key, `port ${p} is listed twice`);
+      ports.push(p);
+    }
+    return ports;
+  }
+
+  private parsePort(key: string, v: string, zeroAllowed: boolean): number {
+    if (!/^\d+$/.test(v)) this.fail(key, `"${v}" is not a port number`);
+    const n = Number(v);
+    if (n > 65535) this.fail(key, `${n} is not a port number (1-65535)`);
+    if (n === 0 && !zeroAllowed) this.fail(key, `0 is not a usable port here (1-65535)`);
+    return n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key checks
+
+function checkKeys(settings: Map<string, Setting>, components: ComponentConfig[]): void {
+  const prefixes = components.flatMap((c) => [`--${c.name}-`, `${c.name}/`]);
+  for (const s of settings.values()) {
+    const kind = KEYS[s.key];
+    if (kind !== undefined) {
+      checkTypeSuffix(s, kind);
+      continue;
+    }
+    if (COMPONENT_KEY.test(s.key)) {
+      checkTypeSuffix(s, 'string');
+      continue;
+    }
+    // A component's own keys (--muc-history-size with a component named muc) stay in `raw`.
+    if (prefixes.some((p) => s.key.startsWith(p) && s.key.length > p.length)) continue;
+    if (s.key === '--config') throw new ConfigError('is only valid on the command line', s.key, s.source, s.line);
+    throw new ConfigError(`unknown key${unknownKeyHint(s.key)}`, s.key, s.source, s.line);
+  }
+}
+
+function checkTypeSuffix(s: Setting, kind: Kind): void {
+  if (s.type === undefined || s.type === 'S') return;
+  const fits = s.type === 'B' ? kind === 'boolean' : ['integer', 'seconds', 'port', 'ports'].includes(kind);
+  if (!fits) {
+    throw new ConfigError(`type suffix [${s.type}] does not fit: this key takes ${KIND_TEXT[kind]}`, s.key, s.source, s.line);
+  }
+}
+
+function unknownKeyHint(key: string): string {
+  const close = suggest(key);
+  if (close !== undefined) return ` (did you mean ${close}?)`;
+  const kind = /^--(muc|pubsub)-/.exec(key)?.[1];
+  if (kind !== undefined) return ` (no component named ${kind} is configured: add --comp-name-N=${kind} and --comp-class-N=${kind})`;
+  return '';
+}
+
+/** The known key closest to `key` by edit distance, when it is close enough to be a typo. */
+function suggest(key: string): string | undefined {
+  const candidates = [...Object.keys(KEYS), '--comp-name-1', '--comp-class-1', '--config'];
+  const lower = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(lower, c);
+    if (d < bestDistance) { best = c; bestDistance = d; }
+  }
+  const allowed = Math.min(4, Math.max(2, Math.floor(key.length / 5)));
+  return bestDistance <= allowed ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Individual keys
+
+/** A DNS label: letters (any script), digits, hyphens inside, at most 63 characters. */
+const LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?$/u;
+
+function isDomainName(s: string): boolean {
+  if (s.length === 0 || s.length > 253) return false;
+  return s.split('.').every((label) => LABEL.test(label));
+}
+
+/** Host names, IPv4 and IPv6 addresses, and names like `node1-2` for several nodes per machine. */
+const HOST_OR_IP = /^[a-z0-9:](?:[a-z0-9._:-]{0,253}[a-z0-9.])?$/;
+
+function readVirtHosts(r: Reader): string[] {
+  const given = r.list('--virt-hosts');
+  if (given === undefined) return [...DEFAULTS.virtHosts];
+  const hosts: string[] = [];
+  for (const raw of given) {
+    const host = raw.toLowerCase();
+    if (!isDomainName(host)) r.fail('--virt-hosts', `"${raw}" is not a valid domain name`);
+    if (!hosts.includes(host)) hosts.push(host);
+  }
+  if (hosts.length === 0) r.fail('--virt-hosts', 'needs at least one domain');
+  return hosts;
+}
+
+function readAdmins(r: Reader): string[] {
+  const admins: string[] = [];
+  for (const raw of r.list('--admins') ?? []) {
+    const jid = raw.toLowerCase();
+    const at = jid.indexOf('@');
+    const local = jid.slice(0, at);
+    const domain = jid.slice(at + 1);
+    if (at <= 0 || /[@/\s"&'<>:]/.test(local) || !isDomainName(domain)) {
+      r.fail('--admins', `"${raw}" is not a bare JID (local@domain)`);
+    }
+    if (!admins.includes(jid)) admins.push(jid);
+  }
+  return admins;
+}
+
+function uriScheme(uri: string): 'sqlite' | 'mysql' | undefined {
+  if (uri.startsWith('sqlite:')) return 'sqlite';
+  if (uri.startsWith('mysql://') || uri.startsWith('jdbc:mysql://')) return 'mysql';
+  return undefined;
+}
+
+function readUserDb(r: Reader, cwd: string, dataDir: string): { userDb: 'sqlite' | 'mysql'; userDbUri: string } {
+  const db = r.string('--user-db')?.toLowerCase();
+  if (db !== undefined && db !== 'sqlite' && db !== 'mysql') r.fail('--user-db', `"${db}" is not supported (sqlite or mysql)`);
+  let uri = r.string('--user-db-uri');
+  if (uri === undefined) {
+    if (db === 'mysql') r.fail('--user-db-uri', 'is required when --user-db is mysql (mysql://user:pass@host:port/db)', '--user-db');
+    return { userDb: 'sqlite', userDbUri: `sqlite:${path.join(dataDir, 'xmpp.sqlite')}` };
+  }
+  const scheme = uriScheme(uri);
+  // Never echo the URI: it may hold a password.
+  if (scheme === undefined) {
+    r.fail('--user-db-uri', 'unsupported URI; use sqlite:PATH, mysql://user:pass@host:port/db or jdbc:mysql://host:port/db?user=..&password=..');
+  }
+  if (db !== undefined && db !== scheme) r.fail('--user-db-uri', `a ${scheme} URI does not match --user-db=${db}`);
+  if (scheme === 'sqlite') {
+    const file = uri.slice('sqlite:'.length);
+    if (file === '') r.fail('--user-db-uri', 'sqlite: needs a file name (sqlite:var/xmpp.sqlite)');
+    // ':memory:' and 'file:' URIs are passed through; plain paths resolve like every other path.
+    if (!file.startsWith(':') && !file.startsWith('file:')) uri = `sqlite:${path.resolve(cwd, file)}`;
+  } else {
+    let url: URL | undefined;
+    try { url = new URL(uri.startsWith('jdbc:') ? uri.slice(5) : uri); } catch { url = undefined; }
+    if (url === undefined || url.hostname === '') r.fail('--user-db-uri', 'is not a valid mysql URI (mysql://user:pass@host:port/db)');
+  }
+  return { userDb: scheme ?? DEFAULTS.userDb, userDbUri: uri };
+}
+
+function readBindAddress(r: Reader): string {
+  const address = r.string('--bind-address') ?? DEFAULTS.bindAddress;
+  if (net.isIP(address) === 0 && !isDomainName(address.toLowerCase())) {
+    r.fail('--bind-address', `"${address}" is not an IP address or host name`);
+  }
+  return address;
+}
+
+function readTlsFiles(r: Reader, cwd: string): { tlsCert?: string; tlsKey?: string } {
+  const cert = r.string('--tls-cert');
+  const key = r.string('--tls-key');
+  if (cert !== undefined && key === undefined) r.fail('--tls-key', 'is required with --tls-cert', '--tls-cert');
+  if (key !== undefined && cert === undefined) r.fail('--tls-cert', 'is required with --tls-key', '--tls-key');
+  if (cert === undefined || key === undefined) return {};
+  const tlsCert = path.resolve(cwd, cert);
+  const tlsKey = path.resolve(cwd, key);
+  if (!fs.existsSync(tlsCert)) r.fail('--tls-cert', `${tlsCert} does not exist`);
+  if (!fs.existsSync(tlsKey)) r.fail('--tls-key', `${tlsKey} does not exist`);
+  return { tlsCert, tlsKey };
+}
+
+function isLoopback(host: string): boolean {
+  if (['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback'].includes(host)) return true;
+  if (host.endsWith('.localhost')) return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  if (net.isIPv6(host)) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host);
+    if (mapped) return mapped[1].startsWith('127.');
+    return /^(0{0,4}:){2,7}0{0,3}1$/.test(host) || host === '::1';
+  }
+  return false;
+}
+
+function readClusterHostname(r: Reader, clusterMode: boolean, machineName: string): string {
+  const given = r.string('--cluster-hostname');
+  const hostname = (given ?? machineName).toLowerCase();
+  const what = given === undefined ? `"${hostname}" (the default, from the machine's name)` : `"${hostname}"`;
+  if (!HOST_OR_IP.test(hostname)) r.fail('--cluster-hostname', `${what} is not a host name or address`);
+  if (clusterMode && isLoopback(hostname)) {
+    // Every node registers under this name in cluster_nodes; "localhost" would name every node.
+    r.fail('--cluster-hostname', `${what} is a loopback name: in cluster mode each node needs a unique name the other nodes can tell apart; set --cluster-hostname to this node's name (a loopback address is allowed in --cluster-address)`);
+  }
+  return hostname;
+}
+
+function checkPortClashes(
+  r: Reader,
+  p: { c2sPorts: number[]; c2sSslPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
+): void {
+  // Raw TCP listeners cannot share a port with anything; WebSocket, BOSH and the HTTP endpoints
+  // may (they can be served by one HTTP server), so they are not checked against each other.
+  const exclusive: [string, number[]][] = [
+    ['--c2s-ports', p.c2sPorts],
+    ['--c2s-ssl-ports', p.c2sSslPorts],
+  ];
+  if (p.clusterMode) exclusive.push(['--cluster-port', [p.clusterPort]]);
+  const all: [string, number[]][] = [
+    ...exclusive,
+    ['--ws-ports', p.wsPorts],
+    ['--bosh-ports', p.boshPorts],
+    ['--http-port', p.httpPort === 0 ? [] : [p.httpPort]],
+  ];
+  for (let i = 0; i < exclusive.length; i++) {
+    const [key, ports] = exclusive[i];
+    for (let j = 0; j < all.length; j++) {
+      if (j === i) continue;
+      const clash = ports.find((port) => all[j][1].includes(port));
+      if (clash !== undefined) {
+        const later = r.setting(key) ? key : all[j][0];
+        r.fail(later, `port ${clash} is also used by ${later === key ? all[j][0] : key}`);
+      }
+    }
+  }
+}
+
+function readStrategy(r: Reader, cwd: string): string {
+  const key = '--sm-cluster-strategy-class';
+  const value = r.string(key);
+  if (value === undefined) return DEFAULTS.smClusterStrategyClass;
+  const alias = STRATEGY_ALIASES[value];
+  if (alias !== undefined) return alias;
+  const looksLikePath = /\.(c|m)?js$/.test(value) || /^(\.\.?\/|\/)/.test(value);
+  if (!looksLikePath) {
+    r.fail(key, `"${value}" is neither a known strategy (broadcast, online-users-caching) nor a path to a JS module (./my-strategy.js)`);
+  }
+  const base = r.setting(key)?.baseDir ?? cwd;
+  const file = path.resolve(base, value);
+  try {
+    return require.resolve(file);
+  } catch {
+    return r.fail(key, `module ${file} does not exist`);
+  }
+}
+
+function readComponents(r: Reader): ComponentConfig[] {
+  const byIndex = new Map<number, { nameKey?: string; classKey?: string }>();
+  for (const key of r.keys()) {
+    const m = COMPONENT_KEY.exec(key);
+    if (!m) continue;
+    const index = Number(m[2]);
+    const entry = byIndex.get(index) ?? {};
+    if (m[1] === 'name') entry.nameKey = key; else entry.classKey = key;
+    byIndex.set(index, entry);
+  }
+  const components: ComponentConfig[] = [];
+  for (const index of [...byIndex.keys()].sort((a, b) => a - b)) {
+    const { nameKey, classKey } = byIndex.get(index)!;
+    const className = classKey === undefined ? undefined : r.string(classKey);
+    if (className === undefined) {
+      r.fail(nameKey ?? `--comp-class-${index}`, `has no --comp-class-${index} (muc or pubsub)`);
+    }
+    const kind = COMPONENT_ALIASES[className];
+    if (kind === undefined) r.fail(classKey!, `unknown component class "${className}" (muc, pubsub or their Tigase class names)`);
+    const name = (nameKey === undefined ? undefined : r.string(nameKey)?.toLowerCase()) ?? kind;
+    if (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) {
+      r.fail(nameKey!, `"${name}" is not a valid subdomain label (it is served at ${name}.<vhost>)`);
+    }
+    const clash = components.find((c) => c.name === name);
+    if (clash) r.fail(nameKey ?? classKey!, `component name "${name}" is already used by --comp-name-${clash.index}`);
+    components.push({ index, name, kind });
+  }
+  return components;
+}
+
+function readDebug(r: Reader): string[] {
+  const categories: string[] = [];
+  for (const raw of r.list('--debug') ?? []) {
+    const c = raw.toLowerCase();
+    if (!/^[a-z][a-z0-9_-]*$/.test(c)) r.fail('--debug', `"${raw}" is not a category name (e.g. cluster,server,xmpp,db)`);
+    if (!categories.includes(c)) categories.push(c);
+  }
+  return categories;
+}
+
+function readElasticsearchUrl(r: Reader): string | undefined {
+  const value = r.string('--log-elasticsearch');
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try { url = new URL(value); } catch { url = undefined; }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    r.fail('--log-elasticsearch', `"${value}" is not an http(s) URL`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+function readLimits(r: Reader): Limits {
+  const d = DEFAULTS.limits;
+  return {
+    // RFC 6120 §13.12: a maximum stanza size below 10000 bytes breaks interoperability.
+    // Above 64 MiB one stanza held in memory can starve the node; large data belongs in HTTP upload.
+    maxStanzaSize: r.integer('--max-stanza-size', d.maxStanzaSize, 10000, 64 * 1024 * 1024),
+    // At least 8: a PubSub publish with an Atom payload already nests 7 deep inside the stream.
+    maxXmlDepth: r.integer('--max-xml-depth', d.maxXmlDepth, 8, 1000),
+    // At least 8: a stream header alone carries up to 7 (to, from, id, version, xml:lang, xmlns, xmlns:stream).
+    maxAttributes: r.integer('--max-attributes', d.maxAttributes, 8, 10000),
+    streamOpenTimeout: r.seconds('--stream-open-timeout', d.streamOpenTimeout),
+    authTimeout: r.seconds('--auth-timeout', d.authTimeout),
+    maxAuthFailures: r.integer('--max-auth-failures', d.maxAuthFailures, 1),
+    maxAccountAuthFailures: r.integer('--max-account-auth-failures', d.maxAccountAuthFailures, 1),
+    authLockout: r.seconds('--auth-lockout', d.authLockout),
+    // 0 keeps no offline messages: every message to an offline user is bounced.
+    offlineQueueLength: r.integer('--offline-queue-length', d.offlineQueueLength, 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freezing
+
+/** A Map whose mutators throw, so a frozen Config cannot be changed through `raw` either. */
+function frozenMap<K, V>(map: Map<K, V>): ReadonlyMap<K, V> {
+  const refuse = (): never => { throw new TypeError('Config.raw is read-only'); };
+  Object.defineProperties(map, {
+    set: { value: refuse },
+    delete: { value: refuse },
+    clear: { value: refuse },
+  });
+  return Object.freeze(map);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as object)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,440 @@
+import t from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../server/config/config';
+
+type Test = tap.Test;
+
+/** Writes etc/init.properties into a fresh folder and loads it with that folder as cwd. */
+function load(t: Test, text: string, argv: string[] = [], extra: Record<string, string> = {}) {
+  const dir = t.testdir({ etc: { 'init.properties': text }, ...extra });
+  return loadConfig(['--config', 'etc/init.properties', ...argv], { cwd: dir, env: {}, hostname: 'node-a' });
+}
+
+function loadError(t: Test, text: string, argv: string[] = []): string {
+  try {
+    load(t, text, argv);
+  } catch (err) {
+    t.type(err, ConfigError);
+    return (err as Error).message;
+  }
+  t.fail('expected a ConfigError');
+  return '';
+}
+
+const cmdline = (argv: string[], hostname = 'node-a', env: NodeJS.ProcessEnv = {}) =>
+  loadConfig(argv, { cwd: '/srv/xmpp', env, hostname });
+
+
+t.test('without --config every key takes its documented default', async (t) => {
+  const c = cmdline([]);
+  t.same(c.virtHosts, ['localhost']);
+  t.same(c.admins, []);
+  t.equal(c.userDb, 'sqlite');
+  t.equal(c.userDbUri, 'sqlite:/srv/xmpp/var/xmpp.sqlite');
+  t.same(c.c2sPorts, [5222]);
+  t.same(c.c2sSslPorts, [5223]);
+  t.same(c.wsPorts, [5290]);
+  t.same(c.boshPorts, [5280]);
+  t.equal(c.httpPort, 8080);
+  t.equal(c.bindAddress, '0.0.0.0');
+  t.equal(c.tlsCert, undefined);
+  t.equal(c.tlsKey, undefined);
+  t.equal(c.tlsRequired, true);
+  t.equal(c.registration, false);
+  t.equal(c.scramIterations, 10000);
+  t.equal(c.clusterMode, false);
+  t.equal(c.clusterHostname, 'node-a');
+  t.equal(c.clusterAddress, 'node-a');
+  t.equal(c.clusterPort, 5777);
+  t.equal(c.clusterSecret, undefined);
+  t.equal(c.clusterHeartbeat, 5);
+  t.equal(c.clusterNodeTimeout, 15);
+  t.equal(c.smClusterStrategyClass, 'broadcast');
+  t.same(c.components, []);
+  t.equal(c.minClusterNodes, 1);
+  t.same(c.debug, []);
+  t.equal(c.logLevel, 'info');
+  t.equal(c.logFile, undefined);
+  t.equal(c.logJson, false);
+  t.equal(c.logElasticsearch, undefined);
+  t.equal(c.logElasticsearchIndex, 'xmpp-server');
+  t.equal(c.dataDir, '/srv/xmpp/var');
+  t.same(c.limits, {
+    maxStanzaSize: 262144, maxXmlDepth: 32, maxAttributes: 64, streamOpenTimeout: 10, authTimeout: 60,
+    maxAuthFailures: 3, maxAccountAuthFailures: 10, authLockout: 300, offlineQueueLength: 1000,
+  });
+  t.equal(c.raw.size, 0);
+  t.equal(c.configFile, undefined);
+});
+
+t.test('the cluster hostname defaults to the machine name, lower-cased', async (t) => {
+  t.equal(cmdline([], 'Build-Box').clusterHostname, 'build-box');
+  const real = loadConfig([], { env: {} });
+  t.ok(real.clusterHostname.length > 0);
+});
+
+t.test('the shipped etc/init.properties loads and matches the defaults', async (t) => {
+  const repo = path.resolve(__dirname, '../..');
+  const shipped = loadConfig(['--config', 'etc/init.properties'], { cwd: repo, env: {}, hostname: 'node-a' });
+  const defaults = loadConfig([], { cwd: repo, env: {}, hostname: 'node-a' });
+  const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined });
+  t.same(comparable(shipped), comparable(defaults));
+  t.equal(shipped.configFile, path.join(repo, 'etc/init.properties'));
+  t.same(shipped.warnings, []);
+});
+
+t.test('file keys fill the matching config fields', async (t) => {
+  const c = load(t, [
+    '--virt-hosts = Example.COM , chat.example.com,example.com',
+    '--admins = Admin@Example.com, ops@chat.example.com',
+    '--c2s-ports = 5222, 15222',
+    '--c2s-ssl-ports = 0',
+    '--ws-ports = 0',
+    '--bosh-ports = 5281',
+    '--http-port = 0',
+    '--bind-address = ::',
+    '--registration = yes',
+    '--tls-required = no',
+    '--scram-iterations = 4096',
+    '--min-cluster-nodes = 3',
+    '--debug = Cluster, db,cluster',
+    '--log-level = DEBUG',
+    '--log-file = var/log/xmpp.log',
+    '--log-json = 1',
+    '--log-elasticsearch = http://elastic:9200/',
+    '--log-elasticsearch-index = xmpp-logs',
+    '--data-dir = /var/lib/xmpp',
+  ].join('\n'));
+  t.same(c.virtHosts, ['example.com', 'chat.example.com']);
+  t.same(c.admins, ['admin@example.com', 'ops@chat.example.com']);
+  t.same(c.c2sPorts, [5222, 15222]);
+  t.same(c.c2sSslPorts, []);
+  t.same(c.wsPorts, []);
+  t.same(c.boshPorts, [5281]);
+  t.equal(c.httpPort, 0);
+  t.equal(c.bindAddress, '::');
+  t.equal(c.registration, true);
+  t.equal(c.tlsRequired, false);
+  t.equal(c.scramIterations, 4096);
+  t.equal(c.minClusterNodes, 3);
+  t.same(c.debug, ['cluster', 'db']);
+  t.equal(c.logLevel, 'debug');
+  t.ok(path.isAbsolute(c.logFile!) && c.logFile!.endsWith(path.join('var', 'log', 'xmpp.log')));
+  t.equal(c.logJson, true);
+  t.equal(c.logElasticsearch, 'http://elastic:9200');
+  t.equal(c.logElasticsearchIndex, 'xmpp-logs');
+  t.equal(c.dataDir, '/var/lib/xmpp');
+  t.equal(c.userDbUri, 'sqlite:/var/lib/xmpp/xmpp.sqlite');
+});
+
+t.test('the command line overrides the file, in both --key=value and --key value forms', async (t) => {
+  const c = load(t, '--c2s-ports = 5222\n--log-level = warn\n--registration = false', [
+    '--c2s-ports=6222', '--log-level', 'error', '--registration',
+  ]);
+  t.same(c.c2sPorts, [6222]);
+  t.equal(c.logLevel, 'error');
+  t.equal(c.registration, true, 'a bare boolean flag means true');
+  t.equal(c.raw.get('--c2s-ports'), '6222');
+});
+
+t.test('--config=FILE works like --config FILE and relative paths use cwd', async (t) => {
+  const dir = t.testdir({ 'my.properties': '--virt-hosts = a.example' });
+  const c = loadConfig(['--config=my.properties'], { cwd: dir, env: {}, hostname: 'n' });
+  t.same(c.virtHosts, ['a.example']);
+  t.equal(c.configFile, path.join(dir, 'my.properties'));
+});
+
+t.test('a missing config file is a ConfigError naming --config', async (t) => {
+  t.throws(() => cmdline(['--config', 'nope.properties']), { name: 'ConfigError', message: /--config: cannot read config file \/srv\/xmpp\/nope\.properties/ });
+});
+
+t.test('later keys in the file override earlier ones, with a warning', async (t) => {
+  const c = load(t, '--log-level = debug\n\n--log-level = warn');
+  t.equal(c.logLevel, 'warn');
+  t.same(c.warnings, ['etc/init.properties:3: --log-level overrides the value on line 1']);
+});
+
+t.test('a bad port names file, line and key', async (t) => {
+  const msg = loadError(t, '# comment\n\n\n\n\n\n--c2s-ports = 5222,52x22');
+  t.equal(msg, 'etc/init.properties:7: --c2s-ports: "52x22" is not a port number');
+});
+
+t.test('ports above 65535, negative, or 0 mixed with others are refused', async (t) => {
+  t.match(loadError(t, '--ws-ports = 70000'), /^etc\/init\.properties:1: --ws-ports: 70000 is not a port number/);
+  t.match(loadError(t, '--ws-ports = -1'), /--ws-ports: "-1" is not a port number/);
+  t.match(loadError(t, '--ws-ports = 5290,0'), /--ws-ports: 0 disables the listener and cannot be combined/);
+  t.match(loadError(t, '--ws-ports = 5290,5290'), /--ws-ports: port 5290 is listed twice/);
+  t.match(loadError(t, '--ws-ports ='), /--ws-ports: needs a value/);
+  t.match(loadError(t, '--http-port = 8080,8081'), /--http-port: "8080,8081" is not a port number/);
+  t.match(loadError(t, '--cluster-port = 0'), /--cluster-port: 0 is not a usable port/);
+});
+
+t.test('two raw TCP listeners on one port are refused, naming the key that was set', async (t) => {
+  t.match(loadError(t, '--ws-ports = 5222'), /^etc\/init\.properties:1: --ws-ports: port 5222 is also used by --c2s-ports/);
+  t.match(loadError(t, '--c2s-ssl-ports = 5222'), /--c2s-ssl-ports: port 5222 is also used by --c2s-ports/);
+  t.match(loadError(t, '--cluster-mode = true\n--http-port = 5777'), /--http-port: port 5777 is also used by --cluster-port/);
+  t.same(load(t, '--http-port = 5280').boshPorts, [5280], 'BOSH and HTTP endpoints may share an HTTP server');
+});
+
+t.test('an error on the command line says so', async (t) => {
+  t.throws(() => cmdline(['--c2s-ports=x']), { message: 'command line: --c2s-ports: "x" is not a port number' });
+  t.throws(() => cmdline(['virt-hosts=a']), { message: /^command line: unexpected argument "virt-hosts=a"/ });
+  t.throws(() => cmdline(['--virt-hosts']), { message: 'command line: --virt-hosts: needs a value (--key=value or --key value)' });
+  t.throws(() => cmdline(['--config']), { message: /^command line: --config: needs a value/ });
+});
+
+t.test('an unknown key stops start-up with its line and a suggestion', async (t) => {
+  t.equal(loadError(t, '--virt-hosts = a.example\n--c2s-port = 5222'),
+    'etc/init.properties:2: --c2s-port: unknown key (did you mean --c2s-ports?)');
+  t.equal(loadError(t, '--cluster_mode = true'),
+    'etc/init.properties:1: --cluster_mode: unknown key (did you mean --cluster-mode?)');
+  t.equal(loadError(t, 'virt-hosts = a.example'),
+    'etc/init.properties:1: virt-hosts: unknown key (did you mean --virt-hosts?)');
+  t.equal(loadError(t, '--completely-made-up-setting = 1'),
+    'etc/init.properties:1: --completely-made-up-setting: unknown key');
+  t.throws(() => cmdline(['--virt-host=a']), { message: 'command line: --virt-host: unknown key (did you mean --virt-hosts?)' });
+});
+
+t.test('--config inside the file is refused', async (t) => {
+  t.equal(loadError(t, '--config = other.properties'), 'etc/init.properties:1: --config: is only valid on the command line');
+});
+
+t.test('booleans accept true/false/yes/no/1/0 in any case and refuse anything else', async (t) => {
+  for (const [text, value] of [['TRUE', true], ['Yes', true], ['1', true], ['false', false], ['NO', false], ['0', false]] as const) {
+    t.equal(load(t, `--registration = ${text}`).registration, value, text);
+  }
+  t.equal(loadError(t, '--registration = maybe'), 'etc/init.properties:1: --registration: "maybe" is not a boolean (true/false, yes/no, 1/0)');
+});
+
+t.test('Tigase type suffixes are accepted when they fit the key, refused when not', async (t) => {
+  const c = load(t, '--cluster-mode[B] = false\n--c2s-ports[i] = 5222,5225\n--virt-hosts[s] = a.example\n--max-xml-depth[I] = 20\n--auth-lockout[L] = 60');
+  t.same(c.c2sPorts, [5222, 5225]);
+  t.same(c.virtHosts, ['a.example']);
+  t.equal(c.limits.maxXmlDepth, 20);
+  t.equal(loadError(t, '--virt-hosts[B] = a.example'), 'etc/init.properties:1: --virt-hosts: type suffix [B] does not fit: this key takes a comma list');
+  t.match(loadError(t, '--registration[I] = 1'), /--registration: type suffix \[I\] does not fit: this key takes true or false/);
+  t.same(cmdline(['--c2s-ports[i]=5000']).c2sPorts, [5000]);
+});
+
+t.test('config-type is accepted and ignored with a warning', async (t) => {
+  const c = load(t, 'config-type = --gen-config-def\n--virt-hosts = a.example');
+  t.same(c.virtHosts, ['a.example']);
+  t.same(c.warnings, ['config-type is a Tigase key and is ignored']);
+});
+
+t.test('virtual hosts must be domain names', async (t) => {
+  t.equal(loadError(t, '--virt-hosts = good.example, bad_host'), 'etc/init.properties:1: --virt-hosts: "bad_host" is not a valid domain name');
+  t.match(loadError(t, '--virt-hosts = -a.example'), /"-a\.example" is not a valid domain name/);
+  t.match(loadError(t, '--virt-hosts = ,'), /--virt-hosts: needs at least one domain/);
+  t.same(load(t, '--virt-hosts = bücher.example').virtHosts, ['bücher.example']);
+});
+
+t.test('admins must be bare JIDs', async (t) => {
+  t.match(loadError(t, '--admins = admin'), /--admins: "admin" is not a bare JID/);
+  t.match(loadError(t, '--admins = admin@example.com/phone'), /--admins: "admin@example\.com\/phone" is not a bare JID/);
+  t.match(loadError(t, '--admins = @example.com'), /is not a bare JID/);
+  t.same(load(t, '--admins =').admins, []);
+});
+
+t.test('--user-db and --user-db-uri must agree', async (t) => {
+  const mysql = load(t, '--user-db = mysql\n--user-db-uri = mysql://u:secret@db:3306/xmpp');
+  t.equal(mysql.userDb, 'mysql');
+  t.equal(mysql.userDbUri, 'mysql://u:secret@db:3306/xmpp');
+  const jdbc = load(t, '--user-db-uri = jdbc:mysql://db:3306/tigasedb?user=tigase&password=x');
+  t.equal(jdbc.userDb, 'mysql', 'the database is inferred from the URI');
+  t.equal(jdbc.userDbUri, 'jdbc:mysql://db:3306/tigasedb?user=tigase&password=x');
+
+  t.equal(loadError(t, '--user-db = mysql'), 'etc/init.properties:1: --user-db-uri: is required when --user-db is mysql (mysql://user:pass@host:port/db)');
+  const mismatch = loadError(t, '--user-db = sqlite\n--user-db-uri = mysql://u:secret@db/xmpp');
+  t.equal(mismatch, 'etc/init.properties:2: --user-db-uri: a mysql URI does not match --user-db=sqlite');
+  t.match(loadError(t, '--user-db = mysql\n--user-db-uri = sqlite:x.db'), /a sqlite URI does not match --user-db=mysql/);
+  const bad = loadError(t, '--user-db-uri = postgres://u:secret@db/xmpp');
+  t.match(bad, /--user-db-uri: unsupported URI/);
+  t.notMatch(bad, /secret/, 'the URI, which may hold a password, is not echoed');
+  t.match(loadError(t, '--user-db = derby'), /--user-db: "derby" is not supported \(sqlite or mysql\)/);
+});
+
+t.test('a relative sqlite path resolves against cwd; :memory: is kept', async (t) => {
+  t.equal(cmdline(['--user-db-uri=sqlite:data/x.db']).userDbUri, 'sqlite:/srv/xmpp/data/x.db');
+  t.equal(cmdline(['--user-db-uri=sqlite::memory:']).userDbUri, 'sqlite::memory:');
+  t.throws(() => cmdline(['--user-db-uri=sqlite:']), { message: /needs a file name/ });
+});
+
+t.test('in cluster mode a loopback cluster hostname is refused, with the reason', async (t) => {
+  for (const name of ['localhost', 'LOCALHOST.localdomain', '127.0.0.1', '127.3.4.5', '::1']) {
+    const msg = loadError(t, `--cluster-mode = true\n--cluster-hostname = ${name}`);
+    t.match(msg, /^etc\/init\.properties:2: --cluster-hostname: ".*" is a loopback name: in cluster mode each node needs a unique name the other nodes can tell apart/, name);
+  }
+});
+
+t.test('the default cluster hostname is refused in cluster mode when the machine is called localhost', async (t) => {
+  t.throws(() => cmdline(['--cluster-mode'], 'localhost'), {
+    message: /^--cluster-hostname: "localhost" \(the default, from the machine's name\) is a loopback name/,
+  });
+});
+
+t.test('loopback names are fine outside cluster mode and in --cluster-address', async (t) => {
+  t.equal(cmdline([], 'localhost').clusterHostname, 'localhost');
+  const c = load(t, '--cluster-mode = true\n--cluster-hostname = node1\n--cluster-address = 127.0.0.2');
+  t.equal(c.clusterHostname, 'node1');
+  t.equal(c.clusterAddress, '127.0.0.2');
+});
+
+t.test('cluster address defaults to the cluster hostname', async (t) => {
+  t.equal(load(t, '--cluster-hostname = Node7.example.com').clusterAddress, 'node7.example.com');
+});
+
+t.test('cluster heartbeat and timeout: timeout defaults to three heartbeats and must exceed one', async (t) => {
+  const c = load(t, '--cluster-heartbeat = 0.5');
+  t.equal(c.clusterHeartbeat, 0.5);
+  t.equal(c.clusterNodeTimeout, 1.5);
+  t.equal(load(t, '--cluster-heartbeat = 2\n--cluster-node-timeout = 10').clusterNodeTimeout, 10);
+  t.match(loadError(t, '--cluster-heartbeat = 5\n--cluster-node-timeout = 5'), /^etc\/init\.properties:2: --cluster-node-timeout: 5 must be longer than --cluster-heartbeat \(5\)/);
+  t.match(loadError(t, '--cluster-heartbeat = 0'), /--cluster-heartbeat: 0 must be more than 0 seconds/);
+  t.match(loadError(t, '--cluster-heartbeat = -1'), /--cluster-heartbeat: "-1" is not a number of seconds/);
+});
+
+t.test('the cluster secret comes from the file or the XMPP_CLUSTER_SECRET variable', async (t) => {
+  t.equal(cmdline([], 'n', { XMPP_CLUSTER_SECRET: 'from-the-environment-0123' }).clusterSecret, 'from-the-environment-0123');
+  t.equal(cmdline(['--cluster-secret=given-on-the-line-0123'], 'n', { XMPP_CLUSTER_SECRET: 'env' }).clusterSecret, 'given-on-the-line-0123');
+  t.match(cmdline(['--cluster-secret=short']).warnings, [/shorter than 16 characters/]);
+});
+
+t.test('strategy aliases map to broadcast and online-users-caching', async (t) => {
+  const cases: [string, string][] = [
+    ['broadcast', 'broadcast'],
+    ['tigase.cluster.strategy.DefaultClusteringStrategy', 'broadcast'],
+    ['online-users-caching', 'online-users-caching'],
+    ['tigase.cluster.strategy.OnlineUsersCachingStrategy', 'online-users-caching'],
+    ['tigase.server.cluster.strategy.OnlineUsersCachingStrategy', 'online-users-caching'],
+  ];
+  for (const [given, expected] of cases) {
+    t.equal(load(t, `--sm-cluster-strategy-class = ${given}`).smClusterStrategyClass, expected, given);
+  }
+});
+
+t.test('a custom strategy module is resolved to an absolute path', async (t) => {
+  const dir = t.testdir({ etc: { 'init.properties': '--sm-cluster-strategy-class = ./strategies/mine.js', strategies: { 'mine.js': 'module.exports = {}' } }, 'top.cjs': '' });
+  const c = loadConfig(['--config', 'etc/init.properties'], { cwd: dir, env: {}, hostname: 'n' });
+  t.equal(c.smClusterStrategyClass, path.join(dir, 'etc', 'strategies', 'mine.js'));
+  const fromLine = loadConfig(['--sm-cluster-strategy-class=top.cjs'], { cwd: dir, env: {}, hostname: 'n' });
+  t.equal(fromLine.smClusterStrategyClass, path.join(dir, 'top.cjs'), 'a command-line path resolves against cwd');
+});
+
+t.test('a strategy that is neither an alias nor an existing JS module is refused', async (t) => {
+  t.match(loadError(t, '--sm-cluster-strategy-class = tigase.cluster.strategy.Unknown'), /^etc\/init\.properties:1: --sm-cluster-strategy-class: "tigase\.cluster\.strategy\.Unknown" is neither a known strategy/);
+  t.match(loadError(t, '--sm-cluster-strategy-class = ./missing.js'), /--sm-cluster-strategy-class: module .*missing\.js does not exist/);
+});
+
+t.test('components: Tigase class names are aliases, names default to the kind, order follows N', async (t) => {
+  const c = load(t, [
+    '--comp-class-10 = tigase.pubsub.cluster.PubSubComponentClustered',
+    '--comp-name-2 = Conference',
+    '--comp-class-2 = tigase.muc.cluster.MUCComponentClustered',
+    '--comp-class-3 = tigase.muc.MUCComponent',
+    '--comp-name-3 = rooms',
+  ].join('\n'));
+  t.same(c.components, [
+    { index: 2, name: 'conference', kind: 'muc' },
+    { index: 3, name: 'rooms', kind: 'muc' },
+    { index: 10, name: 'pubsub', kind: 'pubsub' },
+  ]);
+  t.same(load(t, '--comp-class-1 = muc\n--comp-class-2 = tigase.pubsub.PubSubComponent').components.map((x) => x.name), ['muc', 'pubsub']);
+});
+
+t.test('component errors: name without class, unknown class, duplicate or bad name', async (t) => {
+  t.equal(loadError(t, '--comp-name-1 = muc'), 'etc/init.properties:1: --comp-name-1: has no --comp-class-1 (muc or pubsub)');
+  t.equal(loadError(t, '--comp-class-1 = tigase.server.xmppsession.SessionManager'),
+    'etc/init.properties:1: --comp-class-1: unknown component class "tigase.server.xmppsession.SessionManager" (muc, pubsub or their Tigase class names)');
+  t.match(loadError(t, '--comp-class-1 = muc\n--comp-class-2 = muc'), /^etc\/init\.properties:2: --comp-class-2: component name "muc" is already used by --comp-name-1/);
+  t.match(loadError(t, '--comp-name-1 = my_rooms\n--comp-class-1 = muc'), /--comp-name-1: "my_rooms" is not a valid subdomain label/);
+});
+
+t.test('keys of a configured component are accepted and left in raw', async (t) => {
+  const c = load(t, '--comp-name-1 = muc\n--comp-class-1 = muc\n--muc-history-size = 20\nmuc/search-history[B] = false');
+  t.equal(c.raw.get('--muc-history-size'), '20');
+  t.equal(c.raw.get('muc/search-history'), 'false');
+  const renamed = load(t, '--comp-name-1 = rooms\n--comp-class-1 = muc\n--rooms-history-size = 5');
+  t.equal(renamed.raw.get('--rooms-history-size'), '5');
+});
+
+t.test('keys of a component that is not configured are unknown', async (t) => {
+  t.equal(loadError(t, '--muc-history-size = 20'),
+    'etc/init.properties:1: --muc-history-size: unknown key (no component named muc is configured: add --comp-name-N=muc and --comp-class-N=muc)');
+  t.match(loadError(t, '--comp-class-1 = pubsub\n--muc-history-size = 20'), /^etc\/init\.properties:2: --muc-history-size: unknown key/);
+});
+
+t.test('--debug takes lowercase category words and --log-level one of the winston levels', async (t) => {
+  t.same(load(t, '--debug = server, XMPP').debug, ['server', 'xmpp']);
+  t.match(loadError(t, '--debug = db, two words'), /--debug: "two words" is not a category name/);
+  for (const level of ['error', 'warn', 'info', 'verbose', 'debug', 'silly']) t.equal(load(t, `--log-level = ${level}`).logLevel, level);
+  t.equal(loadError(t, '--log-level = loud'), 'etc/init.properties:1: --log-level: "loud" is not one of error, warn, info, verbose, debug, silly');
+});
+
+t.test('Elasticsearch URL and index are checked', async (t) => {
+  t.match(loadError(t, '--log-elasticsearch = elastic:9200'), /--log-elasticsearch: "elastic:9200" is not an http\(s\) URL/);
+  t.match(loadError(t, '--log-elasticsearch-index = Bad Index'), /--log-elasticsearch-index: "Bad Index" is not a valid Elasticsearch index name/);
+});
+
+t.test('SCRAM iterations below 4096 are refused', async (t) => {
+  t.equal(loadError(t, '--scram-iterations = 1000'), 'etc/init.properties:1: --scram-iterations: 1000 is below the minimum 4096');
+  t.equal(load(t, '--scram-iterations = 100000').scramIterations, 100000);
+});
+
+t.test('limits take their keys and refuse nonsense', async (t) => {
+  const c = load(t, [
+    '--max-stanza-size = 65536', '--max-xml-depth = 16', '--max-attributes = 32', '--stream-open-timeout = 5',
+    '--auth-timeout = 30', '--max-auth-failures = 5', '--max-account-auth-failures = 20', '--auth-lockout = 600',
+    '--offline-queue-length = 0',
+  ].join('\n'));
+  t.same(c.limits, {
+    maxStanzaSize: 65536, maxXmlDepth: 16, maxAttributes: 32, streamOpenTimeout: 5, authTimeout: 30,
+    maxAuthFailures: 5, maxAccountAuthFailures: 20, authLockout: 600, offlineQueueLength: 0,
+  });
+  t.match(loadError(t, '--max-stanza-size = 5000'), /--max-stanza-size: 5000 is below the minimum 10000/);
+  t.match(loadError(t, '--max-xml-depth = 2'), /--max-xml-depth: 2 is below the minimum 8/);
+  t.match(loadError(t, '--max-attributes = 0'), /--max-attributes: 0 is below the minimum 8/);
+  t.match(loadError(t, '--max-auth-failures = 0'), /--max-auth-failures: 0 is below the minimum 1/);
+  t.match(loadError(t, '--max-account-auth-failures = -3'), /--max-account-auth-failures: -3 is below the minimum 1/);
+  t.match(loadError(t, '--offline-queue-length = -1'), /--offline-queue-length: -1 is below the minimum 0/);
+  t.match(loadError(t, '--auth-timeout = 0'), /--auth-timeout: 0 must be more than 0 seconds/);
+  t.match(loadError(t, '--stream-open-timeout = soon'), /--stream-open-timeout: "soon" is not a number of seconds/);
+  t.match(loadError(t, '--min-cluster-nodes = 0'), /--min-cluster-nodes: 0 is below the minimum 1/);
+  t.match(loadError(t, '--max-stanza-size = 1.5'), /--max-stanza-size: "1\.5" is not a whole number/);
+});
+
+t.test('--tls-cert and --tls-key come together and must exist', async (t) => {
+  const dir = t.testdir({ 'cert.pem': 'x', 'key.pem': 'y' });
+  const c = loadConfig(['--tls-cert=cert.pem', '--tls-key', 'key.pem'], { cwd: dir, env: {}, hostname: 'n' });
+  t.equal(c.tlsCert, path.join(dir, 'cert.pem'));
+  t.equal(c.tlsKey, path.join(dir, 'key.pem'));
+  t.throws(() => loadConfig(['--tls-cert=cert.pem'], { cwd: dir, env: {}, hostname: 'n' }), { message: 'command line: --tls-key: is required with --tls-cert' });
+  t.throws(() => loadConfig(['--tls-cert=nope.pem', '--tls-key=key.pem'], { cwd: dir, env: {}, hostname: 'n' }), { message: /--tls-cert: .*nope\.pem does not exist/ });
+});
+
+t.test('the config is deep-frozen, raw included', async (t) => {
+  const c = load(t, '--comp-class-1 = muc\n--virt-hosts = a.example');
+  t.ok(Object.isFrozen(c));
+  t.ok(Object.isFrozen(c.virtHosts));
+  t.ok(Object.isFrozen(c.limits));
+  t.ok(Object.isFrozen(c.components));
+  t.ok(Object.isFrozen(c.components[0]));
+  t.throws(() => { (c as { logLevel: string }).logLevel = 'debug'; }, TypeError);
+  t.throws(() => { (c.virtHosts as string[]).push('b.example'); }, TypeError);
+  t.throws(() => { (c.limits as { maxXmlDepth: number }).maxXmlDepth = 1; }, TypeError);
+  t.throws(() => { (c.raw as Map<string, string>).set('--x', 'y'); }, TypeError);
+  t.throws(() => { (c.raw as Map<string, string>).delete('--virt-hosts'); }, TypeError);
+  t.equal(c.raw.get('--virt-hosts'), 'a.example');
+});
+
+t.test('every key in a written file stays visible in raw, suffix stripped', async (t) => {
+  const c = load(t, '--virt-hosts[s] = a.example\n--cluster-mode[B] = false', ['--log-level=warn']);
+  t.same([...c.raw.entries()], [['--virt-hosts', 'a.example'], ['--cluster-mode', 'false'], ['--log-level', 'warn']]);
+});
+
+t.test('a file read error is reported, not thrown raw', async (t) => {
+  const dir = t.testdir({ etc: {} });
+  fs.mkdirSync(path.join(dir, 'etc', 'init.properties'));
+  t.throws(() => loadConfig(['--config', 'etc/init.properties'], { cwd: dir, env: {} }), { name: 'ConfigError', message: /cannot read config file/ });
+});

@@ -1,0 +1,266 @@
+import t from 'tap';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import net, { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { createLogger, ElasticsearchTransport, LoggerConfig, silentLogger } from '../../server/log';
+
+const base: LoggerConfig = { logLevel: 'info', logJson: false, debug: [], clusterHostname: 'node-a' };
+
+/** A logger writing into memory; `lines()` closes it and returns what it wrote. */
+function capture(config: Partial<LoggerConfig> = {}) {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+  const log = createLogger({ ...base, ...config }, { stream });
+  return {
+    log,
+    async lines(): Promise<string[]> {
+      await log.close();
+      return text.split('\n').filter((l) => l !== '');
+    },
+  };
+}
+
+const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /;
+
+t.test('a human line carries timestamp, padded level, category, child meta, message and meta', async (t) => {
+  const { log, lines } = capture();
+  log.category('c2s').child({ conn: 'c2s-17' }).info('stream opened', { from: '1.2.3.4', n: 2, why: 'two words' });
+  log.warn('plain');
+  const [first, second] = await lines();
+  t.match(first, TS);
+  t.equal(first.slice(25), 'info  [c2s conn=c2s-17] stream opened from=1.2.3.4 n=2 why="two words"');
+  t.equal(second.slice(25), 'warn  plain');
+});
+
+t.test('a child meta appears in every line of the child and its children', async (t) => {
+  const { log, lines } = capture();
+  const conn = log.child({ conn: 'c2s-1' });
+  conn.info('one');
+  conn.child({ jid: 'a@b/c' }).error('two');
+  log.info('three');
+  const out = (await lines()).map((l) => l.slice(25));
+  t.same(out, ['info  [conn=c2s-1] one', 'error [conn=c2s-1 jid=a@b/c] two', 'info  three']);
+});
+
+t.test('debug lines of a category appear only when --debug names it, even at log level info', async (t) => {
+  const { log, lines } = capture({ debug: ['cluster'] });
+  log.category('cluster').debug('heartbeat sent');
+  log.category('db').debug('query');
+  log.debug('root debug');
+  log.category('cluster').child({ peer: 'node-b' }).debug('link up');
+  const out = (await lines()).map((l) => l.slice(25));
+  t.same(out, ['debug [cluster] heartbeat sent', 'debug [cluster peer=node-b] link up']);
+});
+
+t.test('a disabled debug() is a shared no-op that never looks at its arguments', async (t) => {
+  const { log } = capture();
+  const db = log.category('db');
+  t.equal(db.debugEnabled, false);
+  t.equal(db.debug, log.category('xmpp').debug, 'the same no-op function');
+  let touched = false;
+  const meta = new Proxy({}, { ownKeys: () => { touched = true; return []; }, get: () => { touched = true; return undefined; } });
+  db.debug('x', meta);
+  t.equal(touched, false);
+  t.equal(log.category('db').child({ a: 1 }).debugEnabled, false);
+  await log.close();
+});
+
+t.test('--log-level debug turns on debug everywhere; error hides info and warn', async (t) => {
+  const verbose = capture({ logLevel: 'debug' });
+  verbose.log.debug('root');
+  verbose.log.category('router').debug('routed');
+  t.same((await verbose.lines()).map((l) => l.slice(25)), ['debug root', 'debug [router] routed']);
+
+  const quiet = capture({ logLevel: 'error', debug: ['c2s'] });
+  quiet.log.info('hidden');
+  quiet.log.warn('hidden');
+  quiet.log.error('shown');
+  quiet.log.category('c2s').debug('category debug still shown');
+  t.same((await quiet.lines()).map((l) => l.slice(25)), ['error shown', 'debug [c2s] category debug still shown']);
+});
+
+t.test('--debug all enables every category', async (t) => {
+  const { log, lines } = capture({ debug: ['all'] });
+  log.category('anything').debug('yes');
+  t.equal((await lines()).length, 1);
+});
+
+t.test('--log-json writes one JSON object per line with node, category and flattened meta', async (t) => {
+  const { log, lines } = capture({ logJson: true, debug: ['db'] });
+  log.category('db').child({ conn: 'c2s-3' }).debug('query', { ms: 12, message: 'clash' });
+  log.error('failed', { err: Object.assign(new Error('boom'), { code: 'E_BOOM' }) });
+  const [a, b] = (await lines()).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(a, { level: 'debug', message: 'query', node: 'node-a', category: 'db', conn: 'c2s-3', ms: 12, message_: 'clash' });
+  t.match(a.timestamp, /^\d{4}-\d\d-\d\dT/);
+  t.match(b, { level: 'error', message: 'failed', node: 'node-a', err: { name: 'Error', message: 'boom', code: 'E_BOOM' } });
+  t.match((b.err as { stack: string }).stack, /boom/);
+  t.notOk('category' in b);
+});
+
+t.test('an error in meta prints its stack below a human line', async (t) => {
+  const { log, lines } = capture();
+  log.error('failed', { err: new Error('boom') });
+  const out = await lines();
+  t.equal(out[0].slice(25), 'error failed err="boom"');
+  t.match(out[1], /^\s+at /);
+});
+
+t.test('--log-file writes the same lines to the file as well as the console', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'logs', 'xmpp.log');
+  const { log, lines } = capture({ logFile: file });
+  log.info('to both');
+  const consoleLines = await lines();
+  t.equal(consoleLines.length, 1);
+  t.equal(fs.readFileSync(file, 'utf8').trim(), consoleLines[0]);
+});
+
+t.test('lines logged after close are dropped quietly', async (t) => {
+  const { log, lines } = capture();
+  await lines();
+  t.doesNotThrow(() => log.info('late'));
+});
+
+t.test('silentLogger writes nothing and supports child, category and close', async (t) => {
+  const log = silentLogger();
+  log.child({ a: 1 }).category('x').debug('nothing');
+  log.error('nothing');
+  t.equal(log.debugEnabled, false);
+  t.equal(log.droppedRecords(), 0);
+  await log.close();
+});
+
+/** A tiny Elasticsearch stand-in recording each _bulk request body. */
+async function fakeElasticsearch(t: tap.Test, answer: (body: string) => { status: number; json: unknown } = (body) => ({ status: 200, json: { errors: false, items: body.split('\n').filter(Boolean).slice(1).map(() => ({ create: { status: 201 } })) } })) {
+  const bodies: { url: string; contentType?: string; body: string }[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => { body += c.toString(); });
+    req.on('end', () => {
+      bodies.push({ url: req.url ?? '', contentType: req.headers['content-type'], body });
+      const { status, json } = answer(body);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, bodies };
+}
+
+function docs(body: string): { action: Record<string, unknown>; doc: Record<string, unknown> }[] {
+  const lines = body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const out = [];
+  for (let i = 0; i < lines.length; i += 2) out.push({ action: lines[i], doc: lines[i + 1] });
+  return out;
+}
+
+t.test('--log-elasticsearch POSTs JSON records to /_bulk into the configured index', async (t) => {
+  const es = await fakeElasticsearch(t);
+  const stream = new PassThrough().resume();
+  const log = createLogger({ ...base, logElasticsearch: es.url, logElasticsearchIndex: 'xmpp-test' }, { stream });
+  log.category('cluster').child({ peer: 'node-b' }).info('link up', { rtt: 3 });
+  log.warn('second');
+  await log.close();
+  t.equal(es.bodies.length, 1, 'one batch');
+  t.equal(es.bodies[0].url, '/_bulk');
+  t.equal(es.bodies[0].contentType, 'application/x-ndjson');
+  t.ok(es.bodies[0].body.endsWith('\n'), 'bulk bodies end with a newline');
+  const sent = docs(es.bodies[0].body);
+  t.same(sent.map((d) => d.action), [{ create: { _index: 'xmpp-test' } }, { create: { _index: 'xmpp-test' } }]);
+  t.match(sent[0].doc, { level: 'info', message: 'link up', node: 'node-a', category: 'cluster', peer: 'node-b', rtt: 3 });
+  t.equal(sent[0].doc['@timestamp'], sent[0].doc.timestamp);
+  t.equal(log.droppedRecords(), 0);
+});
+
+t.test('the index defaults to xmpp-server', async (t) => {
+  const es = await fakeElasticsearch(t);
+  const log = createLogger({ ...base, logElasticsearch: es.url }, { stream: new PassThrough().resume() });
+  log.info('x');
+  await log.close();
+  t.same(docs(es.bodies[0].body)[0].action, { create: { _index: 'xmpp-server' } });
+});
+
+t.test('the transport flushes on its timer without being closed', async (t) => {
+  const es = await fakeElasticsearch(t);
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 50 });
+  t.teardown(() => transport.flushAll());
+  transport.log({ record: { timestamp: new Date().toISOString(), level: 'info', message: 'tick', context: {} } }, () => {});
+  for (let i = 0; i < 100 && es.bodies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(es.bodies.length, 1);
+  await transport.flush(); // waits for the timer's request to finish
+  t.equal(transport.sent, 1);
+});
+
+t.test('a full batch of 500 records is sent at once, in batches of at most 500', async (t) => {
+  const es = await fakeElasticsearch(t);
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000 });
+  const record = (i: number) => ({ record: { timestamp: new Date().toISOString(), level: 'info', message: `m${i}`, context: {} } });
+  for (let i = 0; i < 500; i++) transport.log(record(i), () => {});
+  for (let i = 0; i < 100 && es.bodies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(es.bodies.length, 1, 'sent before the (one minute) timer');
+  t.equal(docs(es.bodies[0].body).length, 500);
+  for (let i = 500; i < 1200; i++) transport.log(record(i), () => {});
+  await transport.flushAll();
+  t.same(es.bodies.map((b) => docs(b.body).length), [500, 500, 200]);
+  t.equal(transport.sent, 1200);
+  t.equal(transport.dropped, 0);
+});
+
+t.test('when Elasticsearch does not answer, records are dropped and counted with one warning', async (t) => {
+  // A server that hangs up on every connection: Elasticsearch is "there" but never answers.
+  const rude = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => rude.close(() => resolve())));
+  const url = `http://127.0.0.1:${(rude.address() as AddressInfo).port}`;
+  const warnings: string[] = [];
+  const log = createLogger({ ...base, logElasticsearch: url }, { stream: new PassThrough().resume(), warn: (m) => warnings.push(m) });
+  for (let i = 0; i < 3; i++) log.info(`lost ${i}`);
+  await log.close();
+  t.equal(log.droppedRecords(), 3);
+  t.equal(warnings.length, 1, 'a single warning');
+  t.match(warnings[0], /^log: dropping log records for Elasticsearch at http:\/\/127\.0\.0\.1:\d+: it did not answer/);
+
+  const transport = new ElasticsearchTransport({ url, node: 'n', flushInterval: 60_000, warn: (m) => warnings.push(m) });
+  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
+  transport.log(rec, () => {});
+  await transport.flush();
+  transport.log(rec, () => {});
+  await transport.flushAll();
+  t.equal(transport.dropped, 2, 'every failed batch is counted');
+  t.equal(warnings.length, 2, 'but each transport warns only once');
+});
+
+t.test('an Elasticsearch error status or refused items count as dropped', async (t) => {
+  let mode: 'status' | 'items' = 'status';
+  const es = await fakeElasticsearch(t, () => mode === 'status'
+    ? { status: 503, json: { error: 'unavailable' } }
+    : { status: 200, json: { errors: true, items: [{ create: { status: 201 } }, { create: { status: 400, error: { type: 'mapper_parsing_exception' } } }] } });
+  const warnings: string[] = [];
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000, warn: (m) => warnings.push(m) });
+  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
+  transport.log(rec, () => {});
+  await transport.flush();
+  t.equal(transport.dropped, 1);
+  mode = 'items';
+  transport.log(rec, () => {});
+  transport.log(rec, () => {});
+  await transport.flushAll();
+  t.equal(transport.dropped, 2);
+  t.equal(transport.sent, 1);
+  t.equal(warnings.length, 1);
+  t.match(warnings[0], /HTTP 503/);
+});
+
+t.test('records beyond the queue bound are dropped instead of piling up', async (t) => {
+  const warnings: string[] = [];
+  const transport = new ElasticsearchTransport({ url: 'http://127.0.0.1:1', node: 'n', flushInterval: 60_000, batchSize: 1000, maxQueue: 5, warn: (m) => warnings.push(m) });
+  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
+  for (let i = 0; i < 8; i++) transport.log(rec, () => {});
+  t.equal(transport.dropped, 3);
+  t.match(warnings, [/it is not keeping up/]);
+  transport.close();
+});
