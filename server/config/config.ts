@@ -58,6 +58,9 @@ const KEYS: Record<string, Kind> = {
   '--cluster-secret': 'string',
   '--cluster-heartbeat': 'seconds',
   '--cluster-node-timeout': 'seconds',
+  '--cluster-link-heartbeat': 'seconds',
+  '--cluster-link-timeout': 'seconds',
+  '--cluster-sync-timeout': 'seconds',
   '--sm-cluster-strategy-class': 'string',
   '--min-cluster-nodes': 'integer',
   '--debug': 'list',
@@ -101,6 +104,9 @@ const DEFAULTS = {
   clusterPort: 5777,                 // --cluster-port [5777]
   clusterHeartbeat: 5,               // --cluster-heartbeat [5 s]
   // --cluster-node-timeout [3 × heartbeat]
+  clusterLinkHeartbeat: 1,           // --cluster-link-heartbeat [1 s]
+  // --cluster-link-timeout [5 × link heartbeat]
+  clusterSyncTimeout: 10,            // --cluster-sync-timeout [10 s]
   smClusterStrategyClass: 'broadcast', // --sm-cluster-strategy-class [broadcast]
   minClusterNodes: 1,                // --min-cluster-nodes [1]
   logLevel: 'info',                  // --log-level [info]
@@ -213,6 +219,14 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     r.fail('--cluster-node-timeout', `${clusterNodeTimeout} must be longer than --cluster-heartbeat (${clusterHeartbeat})`);
   }
 
+  // Link heartbeats find a dead or partitioned peer within seconds (Tigase: minutes).
+  const clusterLinkHeartbeat = r.seconds('--cluster-link-heartbeat', DEFAULTS.clusterLinkHeartbeat);
+  const clusterLinkTimeout = r.seconds('--cluster-link-timeout', 5 * clusterLinkHeartbeat);
+  if (clusterLinkTimeout <= clusterLinkHeartbeat) {
+    r.fail('--cluster-link-timeout', `${clusterLinkTimeout} must be longer than --cluster-link-heartbeat (${clusterLinkHeartbeat})`);
+  }
+  const clusterSyncTimeout = r.seconds('--cluster-sync-timeout', DEFAULTS.clusterSyncTimeout);
+
   const clusterSecret = r.string('--cluster-secret') ?? (env.XMPP_CLUSTER_SECRET || undefined);
   if (clusterSecret !== undefined && clusterSecret.length < 16) {
     warnings.push('--cluster-secret is shorter than 16 characters; a longer random secret is safer');
@@ -253,6 +267,9 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     clusterSecret,
     clusterHeartbeat,
     clusterNodeTimeout,
+    clusterLinkHeartbeat,
+    clusterLinkTimeout,
+    clusterSyncTimeout,
     smClusterStrategyClass: readStrategy(r, cwd),
     components,
     minClusterNodes: r.integer('--min-cluster-nodes', DEFAULTS.minClusterNodes, 1),

@@ -56,6 +56,12 @@ export interface Config {
   clusterHeartbeat: number;
   /** Seconds after which a cluster_nodes row counts as dead [3 heartbeats]. */
   clusterNodeTimeout: number;
+  /** Seconds between heartbeats on an idle cluster link [1]. */
+  clusterLinkHeartbeat: number;
+  /** Seconds of silence after which a cluster link (and its peer) counts as dead [5 × link heartbeat]. */
+  clusterLinkTimeout: number;
+  /** Seconds a starting node waits for peers' online-user maps before opening client ports [10]. */
+  clusterSyncTimeout: number;
   smClusterStrategyClass: string;
   components: ComponentConfig[];
   minClusterNodes: number;

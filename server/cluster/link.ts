@@ -1,0 +1,239 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import { Element, escapeXML } from 'ltx';
+import { StreamError } from '../errors';
+import type { Logger } from '../log';
+import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+import { CLUSTER_NS, PROTOCOL_VERSION, compatibleVersion } from './protocol';
+
+/** Largest element on a link: client stanzas plus wrappers, and sync batches [4 MiB]. */
+const LINK_LIMITS: ParserLimits = { maxStanzaSize: 4 * 1024 * 1024, maxXmlDepth: 64, maxAttributes: 64 };
+/** Bytes waiting in a link's socket buffer before send() refuses more [16 MiB]. */
+export const LINK_MAX_QUEUE_BYTES = 16 * 1024 * 1024;
+
+export interface LinkOptions {
+  localNode: string;
+  /** This node's password as published in cluster_nodes. */
+  ownPassword: string;
+  /** --cluster-secret: never in the database, so reading the table is not enough to join. */
+  secret?: string;
+  /** The published password of a live node, undefined for an unknown one. */
+  lookupPassword(node: string): Promise<string | undefined>;
+  heartbeatMs: number;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+export interface LinkEvents {
+  ready(link: ClusterLink): void;
+  message(link: ClusterLink, element: Element): void;
+  closed(link: ClusterLink, reason: string): void;
+}
+
+type LinkState = 'handshake' | 'ready' | 'closed';
+
+/**
+ * One authenticated, ordered connection between two nodes: an XML stream `<cluster/>` whose
+ * children are messages. The handshake proves, in both directions, knowledge of the other node's
+ * published password and of the shared secret (HMAC over both nonces), and checks the protocol
+ * version (same major version interoperates: rolling upgrades). Heartbeats find a dead peer
+ * within timeoutMs.
+ */
+export class ClusterLink {
+  peer: string;
+  peerVersion = '';
+  private state: LinkState = 'handshake';
+  private readonly nonce = randomBytes(18).toString('base64');
+  private peerNonce = '';
+  private parser: StreamParser;
+  private lastReceived = Date.now();
+  private lastSent = Date.now();
+  private corked = false;
+  private readonly timer: NodeJS.Timeout;
+  readonly counters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly dialer: boolean,
+    expectedPeer: string,
+    private readonly opts: LinkOptions,
+    private readonly events: LinkEvents,
+  ) {
+    this.peer = expectedPeer;
+    socket.setNoDelay(true);
+    socket.on('error', (err) => this.close(`socket error: ${err.message}`));
+    socket.on('close', () => this.close('connection closed'));
+    socket.on('data', (chunk: Buffer) => this.feed(chunk));
+    this.parser = new StreamParser(LINK_LIMITS, {
+      streamStart: (name, attrs) => void this.onHeader(name, attrs).catch((err) => this.close(String(err))),
+      element: (element) => this.onElement(element),
+      streamEnd: () => this.close('peer closed the link'),
+    });
+    this.timer = setInterval(() => this.tick(), Math.max(50, Math.min(opts.heartbeatMs, opts.timeoutMs / 3))).unref();
+  }
+
+  /** Dials a peer; the link reports ready or closed through `events`. */
+  static dial(peer: { hostname: string; address: string; port: number }, opts: LinkOptions, events: LinkEvents): ClusterLink {
+    const socket = net.connect({ host: peer.address, port: peer.port });
+    const link = new ClusterLink(socket, true, peer.hostname, opts, events);
+    socket.once('connect', () => link.writeHeader(peer.hostname));
+    return link;
+  }
+
+  /** Takes an incoming connection; the peer names itself in its header. */
+  static accept(socket: net.Socket, opts: LinkOptions, events: LinkEvents): ClusterLink {
+    return new ClusterLink(socket, false, '', opts, events);
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Sends one message; false when the link is down or its queue is full (the caller answers or stores). */
+  send(element: Element): boolean {
+    if (this.state !== 'ready' || this.socket.writableLength > LINK_MAX_QUEUE_BYTES) return false;
+    this.counters.stanzasOut++;
+    this.write(element.toString());
+    return true;
+  }
+
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasReady = this.state === 'ready';
+    this.state = 'closed';
+    clearInterval(this.timer);
+    if (!this.socket.destroyed) {
+      if (this.socket.writable) this.socket.end('</cluster>');
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+    this.opts.logger.debug('cluster link closed', { peer: this.peer, reason, wasReady });
+    this.events.closed(this, reason);
+  }
+
+  // ---- handshake ----
+
+  private writeHeader(to: string): void {
+    this.write(
+      `<cluster xmlns='${CLUSTER_NS}' from='${escapeXML(this.opts.localNode)}' to='${escapeXML(to)}' version='${PROTOCOL_VERSION}' nonce='${this.nonce}'>`,
+    );
+  }
+
+  private async onHeader(name: string, attrs: Record<string, string>): Promise<void> {
+    if (name !== 'cluster' || attrs.xmlns !== CLUSTER_NS) return this.fail('bad-protocol');
+    if (!compatibleVersion(attrs.version)) return this.fail('unsupported-version', `ours ${PROTOCOL_VERSION}, theirs ${attrs.version}`);
+    if (attrs.to !== this.opts.localNode) return this.fail('wrong-node', `this is ${this.opts.localNode}, not ${attrs.to}`);
+    if (!attrs.nonce) return this.fail('bad-protocol');
+    this.peerVersion = attrs.version;
+    this.peerNonce = attrs.nonce;
+    if (this.dialer) {
+      if (attrs.from !== this.peer) return this.fail('wrong-node', `dialled ${this.peer}, answered by ${attrs.from}`);
+      const peerPassword = await this.opts.lookupPassword(this.peer);
+      if (!peerPassword) return this.fail('unknown-node', `${this.peer} is not in cluster_nodes`);
+      this.sendRaw(new Element('auth', { proof: this.proof(peerPassword, 'dial') }));
+    } else {
+      const peer = attrs.from ?? '';
+      // Refuse nodes that are not live rows of cluster_nodes (DESIGN: "refuses unknown nodes").
+      if (!peer || !(await this.opts.lookupPassword(peer))) return this.fail('unknown-node', `${peer} is not in cluster_nodes`);
+      this.peer = peer;
+      this.writeHeader(peer);
+    }
+  }
+
+  private async onAuth(element: Element): Promise<void> {
+    const proof = String(element.attrs.proof ?? '');
+    // Each side proves it holds the other's published password and the shared secret.
+    const expected = this.proof(this.opts.ownPassword, this.dialer ? 'accept' : 'dial');
+    if (!safeEqual(proof, expected)) return this.fail('not-authorized', 'handshake proof does not match (wrong --cluster-secret?)');
+    if (!this.dialer) {
+      const peerPassword = await this.opts.lookupPassword(this.peer);
+      if (!peerPassword) return this.fail('unknown-node');
+      this.sendRaw(new Element('auth', { proof: this.proof(peerPassword, 'accept') }));
+    }
+    this.state = 'ready';
+    this.opts.logger.debug('cluster link up', { peer: this.peer, dialer: this.dialer, version: this.peerVersion });
+    this.events.ready(this);
+  }
+
+  /** HMAC-SHA-256 keyed with the verifying side's password and the secret, over role, names and both nonces. */
+  private proof(verifierPassword: string, role: 'dial' | 'accept'): string {
+    const key = createHash('sha256').update(`${verifierPassword}\0${this.opts.secret ?? ''}`).digest();
+    const [dialer, acceptor] = this.dialer ? [this.opts.localNode, this.peer] : [this.peer, this.opts.localNode];
+    const [dialNonce, acceptNonce] = this.dialer ? [this.nonce, this.peerNonce] : [this.peerNonce, this.nonce];
+    return createHmac('sha256', key).update(`${role}\0${dialer}\0${acceptor}\0${dialNonce}\0${acceptNonce}`).digest('base64');
+  }
+
+  private fail(reason: string, text?: string): void {
+    this.opts.logger.warn('cluster link refused', { peer: this.peer || undefined, reason, text });
+    if (this.socket.writable) {
+      const failure = new Element('failure', { reason });
+      if (text) failure.t(text);
+      this.write(failure.toString());
+    }
+    this.close(`${reason}${text ? `: ${text}` : ''}`);
+  }
+
+  // ---- traffic ----
+
+  private onElement(element: Element): void {
+    if (this.state === 'closed') return;
+    if (element.name === 'failure') return this.close(`refused by peer: ${element.attrs.reason} ${element.getText()}`.trim());
+    if (this.state === 'handshake') {
+      if (element.name === 'auth') {
+        void this.onAuth(element).catch((err) => this.close(String(err)));
+        return;
+      }
+      return this.fail('bad-protocol', `<${element.name}/> before the handshake ended`);
+    }
+    if (element.name === 'hb') return;
+    this.counters.stanzasIn++;
+    this.events.message(this, element);
+  }
+
+  private feed(chunk: Buffer): void {
+    this.lastReceived = Date.now();
+    this.counters.bytesIn += chunk.length;
+    try {
+      this.parser.write(chunk);
+    } catch (err) {
+      this.fail(err instanceof StreamError ? err.condition : 'bad-protocol', err instanceof Error ? err.message : undefined);
+    }
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (now - this.lastReceived > this.opts.timeoutMs) {
+      this.close(`no traffic for ${this.opts.timeoutMs} ms`);
+      return;
+    }
+    if (this.state === 'ready' && now - this.lastSent >= this.opts.heartbeatMs) this.write('<hb/>');
+  }
+
+  private sendRaw(element: Element): void {
+    this.write(element.toString());
+  }
+
+  private write(data: string): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.lastSent = Date.now();
+    this.counters.bytesOut += Buffer.byteLength(data);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(data);
+  }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
