@@ -26,7 +26,22 @@ export interface UserRecord {
 
 export class UserExistsError extends Error {
   readonly code = 'USER_EXISTS';
-  constructor(jid: string) { super(`user ${jid} already exists`); }
+  constructor(jid: string) {
+    super(`user ${jid} already exists`);
+    this.name = 'UserExistsError';
+  }
+}
+
+/**
+ * A key value (JID, namespace) longer than its column holds (see STORAGE_LIMITS in limits.ts).
+ * Raised the same way on SQLite and MySQL; callers answer it as bad input, not as a server fault.
+ */
+export class ValueTooLongError extends Error {
+  readonly code = 'VALUE_TOO_LONG';
+  constructor(readonly field: string, readonly maxLength: number) {
+    super(`${field} is longer than ${maxLength} characters`);
+    this.name = 'ValueTooLongError';
+  }
 }
 
 export interface UserStore {
@@ -123,6 +138,31 @@ export interface AuthFailureStore {
   reset(key: string): Promise<void>;
 }
 
+/** One row of cluster_nodes (DESIGN: registry columns). Times are UTC. */
+export interface ClusterNodeRow {
+  hostname: string;
+  secondary?: string;
+  /** Random per start; peers key their link handshake with it. */
+  password: string;
+  lastUpdate: Date;
+  port: number;
+  cpuUsage: number;
+  memUsage: number;
+  address: string;
+  version: string;
+  startedAt: Date;
+  connections: number;
+}
+
+export interface ClusterNodeStore {
+  /** Insert or refresh a node's row. */
+  upsert(row: ClusterNodeRow): Promise<void>;
+  list(): Promise<ClusterNodeRow[]>;
+  remove(hostname: string): Promise<boolean>;
+  /** Deletes rows last updated before `cutoff`; returns their hostnames. */
+  removeOlderThan(cutoff: Date): Promise<string[]>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -133,6 +173,7 @@ export interface Storage {
   readonly vcards: VCardStore;
   readonly blocks: BlockStore;
   readonly authFailures: AuthFailureStore;
+  readonly clusterNodes: ClusterNodeStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

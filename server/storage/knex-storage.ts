@@ -1,0 +1,74 @@
+import type { Knex } from 'knex';
+import { KnexAuthFailureStore } from './auth-failure-store';
+import { KnexBlockStore } from './block-store';
+import { KnexClusterNodeStore } from './cluster-node-store';
+import { migrateToLatest, type MigrationLock } from './migrate';
+import { KnexOfflineStore } from './offline-store';
+import { KnexPrivateStore } from './private-store';
+import { KnexRosterStore } from './roster-store';
+import type { StorageLogger } from './storage-logger';
+import type { Storage } from './types';
+import { KnexUserStore } from './user-store';
+import { KnexVCardStore } from './vcard-store';
+
+/** How long ping() waits for `select 1`, pool wait included [2000 ms]. */
+const PING_TIMEOUT_MS = 2000;
+
+/** The stores over one knex instance; built by openStorage. */
+export class KnexStorage implements Storage {
+  readonly users: KnexUserStore;
+  readonly roster: KnexRosterStore;
+  readonly offline: KnexOfflineStore;
+  readonly privateXml: KnexPrivateStore;
+  readonly vcards: KnexVCardStore;
+  readonly blocks: KnexBlockStore;
+  readonly authFailures: KnexAuthFailureStore;
+  readonly clusterNodes: KnexClusterNodeStore;
+  /** Migrations of this instance run one after another; other processes are kept out by the lock. */
+  private migrating: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly kind: 'sqlite' | 'mysql',
+    readonly knex: Knex,
+    private readonly migrationLock: MigrationLock | undefined,
+    private readonly logger: StorageLogger,
+  ) {
+    this.users = new KnexUserStore(knex);
+    this.roster = new KnexRosterStore(knex);
+    this.offline = new KnexOfflineStore(knex);
+    this.privateXml = new KnexPrivateStore(knex);
+    this.vcards = new KnexVCardStore(knex);
+    this.blocks = new KnexBlockStore(knex);
+    this.authFailures = new KnexAuthFailureStore(knex);
+    this.clusterNodes = new KnexClusterNodeStore(knex);
+  }
+
+  migrate(): Promise<void> {
+    const run = this.migrating.then(() => migrateToLatest(this.knex, this.migrationLock, this.logger));
+    this.migrating = run.catch(() => undefined);
+    return run;
+  }
+
+  async ping(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+    });
+    const query = this.knex.raw('select 1').then(
+      () => true,
+      (err: Error) => {
+        this.logger.debug(`storage ping failed: ${err.message}`);
+        return false;
+      },
+    );
+    try {
+      return await Promise.race([query, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.knex.destroy();
+  }
+}

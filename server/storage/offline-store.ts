@@ -1,0 +1,57 @@
+import type { Knex } from 'knex';
+import { dateFromColumn } from './column-values';
+import { STORAGE_LIMITS, assertFits } from './limits';
+import type { OfflineMessage, OfflineStore } from './types';
+import { inWriteTransaction } from './write-transaction';
+
+/** Ids per DELETE ... IN (...): well under SQLite's bound-parameter limit. */
+const DELETE_CHUNK = 500;
+
+export class KnexOfflineStore implements OfflineStore {
+  constructor(private readonly knex: Knex) {}
+
+  /**
+   * The count and the insert run in one transaction that first writes the user's row in
+   * offline_queue_locks. On MySQL that upsert holds the row's exclusive lock until commit, so
+   * concurrent stores for one user (from any node) take turns; on SQLite the transaction holds the
+   * database write lock from BEGIN IMMEDIATE. Either way the queue never exceeds `limit`.
+   */
+  async store(user: string, stanzaXml: string, limit: number): Promise<boolean> {
+    if (limit <= 0) return false;
+    assertFits('user JID', user, STORAGE_LIMITS.jid);
+    return inWriteTransaction(this.knex, async (trx) => {
+      await trx('offline_queue_locks').insert({ user }).onConflict('user').merge(['user']);
+      const queued = await countWhere(trx('offline_messages').where({ user }));
+      if (queued >= limit) return false;
+      await trx('offline_messages').insert({ user, stanza: stanzaXml, stored_at: new Date() });
+      return true;
+    });
+  }
+
+  count(user: string): Promise<number> {
+    return countWhere(this.knex('offline_messages').where({ user }));
+  }
+
+  async fetch(user: string): Promise<OfflineMessage[]> {
+    const rows: { id: number | string; stanza: string; stored_at: unknown }[] = await this.knex('offline_messages')
+      .where({ user })
+      .orderBy('id')
+      .select('id', 'stanza', 'stored_at');
+    return rows.map((r) => ({ id: Number(r.id), stanzaXml: r.stanza, storedAt: dateFromColumn(r.stored_at) }));
+  }
+
+  async remove(user: string, ids: number[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += DELETE_CHUNK) {
+      await this.knex('offline_messages').where({ user }).whereIn('id', ids.slice(i, i + DELETE_CHUNK)).del();
+    }
+  }
+
+  total(): Promise<number> {
+    return countWhere(this.knex('offline_messages'));
+  }
+}
+
+async function countWhere(query: Knex.QueryBuilder): Promise<number> {
+  const row = (await query.count({ n: '*' }).first()) as { n: number | string } | undefined;
+  return Number(row?.n ?? 0);
+}

@@ -1,0 +1,132 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { parseDatabaseUri, redactPassword, type DatabaseConfig } from './database-uri';
+import { KnexStorage } from './knex-storage';
+import { ensureMysqlDatabase, mysqlMigrationLock, type MysqlConfig } from './mysql-server';
+import { sqliteClient } from './sqlite-client';
+import { silentLogger, type StorageLogger } from './storage-logger';
+import type { Storage } from './types';
+
+export { parseDatabaseUri, type DatabaseConfig } from './database-uri';
+export type { StorageLogger } from './storage-logger';
+
+export interface OpenStorageOptions {
+  /** Apply pending migrations before returning [true]. */
+  migrate?: boolean;
+  logger?: StorageLogger;
+}
+
+/** SQLite: how long a statement waits for another process's write lock before SQLITE_BUSY [5000 ms]. */
+const SQLITE_BUSY_TIMEOUT_MS = 5000;
+/** MySQL: connections per node [10]. */
+const MYSQL_POOL_MAX = 10;
+/** MySQL: how long a query waits for a free pool connection [10000 ms]. */
+const MYSQL_ACQUIRE_TIMEOUT_MS = 10_000;
+/**
+ * MySQL session settings. Strict mode turns would-be truncations into errors; a UTC session makes
+ * NOW() and CURRENT_TIMESTAMP agree with the UTC values we store.
+ */
+const MYSQL_SESSION_SQL =
+  "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+/**
+ * Opens the database named by `uri` (see parseDatabaseUri), creating the MySQL database or the SQLite
+ * file's folder when missing, and applies migrations unless `migrate: false`.
+ *
+ * SQLite: open one Storage per file per process. Several processes may share the file (WAL,
+ * busy_timeout), but better-sqlite3 waits for locks synchronously, so two instances in one process
+ * would stall each other's event loop.
+ */
+export async function openStorage(uri: string, opts: OpenStorageOptions = {}): Promise<Storage> {
+  const config = parseDatabaseUri(uri);
+  const logger = opts.logger ?? silentLogger;
+  let storage: KnexStorage;
+  if (config.kind === 'sqlite') {
+    storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger);
+  } else {
+    await ensureMysqlDatabase(config);
+    storage = new KnexStorage('mysql', openMysql(config, logger), mysqlMigrationLock(config, logger), logger);
+  }
+  try {
+    if (opts.migrate !== false) await storage.migrate();
+  } catch (err) {
+    await storage.close().catch(() => undefined);
+    throw err;
+  }
+  logger.info(`storage: ${describe(config, uri)}`);
+  return storage;
+}
+
+function openSqlite(filename: string, logger: StorageLogger): Knex {
+  const memory = filename === ':memory:';
+  const path = memory ? filename : resolve(filename);
+  if (!memory) mkdirSync(dirname(path), { recursive: true });
+  return knexFactory({
+    client: sqliteClient,
+    connection: { filename: path },
+    useNullAsDefault: true,
+    log: knexLog(logger),
+    pool: {
+      // One connection per process: SQLite has one writer at a time anyway, and with ':memory:' a
+      // second connection would be a second, empty database. min 1 keeps it from being reaped.
+      min: 1,
+      max: 1,
+      afterCreate(db: { pragma(sql: string): unknown }, done: (err: Error | null, db: unknown) => void) {
+        try {
+          // busy_timeout first: switching to WAL needs a lock another process may be holding.
+          db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+          db.pragma('journal_mode = WAL');
+          db.pragma('foreign_keys = ON');
+          // In WAL mode NORMAL loses no committed data on a process crash, only on power loss.
+          db.pragma('synchronous = NORMAL');
+          done(null, db);
+        } catch (err) {
+          done(err as Error, db);
+        }
+      },
+    },
+  });
+}
+
+function openMysql(config: MysqlConfig, logger: StorageLogger): Knex {
+  return knexFactory({
+    client: 'mysql2',
+    connection: {
+      host: config.host,
+      port: config.port,
+      user: config.user,
+      password: config.password,
+      database: config.database,
+      charset: 'utf8mb4',
+      // DATETIME values are written and read as UTC.
+      timezone: 'Z',
+      dateStrings: false,
+      supportBigNumbers: true,
+    },
+    log: knexLog(logger),
+    acquireConnectionTimeout: MYSQL_ACQUIRE_TIMEOUT_MS,
+    pool: {
+      min: 0,
+      max: MYSQL_POOL_MAX,
+      afterCreate(conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+        conn.query(MYSQL_SESSION_SQL, (err) => done(err, conn));
+      },
+    },
+  });
+}
+
+/** knex's own warnings (lock waits, deprecations) go to our logger instead of the console. */
+function knexLog(logger: StorageLogger): Knex.Config['log'] {
+  const text = (m: unknown) => `knex: ${typeof m === 'string' ? m : JSON.stringify(m)}`;
+  return {
+    warn: (m: unknown) => logger.info(text(m)),
+    error: (m: unknown) => logger.info(text(m)),
+    debug: (m: unknown) => logger.debug(text(m)),
+    deprecate: (method: string, alternative: string) => logger.debug(`knex: ${method} is deprecated, use ${alternative}`),
+  };
+}
+
+function describe(config: DatabaseConfig, uri: string): string {
+  return config.kind === 'sqlite' ? `sqlite ${config.filename}` : `mysql ${redactPassword(uri)}`;
+}

@@ -1,0 +1,44 @@
+import type { Knex } from 'knex';
+
+/*
+ * knex ships no typings for its dialect classes; these two paths are part of knex 3's published
+ * lib/ layout (the better-sqlite3 client and the SQLite transaction it creates).
+ */
+type AnyClass = new (...args: any[]) => any;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const BetterSqlite3Client: AnyClass = require('knex/lib/dialects/better-sqlite3');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const SqliteTransaction: AnyClass = require('knex/lib/dialects/sqlite3/execution/sqlite-transaction');
+
+/**
+ * knex begins SQLite transactions with a plain (deferred) BEGIN. A deferred transaction that reads
+ * and then writes, while another process committed in between, fails with SQLITE_BUSY at once:
+ * busy_timeout cannot help because its snapshot is stale. BEGIN IMMEDIATE takes the write lock up
+ * front (waiting up to busy_timeout), so every transaction is a serialised writer. We only open
+ * transactions to write, so nothing is lost.
+ */
+class ImmediateTransaction extends SqliteTransaction {
+  begin(conn: unknown): Promise<unknown> {
+    return this.query(conn, 'BEGIN IMMEDIATE;');
+  }
+}
+
+/**
+ * knex's better-sqlite3 client with two changes:
+ * - transactions start with BEGIN IMMEDIATE (above);
+ * - Date bindings are stored as ISO-8601 UTC text ("2024-05-01T12:00:00.000Z") instead of epoch
+ *   milliseconds, so `SELECT * FROM cluster_nodes` in the sqlite3 shell reads like MySQL's output.
+ *   The strings have a fixed width, so they compare and sort like the instants they name.
+ */
+class SqliteClient extends BetterSqlite3Client {
+  transaction(...args: unknown[]): unknown {
+    return new ImmediateTransaction(this, ...args);
+  }
+
+  _formatBindings(bindings: unknown[] | undefined): unknown[] {
+    return super._formatBindings(bindings?.map((b) => (b instanceof Date ? b.toISOString() : b)));
+  }
+}
+
+/** The class to pass as knex's `client` option for SQLite databases. */
+export const sqliteClient = SqliteClient as unknown as typeof Knex.Client;

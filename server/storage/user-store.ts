@@ -1,0 +1,101 @@
+import type { Knex } from 'knex';
+import { dateFromColumn } from './column-values';
+import { STORAGE_LIMITS, assertFits } from './limits';
+import { isDuplicateKey } from './sql-errors';
+import { UserExistsError, type ScramCredential, type ScramCredentials, type ScramHash, type UserRecord, type UserStore } from './types';
+import { inWriteTransaction } from './write-transaction';
+
+/** Column-name prefix of each SCRAM hash's credential. */
+const HASH_COLUMNS: Record<ScramHash, string> = { 'SHA-1': 'scram_sha1', 'SHA-256': 'scram_sha256' };
+
+/** Every table holding a user's data, with the column naming the user: users.delete empties them. */
+const USER_DATA: readonly [table: string, column: string][] = [
+  ['roster_items', 'user'],
+  ['roster_versions', 'user'],
+  ['roster_pending_in', 'user'],
+  ['offline_messages', 'user'],
+  ['offline_queue_locks', 'user'],
+  ['private_xml', 'user'],
+  ['vcards', 'user'],
+  ['blocklist', 'user'],
+  ['auth_failures', 'auth_key'],
+];
+
+interface UserRow {
+  jid: string;
+  created_at: unknown;
+  [column: string]: unknown;
+}
+
+export class KnexUserStore implements UserStore {
+  constructor(private readonly knex: Knex) {}
+
+  async create(jid: string, credentials: ScramCredentials): Promise<void> {
+    assertFits('JID', jid, STORAGE_LIMITS.jid);
+    const { username, domain } = splitBareJid(jid);
+    try {
+      await this.knex('users').insert({ jid, username, domain, ...credentialColumns(credentials), created_at: new Date() });
+    } catch (err) {
+      // Insert-and-catch rather than check-then-insert: two nodes registering the same JID at once
+      // must see exactly one success.
+      if (isDuplicateKey(err)) throw new UserExistsError(jid);
+      throw err;
+    }
+  }
+
+  async get(jid: string): Promise<UserRecord | undefined> {
+    const row: UserRow | undefined = await this.knex('users').where({ jid }).first();
+    if (!row) return undefined;
+    const credentials = {} as ScramCredentials;
+    for (const [hash, prefix] of Object.entries(HASH_COLUMNS) as [ScramHash, string][]) {
+      credentials[hash] = {
+        salt: String(row[`${prefix}_salt`]),
+        iterations: Number(row[`${prefix}_iterations`]),
+        storedKey: String(row[`${prefix}_stored_key`]),
+        serverKey: String(row[`${prefix}_server_key`]),
+      };
+    }
+    return { jid: row.jid, credentials, createdAt: dateFromColumn(row.created_at) };
+  }
+
+  async setCredentials(jid: string, credentials: ScramCredentials): Promise<boolean> {
+    const changed = await this.knex('users').where({ jid }).update(credentialColumns(credentials));
+    return changed > 0;
+  }
+
+  async delete(jid: string): Promise<boolean> {
+    return inWriteTransaction(this.knex, async (trx) => {
+      for (const [table, column] of USER_DATA) await trx(table).where(column, jid).del();
+      return (await trx('users').where({ jid }).del()) > 0;
+    });
+  }
+
+  async list(domain?: string): Promise<string[]> {
+    const query = this.knex('users').select('jid').orderBy('jid');
+    if (domain !== undefined) query.where({ domain });
+    const rows: { jid: string }[] = await query;
+    return rows.map((r) => r.jid);
+  }
+}
+
+function credentialColumns(credentials: ScramCredentials): Record<string, string | number> {
+  const columns: Record<string, string | number> = {};
+  for (const [hash, prefix] of Object.entries(HASH_COLUMNS) as [ScramHash, string][]) {
+    const c: ScramCredential | undefined = credentials[hash];
+    if (!c) throw new Error(`missing ${hash} SCRAM credential`);
+    columns[`${prefix}_salt`] = c.salt;
+    columns[`${prefix}_iterations`] = c.iterations;
+    columns[`${prefix}_stored_key`] = c.storedKey;
+    columns[`${prefix}_server_key`] = c.serverKey;
+  }
+  return columns;
+}
+
+/** Accounts are bare JIDs with a localpart: "user@domain", no resource. */
+function splitBareJid(jid: string): { username: string; domain: string } {
+  const at = jid.indexOf('@');
+  if (at <= 0 || at === jid.length - 1 || jid.includes('/')) {
+    throw new Error(`"${jid}" is not a bare JID of the form user@domain`);
+  }
+  return { username: jid.slice(0, at), domain: jid.slice(at + 1) };
+}
