@@ -54,6 +54,8 @@ export class C2SStream implements TransportListener {
   private session?: Session;
   private sasl?: { exchange: SaslExchange; username?: string };
   private authFailures = 0;
+  /** Our side of the stream is closed: nothing more from this client is processed. */
+  private closing = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly log: Logger;
@@ -88,7 +90,7 @@ export class C2SStream implements TransportListener {
   streamEnd(): void {
     this.enqueue(async () => {
       this.log.debug('client closed the stream');
-      this.transport.close();
+      this.close();
     });
   }
 
@@ -113,7 +115,8 @@ export class C2SStream implements TransportListener {
 
   private enqueue(task: () => Promise<void> | void): void {
     this.queue = this.queue.then(async () => {
-      if (this.state === 'closed') return;
+      // RFC 6120 §4.9.1.1: stream errors are unrecoverable; what the client sent after one is not processed.
+      if (this.state === 'closed' || this.closing) return;
       try {
         await task();
       } catch (err) {
@@ -128,8 +131,19 @@ export class C2SStream implements TransportListener {
   }
 
   private fail(error: StreamError): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.closing) return;
     this.log.info('closing stream with error', { condition: error.condition, text: error.text });
+    this.close(error);
+  }
+
+  /**
+   * Closes our side of the stream. The session ends now, not when the socket is gone, so that
+   * stanzas for it go to other resources or offline storage rather than into a closing socket.
+   */
+  private close(error?: StreamError): void {
+    this.closing = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    if (this.session) this.ctx.sessions.end(this.session);
     this.transport.close(error);
   }
 
@@ -151,7 +165,8 @@ export class C2SStream implements TransportListener {
     this.transport.sendHeader(header);
     if (!hosts.has(domain)) throw new StreamError('host-unknown', `this server does not serve ${to}`);
     if (this.domain && domain !== this.domain) throw new StreamError('host-unknown', 'the domain changed on a stream restart');
-    if (!attrs.version || Number.parseInt(attrs.version, 10) < 1) {
+    // RFC 6120 §4.7.5: "<major>.<minor>"; none means 0.9, and what is not a number is no version either.
+    if (!(Number.parseInt(attrs.version ?? '', 10) >= 1)) {
       throw new StreamError('unsupported-version', 'XMPP 1.0 or later is required');
     }
     this.domain = domain;
@@ -215,7 +230,7 @@ export class C2SStream implements TransportListener {
   private async onStartTls(): Promise<void> {
     if (!this.transport.canStartTls || this.transport.secure || this.sasl) {
       this.transport.send(new Element('failure', { xmlns: NS.TLS }));
-      this.transport.close();
+      this.close();
       return;
     }
     this.state = 'tls';
@@ -224,7 +239,7 @@ export class C2SStream implements TransportListener {
       await this.transport.startTls();
     } catch (err) {
       this.log.info('TLS handshake failed', { err: String(err) });
-      this.transport.close();
+      this.close();
       return;
     }
     this.state = 'wait-header';
@@ -362,7 +377,7 @@ export class C2SStream implements TransportListener {
       }
     }
     this.session = this.ctx.sessions.bind(
-      { id: this.transport.id, send: (el) => this.transport.send(el), close: (err) => this.transport.close(err) },
+      { id: this.transport.id, send: (el) => this.transport.send(el), close: (err) => this.close(err) },
       this.authenticated!,
       this.domain,
       requested,

@@ -1,4 +1,3 @@
-import { StringDecoder } from 'node:string_decoder';
 import { Element } from 'ltx';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { StreamError } from '../errors';
@@ -20,15 +19,25 @@ export interface StreamParserHandler {
  * parser and producing ltx elements. Every violation throws a StreamError for the caller to send:
  * malformed XML is `not-well-formed`; comments, processing instructions and DTDs are
  * `restricted-xml` (RFC 6120 §11.1: "MUST NOT contain ... comments, processing instructions,
- * internal or external DTD subsets, internal or external entity references"); limits are
- * `policy-violation`. A new parser is made for each stream restart (after STARTTLS and SASL).
+ * internal or external DTD subsets, internal or external entity references"); bytes that are not
+ * UTF-8 are `unsupported-encoding` (RFC 6120 §11.6); limits are `policy-violation`. A new parser
+ * is made for each stream restart (after STARTTLS and SASL).
  */
 export class StreamParser {
   private readonly sax = new SaxesParser({ xmlns: false, position: true });
-  private readonly decoder = new StringDecoder('utf8');
+  // fatal: invalid UTF-8 throws instead of becoming U+FFFD; stream: a character may span chunks.
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true });
   private readonly stack: Element[] = [];
-  /** Parser position (characters) where the current top-level element or gap began. */
+  /** Parser position (characters) where the current unit began: the header, a top-level element, or a gap. */
   private unitStart = 0;
+  /** UTF-8 bytes of the current unit that arrived in earlier chunks. */
+  private unitBytes = 0;
+  /**
+   * The chunk being parsed and the position of its first character, to count bytes. Positions
+   * index the concatenation of all chunks; saxes' own position is only exact inside its events.
+   */
+  private chunk = '';
+  private chunkStart = 0;
   private depth = 0;
   private failed?: StreamError;
   private ended = false;
@@ -46,8 +55,19 @@ export class StreamParser {
     sax.on('processinginstruction', () => {
       throw this.fail(new StreamError('restricted-xml', 'processing instructions are not allowed'));
     });
-    sax.on('opentagstart', () => {
-      if (this.depth === 1) this.unitStart = sax.position;
+    sax.on('xmldecl', (decl) => {
+      if (decl.encoding !== undefined && decl.encoding.toLowerCase() !== 'utf-8') {
+        throw this.fail(new StreamError('unsupported-encoding', 'the stream must be UTF-8'));
+      }
+    });
+    // A top-level element begins: saxes has read "<", the name and one more character.
+    sax.on('opentagstart', (tag) => {
+      if (this.depth !== 1) return;
+      const start = sax.position - tag.name.length - 2;
+      this.checkSize(this.unitBytes + this.bytesSince(this.unitStart, start));
+      this.startUnit(start);
+      // Part of "<name" may have arrived in an earlier chunk, which bytesSince no longer sees.
+      if (start < this.chunkStart) this.unitBytes = Buffer.byteLength(`<${tag.name}`.slice(0, this.chunkStart - start));
     });
     sax.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
     sax.on('closetag', () => this.close());
@@ -59,10 +79,19 @@ export class StreamParser {
   write(chunk: Buffer | string): void {
     if (this.failed) throw this.failed;
     if (this.ended) return;
-    const text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    let text: string;
+    try {
+      text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
+    } catch {
+      throw this.fail(new StreamError('unsupported-encoding', 'the stream is not valid UTF-8'));
+    }
     if (text.length === 0) return;
+    this.chunkStart += this.chunk.length;
+    this.chunk = text;
     this.sax.write(text);
-    this.checkSize();
+    // The unit still open at the end of the chunk carries its bytes so far into the next one.
+    this.unitBytes += this.bytesSince(this.unitStart, this.chunkStart + text.length);
+    this.checkSize(this.unitBytes);
   }
 
   private open(tag: SaxesTagPlain): void {
@@ -77,8 +106,9 @@ export class StreamParser {
       throw this.fail(new StreamError('policy-violation', `more than ${this.limits.maxAttributes} attributes on one element`));
     }
     if (this.depth === 1) {
+      this.checkSize(this.unitBytes + this.bytesSince(this.unitStart, this.sax.position));
       this.handler.streamStart(tag.name, attrs);
-      this.unitStart = this.sax.position;
+      this.startUnit(this.sax.position);
       return;
     }
     const element = new Element(tag.name, attrs);
@@ -97,8 +127,8 @@ export class StreamParser {
     }
     const element = this.stack.pop()!;
     if (this.depth === 1) {
-      this.checkSize();
-      this.unitStart = this.sax.position;
+      this.checkSize(this.unitBytes + this.bytesSince(this.unitStart, this.sax.position));
+      this.startUnit(this.sax.position);
       element.parent = null;
       this.handler.element(element);
     }
@@ -113,9 +143,20 @@ export class StreamParser {
     }
   }
 
-  /** A stanza (or the whitespace between stanzas) longer than maxStanzaSize is refused. */
-  private checkSize(): void {
-    if (this.sax.position - this.unitStart > this.limits.maxStanzaSize) {
+  private startUnit(position: number): void {
+    this.unitStart = position;
+    this.unitBytes = 0;
+  }
+
+  /** UTF-8 bytes of the current chunk from parser position `from` (or the chunk's start) to `to`. */
+  private bytesSince(from: number, to: number): number {
+    const start = Math.max(from, this.chunkStart) - this.chunkStart;
+    return Buffer.byteLength(this.chunk.slice(start, to - this.chunkStart));
+  }
+
+  /** A stanza, the header or the whitespace between stanzas longer than maxStanzaSize bytes is refused. */
+  private checkSize(bytes: number): void {
+    if (bytes > this.limits.maxStanzaSize) {
       throw this.fail(new StreamError('policy-violation', `stanza larger than ${this.limits.maxStanzaSize} bytes`));
     }
   }
