@@ -1,3 +1,4 @@
+import { StanzaError } from '../errors';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
@@ -6,7 +7,9 @@ export const carbons: ServerModule = ({ router }) => {
   router.feature('host', NS.CARBONS);
   for (const name of ['enable', 'disable'] as const) {
     router.iq('set', 'account', NS.CARBONS, name, ({ session, self }) => {
-      if (self && session) session.carbons = name === 'enable';
+      // XEP-0280 §4.1/§5.1: not-allowed for another user's resources or a client not hosted here.
+      if (!self || !session) throw new StanzaError('not-allowed');
+      session.carbons = name === 'enable';
       return null;
     });
   }

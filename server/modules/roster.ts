@@ -12,7 +12,7 @@ const MAX_NAME_LENGTH = 1024;
 const MAX_GROUPS = 64;
 
 /** RFC 6121 §2: roster get, set and remove, with versioning (§2.6) and pushes. */
-export const roster: ServerModule = ({ router, roster: rosters }) => {
+export const roster: ServerModule = ({ router, roster: rosters, presence, storage }) => {
   router.feature('account', NS.ROSTER);
 
   router.iq('get', 'account', NS.ROSTER, 'query', async ({ payload, self, session, to }) => {
@@ -43,15 +43,11 @@ export const roster: ServerModule = ({ router, roster: rosters }) => {
     if (element.attrs.subscription === 'remove') {
       const existing = await rosters.item(user, contactJid);
       if (!existing) throw new StanzaError('item-not-found');
-      // §2.5.2: removing an item cancels the subscriptions both ways.
-      const presence = (type: string) => new Element('presence', { type, from: user, to: contactJid });
-      if (existing.subscription === 'to' || existing.subscription === 'both' || existing.ask) {
-        void router.route(presence('unsubscribe'), from.bare(), contact);
-      }
-      if (existing.subscription === 'from' || existing.subscription === 'both') {
-        void router.route(presence('unsubscribed'), from.bare(), contact);
-      }
+      const hadPendingIn = await storage.roster.removePendingIn(user, contactJid);
       await rosters.remove(user, contactJid);
+      // §2.5.2: removing an item cancels the subscriptions both ways (unavailable presence first),
+      // one after the other so that the contact's roster ends at 'none'.
+      await presence.rosterItemRemoved(from.bare(), existing, hadPendingIn);
       return null;
     }
 

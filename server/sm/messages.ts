@@ -22,7 +22,7 @@ export class MessageService {
   ) {}
 
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
-    // XEP-0280 §6: copies of what one resource sends go to the user's other carbons-enabled resources.
+    // XEP-0280 §8: copies of what one resource sends go to the user's other carbons-enabled resources.
     if (carbonEligible(stanza)) {
       for (const other of this.sessions.resources(session.bare)) {
         if (other !== session && other.carbons) other.send(carbon('sent', stanza, other));
@@ -33,11 +33,14 @@ export class MessageService {
 
   async inbound(stanza: Element, from: JID, to: JID): Promise<void> {
     const type = (stanza.attrs.type as string | undefined) ?? 'normal';
+    const copies = carbonEligible(stanza);
+    // XEP-0280 §9: the receiving server "SHOULD remove the <private/> element before delivering to the recipient".
+    stanza.remove('private', NS.CARBONS);
     if (to.resource) {
       const session = this.sessions.get(to);
       if (session) {
         session.send(stanza);
-        this.receivedCarbons(stanza, to.bareString(), session);
+        if (copies) this.receivedCarbons(stanza, to.bareString(), session);
         return;
       }
       // RFC 6121 §8.5.3.2.1: no such resource.
@@ -45,18 +48,18 @@ export class MessageService {
       if (type === 'headline' || type === 'error') return;
       // chat and normal: as if to the bare JID.
     }
-    return this.toBare(stanza, to.bareString(), type);
+    return this.toBare(stanza, to.bareString(), type, copies);
   }
 
   /** RFC 6121 §8.5.2: to a bare JID. */
-  private async toBare(stanza: Element, user: string, type: string): Promise<void> {
+  private async toBare(stanza: Element, user: string, type: string, copies: boolean): Promise<void> {
     if (type === 'groupchat') throw new StanzaError('service-unavailable');
     if (type === 'error') return;
     // §8.5.2.1.1: "deliver the message to all of the non-negative resources" (our policy for chat and normal too).
     const targets = this.sessions.resources(user).filter((s) => s.available && s.priority >= 0);
     if (targets.length > 0) {
       for (const session of targets) session.send(stanza);
-      this.receivedCarbons(stanza, user, ...targets);
+      if (copies) this.receivedCarbons(stanza, user, ...targets);
       return;
     }
     if (type === 'headline') return;
@@ -92,16 +95,15 @@ export class MessageService {
     await this.storage.offline.remove(session.bare, delivered);
   }
 
-  /** XEP-0280 §7: carbons of an inbound message go to the carbons-enabled resources that did not get it. */
+  /** XEP-0280 §7: carbons of an eligible inbound message go to the carbons-enabled resources that did not get it. */
   private receivedCarbons(stanza: Element, user: string, ...deliveredTo: Session[]): void {
-    if (!carbonEligible(stanza)) return;
     for (const other of this.sessions.resources(user)) {
       if (other.carbons && !deliveredTo.includes(other)) other.send(carbon('received', stanza, other));
     }
   }
 }
 
-/** XEP-0280 §6.1: chat messages (and normal ones with a body), unless marked private or no-copy. */
+/** XEP-0280 §6: chat messages (and normal ones with a body), unless marked private or no-copy. */
 function carbonEligible(stanza: Element): boolean {
   const type = stanza.attrs.type ?? 'normal';
   if (type !== 'chat' && !(type === 'normal' && stanza.getChild('body'))) return false;

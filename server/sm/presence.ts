@@ -13,8 +13,11 @@ const SUBSCRIPTION_TYPES = new Set<string>(['subscribe', 'subscribed', 'unsubscr
 const hasFrom = (s: Subscription) => s === 'from' || s === 'both';
 const hasTo = (s: Subscription) => s === 'to' || s === 'both';
 
-/** Hooks other parts run when a resource becomes available (offline messages, for one). */
-export type AvailableListener = (session: Session, initial: boolean) => void | Promise<void>;
+/**
+ * Hooks other parts run on every available presence a resource broadcasts (offline messages, for
+ * one): `initial` for its first, `previousPriority` the priority before this one (0 when initial).
+ */
+export type AvailableListener = (session: Session, initial: boolean, previousPriority: number) => void | Promise<void>;
 
 /**
  * Presence and subscriptions as RFC 6121 §3 and §4 describe them for one server: broadcast to
@@ -61,12 +64,13 @@ export class PresenceService {
   /** RFC 6121 §4.2 (initial) and §4.4 (subsequent) available presence. */
   private async broadcastAvailable(session: Session, stanza: Element): Promise<void> {
     const initial = !session.available;
+    const previousPriority = session.priority;
     session.available = true;
     session.priority = parsePriority(stanza);
     session.presence = stanza;
     const items = await this.roster.items(session.bare);
     for (const item of items) {
-      if (hasFrom(item.subscription)) this.sendCopy(stanza, session.jid, item.jid);
+      if (hasFrom(item.subscription)) void this.sendCopy(stanza, session.jid, item.jid);
     }
     // "...MUST also broadcast initial presence to all of the user's available resources,
     // including the resource that generated the presence notification in the first place."
@@ -87,28 +91,35 @@ export class PresenceService {
       }
       await this.redeliverPendingSubscriptions(session);
     }
-    for (const listener of this.availableListeners) await listener(session, initial);
+    for (const listener of this.availableListeners) await listener(session, initial, previousPriority);
   }
 
-  /** RFC 6121 §4.5: unavailable presence goes to subscribers, own resources and directed recipients. */
+  /**
+   * RFC 6121 §4.5: unavailable presence goes to subscribers, own resources and directed recipients;
+   * §4.6.2: the latter also when the resource never broadcast presence (e.g. it only joined a room).
+   */
   private async broadcastUnavailable(session: Session, stanza: Element): Promise<void> {
-    if (!session.available) return;
+    const wasAvailable = session.available;
+    const directed = [...session.directedPresence];
+    if (!wasAvailable && directed.length === 0) return;
     session.available = false;
     session.presence = undefined;
+    session.directedPresence.clear();
     const sentTo = new Set<string>();
-    for (const item of await this.roster.items(session.bare)) {
-      if (hasFrom(item.subscription)) {
-        this.sendCopy(stanza, session.jid, item.jid);
-        sentTo.add(item.jid);
+    if (wasAvailable) {
+      for (const item of await this.roster.items(session.bare)) {
+        if (hasFrom(item.subscription)) {
+          void this.sendCopy(stanza, session.jid, item.jid);
+          sentTo.add(item.jid);
+        }
+      }
+      for (const other of this.sessions.resources(session.bare)) {
+        if (other.available || other === session) other.send(withTo(stanza, other.full));
       }
     }
-    for (const other of this.sessions.resources(session.bare)) {
-      if (other.available || other === session) other.send(withTo(stanza, other.full));
+    for (const target of directed) {
+      if (!sentTo.has(target) && !sentTo.has(bareOf(target))) void this.sendCopy(stanza, session.jid, target);
     }
-    for (const target of session.directedPresence) {
-      if (!sentTo.has(target) && !sentTo.has(bareOf(target))) this.sendCopy(stanza, session.jid, target);
-    }
-    session.directedPresence.clear();
   }
 
   /** RFC 6121 §4.6: directed presence, remembered so that unavailable reaches the recipient too. */
@@ -118,9 +129,9 @@ export class PresenceService {
     await this.router.route(stanza, session.jid, to);
   }
 
-  /** A session that ends while available goes unavailable for everyone who saw it (RFC 6121 §4.5.2). */
+  /** A session that ends goes unavailable for everyone who saw its presence (RFC 6121 §4.5.2, §4.6.2). */
   private async sessionEnded(session: Session): Promise<void> {
-    if (!session.available) return;
+    if (!session.available && session.directedPresence.size === 0) return;
     try {
       await this.broadcastUnavailable(session, new Element('presence', { type: 'unavailable', from: session.full }));
     } catch (err) {
@@ -147,13 +158,18 @@ export class PresenceService {
   private async answerProbe(from: JID, to: JID): Promise<void> {
     const user = to.bareString();
     const item = await this.roster.item(user, from.bareString());
-    if (!item || !hasFrom(item.subscription)) return; // "MUST NOT reveal the user's presence"
-    const available = this.sessions.resources(user).filter((s) => s.available && s.presence);
-    if (available.length === 0) {
-      this.sendCopy(new Element('presence', { type: 'unavailable' }), to.bare(), from.toString());
+    if (!item || !hasFrom(item.subscription)) {
+      // "MUST NOT reveal the user's presence"; "SHOULD return a presence stanza of type
+      // 'unsubscribed'", which cancels a subscription the prober wrongly believes it has.
+      void this.sendCopy(new Element('presence', { type: 'unsubscribed' }), to.bare(), from.bareString());
       return;
     }
-    for (const session of available) this.sendCopy(session.presence!, session.jid, from.toString());
+    const available = this.sessions.resources(user).filter((s) => s.available && s.presence);
+    if (available.length === 0) {
+      void this.sendCopy(new Element('presence', { type: 'unavailable' }), to.bare(), from.toString());
+      return;
+    }
+    for (const session of available) void this.sendCopy(session.presence!, session.jid, from.toString());
   }
 
   // ---- subscriptions (RFC 6121 §3) ----
@@ -162,6 +178,7 @@ export class PresenceService {
     const user = session.bare;
     const contactBare = contact.toString();
     if (contactBare === user) return;
+    const userJid = session.jid.bare();
     const item = await this.roster.item(user, contactBare);
     switch (type) {
       case 'subscribe': {
@@ -194,31 +211,60 @@ export class PresenceService {
         next.subscription = next.subscription === 'to' ? 'both' : 'from';
         next.approved = false;
         await this.roster.set(user, next);
-        await this.router.route(stanza, session.jid.bare(), contact);
+        await this.router.route(stanza, userJid, contact);
         // §3.1.5: "...MUST then send the user's current presence from all available resources".
-        for (const resource of this.sessions.resources(user)) {
-          if (resource.available && resource.presence) this.sendCopy(resource.presence, resource.jid, contactBare);
-        }
+        await this.sendAvailablePresence(user, contactBare);
         return;
       }
       case 'unsubscribed': {
         // §3.2.2: deny a pending request or revoke 'from'.
         const pending = await this.storage.roster.removePendingIn(user, contactBare);
+        if (!pending && !(item && hasFrom(item.subscription))) {
+          // §3.2.2 rule 2: "MUST remove the pre-approval and MUST NOT route" the unsubscribed.
+          if (item?.approved) await this.roster.set(user, { ...item, approved: false });
+          return; // rule 1: nothing to deny or revoke: "SHOULD NOT route"
+        }
         if (item && (hasFrom(item.subscription) || item.approved)) {
           await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'to' : 'none', approved: false });
-        } else if (!pending) {
-          return;
         }
-        await this.router.route(stanza, session.jid.bare(), contact);
-        if (item && hasFrom(item.subscription)) {
-          for (const resource of this.sessions.resources(user)) {
-            if (resource.available) this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contactBare);
-          }
-        }
+        await this.revokePresence(user, item, stanza, contact);
         return;
       }
     }
-    await this.router.route(stanza, session.jid.bare(), contact);
+    await this.router.route(stanza, userJid, contact);
+  }
+
+  /**
+   * RFC 6121 §2.5.2: removing a roster item cancels the subscriptions both ways, as though the user
+   * had sent unsubscribed (§3.2.2, also denying a pending request) and unsubscribe (§3.3.2).
+   * Called after the item is gone; `removed` is what it was.
+   */
+  async rosterItemRemoved(user: JID, removed: RosterItem, hadPendingIn: boolean): Promise<void> {
+    const contact = tryParseJID(removed.jid);
+    if (!contact) return;
+    const presence = (type: SubscriptionType) => new Element('presence', { type, from: user.toString(), to: removed.jid });
+    if (hasFrom(removed.subscription) || hadPendingIn) await this.revokePresence(user.toString(), removed, presence('unsubscribed'), contact);
+    if (hasTo(removed.subscription) || removed.ask) await this.router.route(presence('unsubscribe'), user, contact);
+  }
+
+  /**
+   * §3.2.2: "While the user is still subscribed ... the contact's server MUST send a presence stanza
+   * of type 'unavailable' from all of the contact's online resources", then routes the unsubscribed.
+   */
+  private async revokePresence(user: string, item: RosterItem | undefined, unsubscribed: Element, contact: JID): Promise<void> {
+    if (item && hasFrom(item.subscription)) {
+      for (const resource of this.sessions.resources(user)) {
+        if (resource.available) await this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact.toString());
+      }
+    }
+    await this.router.route(unsubscribed, tryParseJID(user)!, contact);
+  }
+
+  /** Sends the last presence of every available resource of `user` to `to`. */
+  private async sendAvailablePresence(user: string, to: string): Promise<void> {
+    for (const resource of this.sessions.resources(user)) {
+      if (resource.available && resource.presence) await this.sendCopy(resource.presence, resource.jid, to);
+    }
   }
 
   private async inboundSubscription(type: SubscriptionType, stanza: Element, from: JID, to: JID): Promise<void> {
@@ -230,20 +276,18 @@ export class PresenceService {
       case 'subscribe': {
         if (item && hasFrom(item.subscription)) {
           // §3.1.3: already subscribed: the user's server answers for the user.
-          this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
+          await this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
           return;
         }
         if (!(await this.storage.users.get(user))) {
-          this.sendCopy(new Element('presence', { type: 'unsubscribed' }), to, contact);
+          await this.sendCopy(new Element('presence', { type: 'unsubscribed' }), to, contact);
           return;
         }
         if (item?.approved) {
-          // §3.4: pre-approved: grant without asking the user.
+          // §3.4: pre-approved: grant without asking the user, then send presence as §3.1.5 does.
           await this.roster.set(user, { ...item, subscription: item.subscription === 'to' ? 'both' : 'from', approved: false });
-          this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
-          for (const resource of this.sessions.resources(user)) {
-            if (resource.available && resource.presence) this.sendCopy(resource.presence, resource.jid, contact);
-          }
+          await this.sendCopy(new Element('presence', { type: 'subscribed' }), to, contact);
+          await this.sendAvailablePresence(user, contact);
           return;
         }
         // §3.1.3: keep the request until the user decides, and show it to available resources.
@@ -265,7 +309,7 @@ export class PresenceService {
           await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'to' : 'none' });
           this.toAvailableResources(user, stanza);
           for (const resource of this.sessions.resources(user)) {
-            if (resource.available) this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact);
+            if (resource.available) await this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact);
           }
         } else if (hadPending) {
           this.toAvailableResources(user, stanza);
@@ -302,13 +346,13 @@ export class PresenceService {
   }
 
   /** Routes a copy of `stanza` from `from` to `to` (each destination gets its own 'to'). */
-  private sendCopy(stanza: Element, from: JID, to: string): void {
+  private async sendCopy(stanza: Element, from: JID, to: string): Promise<void> {
     const target = tryParseJID(to);
     if (!target || !this.isLocalDomain(to)) return; // no server-to-server links: remote contacts are skipped
     const copy = cloneElement(stanza);
     copy.attrs.from = from.toString();
     copy.attrs.to = to;
-    void this.router.route(copy, from, target);
+    await this.router.route(copy, from, target);
   }
 
   private isLocalDomain(jid: string): boolean {
