@@ -53,8 +53,10 @@ const commands: Record<string, { args: [number, number]; run: Command }> = {
   },
   listusers: {
     args: [0, 1],
-    async run(storage, _config, [domain]) {
-      for (const jid of await storage.users.list(domain?.toLowerCase())) console.log(jid);
+    async run(storage, config, [domainArg]) {
+      const domain = domainArg?.toLowerCase();
+      if (domain !== undefined && !config.virtHosts.includes(domain)) throw new CommandError(notServed(domain, config));
+      for (const jid of await storage.users.list(domain)) console.log(jid);
     },
   },
   'cluster-nodes': {
@@ -89,10 +91,12 @@ const commands: Record<string, { args: [number, number]; run: Command }> = {
 function accountJid(input: string, config: Config): string {
   const jid = tryParseJID(input);
   if (!jid || !jid.local || jid.resource) throw new CommandError(`not an account JID (user@domain): ${input}`);
-  if (!config.virtHosts.includes(jid.domain)) {
-    throw new CommandError(`${jid.domain} is not served by this server (--virt-hosts = ${config.virtHosts.join(',')})`);
-  }
+  if (!config.virtHosts.includes(jid.domain)) throw new CommandError(notServed(jid.domain, config));
   return jid.toString();
+}
+
+function notServed(domain: string, config: Config): string {
+  return `${domain} is not served by this server (--virt-hosts = ${config.virtHosts.join(',')})`;
 }
 
 function printTable(rows: Record<string, string>[]): void {

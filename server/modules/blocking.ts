@@ -2,7 +2,10 @@ import { Element } from 'ltx';
 import { StanzaError } from '../errors';
 import { tryParseJID, type JID } from '../jid';
 import type { Storage } from '../storage/types';
+import { cloneElement } from '../router';
+import type { Session } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
+import { STORAGE_LIMITS } from '../storage/limits';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
@@ -10,9 +13,38 @@ import type { ServerModule } from './module';
  * XEP-0191 blocking command. Lists of users with sessions on this node are cached in memory, so
  * checking a stanza to an online user costs no database query.
  */
-export const blocking: ServerModule = ({ router, storage, sessions }) => {
+export const blocking: ServerModule = ({ router, storage, sessions, roster }) => {
   const lists = new BlockLists(storage, sessions);
+  let pushes = 0;
   router.feature('host', NS.BLOCKING);
+
+  /**
+   * Sends, from every available resource of `user`, `presenceFor(resource)` to each entity matching
+   * `affected` that may see the user's presence: a contact with a subscription to it, or one the
+   * resource sent directed presence to (XEP-0191 §3.3/§3.4: "but only if the contact is allowed to
+   * receive presence notifications from the user").
+   */
+  async function presenceTo(user: string, affected: ReadonlySet<string>, presenceFor: (resource: Session) => Element | undefined, skip?: ReadonlySet<string>) {
+    const resources = sessions.resources(user).filter((s) => s.available);
+    if (resources.length === 0 || affected.size === 0) return;
+    const subscribers = (await roster.items(user)).filter((i) => i.subscription === 'from' || i.subscription === 'both').map((i) => i.jid);
+    const sends: Promise<void>[] = [];
+    for (const resource of resources) {
+      const stanza = presenceFor(resource);
+      if (!stanza) continue;
+      for (const target of new Set([...subscribers, ...resource.directedPresence])) {
+        const jid = tryParseJID(target);
+        if (!jid || !matches(affected, jid) || (skip && matches(skip, jid))) continue;
+        // No server-to-server links: only local users and components can be told.
+        if (!router.hosts.has(jid.domain) && !router.componentDomains().includes(jid.domain)) continue;
+        const copy = cloneElement(stanza);
+        copy.attrs.from = resource.full;
+        copy.attrs.to = target;
+        sends.push(router.route(copy, resource.jid, jid));
+      }
+    }
+    await Promise.all(sends);
+  }
 
   router.iq('get', 'account', NS.BLOCKING, 'blocklist', async ({ self, session, to }) => {
     if (!self) throw new StanzaError('forbidden');
@@ -29,32 +61,31 @@ export const blocking: ServerModule = ({ router, storage, sessions }) => {
       const jids = payload.getChildren('item').map((item) => {
         const jid = tryParseJID(item.attrs.jid ?? '');
         if (!jid) throw new StanzaError('jid-malformed', `not a JID: ${item.attrs.jid ?? ''}`);
+        if ([...jid.toString()].length > STORAGE_LIMITS.jid) throw new StanzaError('not-acceptable', `JIDs longer than ${STORAGE_LIMITS.jid} characters cannot be blocked`);
         return jid.toString();
       });
-      // XEP-0191 §3.2: a block needs at least one item; an unblock without items unblocks everyone.
+      // XEP-0191 §3.3: a block needs at least one item; §3.5: an unblock without items unblocks everyone.
       if (command === 'block' && jids.length === 0) throw new StanzaError('bad-request', 'nothing to block');
       if (command === 'block') {
+        // §3.3: "the user's server MUST send unavailable presence information to the contact";
+        // sent before the block is stored, since from then on the filter below stops it.
+        await presenceTo(user, new Set(jids), () => new Element('presence', { type: 'unavailable' }), await lists.get(user));
         await storage.blocks.add(user, jids);
-        // §3.3: the blocked entities stop seeing the user's presence.
-        for (const resource of sessions.resources(user)) {
-          if (!resource.available) continue;
-          for (const jid of jids) {
-            const target = tryParseJID(jid)!;
-            if (router.hosts.has(target.domain) && target.local) {
-              void router.route(new Element('presence', { type: 'unavailable', from: resource.full, to: jid }), resource.jid, target);
-            }
-          }
-        }
-      } else if (jids.length === 0) {
-        await storage.blocks.clear(user);
+        lists.forget(user);
       } else {
-        await storage.blocks.remove(user, jids);
+        const unblocked = new Set(jids.length === 0 ? await storage.blocks.list(user) : jids);
+        if (jids.length === 0) await storage.blocks.clear(user);
+        else await storage.blocks.remove(user, jids);
+        lists.forget(user);
+        // §3.4: "the user's server MUST send the user's current presence information to the contact"
+        // (unless another item still blocks it).
+        await presenceTo(user, unblocked, (resource) => resource.presence, await lists.get(user));
       }
-      lists.forget(user);
       // §3.3/§3.4: every resource that asked for the list learns of the change.
+      const id = `blocking-push-${++pushes}`;
       for (const resource of sessions.resources(user)) {
         if (!resource.blocklistInterested) continue;
-        const push = new Element('iq', { type: 'set', id: `block-${Date.now().toString(36)}`, to: resource.full });
+        const push = new Element('iq', { type: 'set', id, to: resource.full });
         const body = push.c(command, { xmlns: NS.BLOCKING });
         for (const jid of jids) body.c('item', { jid });
         resource.send(push);
@@ -91,19 +122,26 @@ export const blocking: ServerModule = ({ router, storage, sessions }) => {
   });
 };
 
-/** XEP-0191 §3.7 (after XEP-0016 §2.1): an item blocks its full JID, bare JID, domain/resource or domain. */
+/**
+ * XEP-0191 §4 (after XEP-0016 §2.1): an item blocks its full JID, bare JID, domain/resource, or a
+ * domain: "the domain itself matches, as does any user@domain, domain/resource, or address
+ * containing a subdomain".
+ */
 function matches(list: ReadonlySet<string>, jid: JID): boolean {
   if (list.size === 0) return false;
-  return (
-    list.has(jid.toString()) ||
-    (jid.local !== '' && list.has(jid.bareString())) ||
-    (jid.resource !== '' && list.has(`${jid.domain}/${jid.resource}`)) ||
-    list.has(jid.domain)
-  );
+  if (list.has(jid.toString()) || (jid.local !== '' && list.has(jid.bareString())) || (jid.resource !== '' && list.has(`${jid.domain}/${jid.resource}`))) {
+    return true;
+  }
+  for (let domain = jid.domain; ; domain = domain.slice(domain.indexOf('.') + 1)) {
+    if (list.has(domain)) return true;
+    if (!domain.includes('.')) return false;
+  }
 }
 
 class BlockLists {
   private readonly cache = new Map<string, Set<string>>();
+  /** Bumped by forget(): a read that started before a change must not cache what it read. */
+  private generation = 0;
 
   constructor(private readonly storage: Storage, private readonly sessions: SessionManager) {
     sessions.onEnd((session) => {
@@ -115,12 +153,14 @@ class BlockLists {
   async get(user: string): Promise<ReadonlySet<string>> {
     const cached = this.cache.get(user);
     if (cached) return cached;
+    const generation = this.generation;
     const list = new Set(await this.storage.blocks.list(user));
-    if (this.sessions.hasSessions(user)) this.cache.set(user, list);
+    if (generation === this.generation && this.sessions.hasSessions(user)) this.cache.set(user, list);
     return list;
   }
 
   forget(user: string): void {
+    this.generation++;
     this.cache.delete(user);
   }
 }

@@ -1,5 +1,6 @@
 import { Element, parse as parseXml } from 'ltx';
 import { StanzaError } from '../errors';
+import { STORAGE_LIMITS } from '../storage/limits';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
@@ -34,6 +35,10 @@ function checkNamespace(element: Element): string {
   const namespace = element.attrs.xmlns as string | undefined;
   if (!namespace || namespace === NS.PRIVATE || namespace === NS.CLIENT) {
     throw new StanzaError('not-acceptable', 'the element needs a namespace of its own');
+  }
+  // Checked before anything is stored, so a set with several elements is all or nothing.
+  if ([...namespace].length > STORAGE_LIMITS.namespace) {
+    throw new StanzaError('not-acceptable', `namespaces longer than ${STORAGE_LIMITS.namespace} characters are not stored`);
   }
   return namespace;
 }

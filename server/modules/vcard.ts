@@ -7,10 +7,14 @@ import type { ServerModule } from './module';
 export const vcard: ServerModule = ({ router, storage }) => {
   router.feature('host', NS.VCARD);
   router.feature('account', NS.VCARD);
-  router.iq('get', 'account', NS.VCARD, 'vCard', async ({ to }) => {
+  router.iq('get', 'account', NS.VCARD, 'vCard', async ({ self, to }) => {
     const xml = await storage.vcards.get(to.bareString());
-    // XEP-0054 §3.1: no vCard yet is an empty vCard.
-    return xml ? parseXml(xml) : new Element('vCard', { xmlns: NS.VCARD });
+    if (xml) return parseXml(xml);
+    // §3.1: the owner with no vCard yet gets an empty one. §3.3: for someone else's, "If no vCard
+    // exists or the user does not exist, the server MUST return a stanza error ... the same error
+    // condition in both cases" (no directory harvesting); RFC 6121 §8.5.1 names it for no account.
+    if (self) return new Element('vCard', { xmlns: NS.VCARD });
+    throw new StanzaError('service-unavailable');
   });
   router.iq('set', 'account', NS.VCARD, 'vCard', async ({ payload, self, to }) => {
     if (!self) throw new StanzaError('forbidden');

@@ -1,0 +1,202 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { run } from '../../scripts/xmppctl';
+import { openStorage } from '../../server/storage/open-storage';
+import type { TapTest } from '../helpers/databases';
+import { startTestServer } from '../helpers/server';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+/** A temporary folder with an init.properties whose database is a fresh SQLite file in it. */
+function tempConfig(t: TapTest, hosts = 'localhost, example.org'): { file: string; dbUri: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmppctl-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dbUri = `sqlite:${path.join(dir, 'xmpp.sqlite')}`;
+  const file = path.join(dir, 'init.properties');
+  writeFileSync(
+    file,
+    [
+      '# written by xmppctl.test.ts',
+      `--virt-hosts = ${hosts}`,
+      '--user-db = sqlite',
+      `--user-db-uri = ${dbUri}`,
+      `--data-dir = ${dir}`,
+      '--scram-iterations = 4096',
+      '',
+    ].join('\n'),
+  );
+  return { file, dbUri };
+}
+
+/** Runs the exported command line with console output captured. */
+async function ctl(file: string, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...parts: unknown[]) => void out.push(...parts.join(' ').split('\n'));
+  console.error = (...parts: unknown[]) => void err.push(...parts.join(' ').split('\n'));
+  try {
+    return { code: await run(['--config', file, ...args]), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+t.test('xmppctl commands', async (t) => {
+  const { file, dbUri } = tempConfig(t);
+
+  await t.test('adduser creates an account a real client logs in with', async (t) => {
+    const added = await ctl(file, 'adduser', 'Alice@localhost', 'first-password');
+    t.equal(added.code, 0);
+    t.same(added.out, ['created alice@localhost'], 'says what it did, with the prepared JID');
+    t.same(added.err, []);
+    await t.test('a client logs in', async (t) => {
+      const server = await startTestServer(t, { dbUri });
+      const alice = await server.login('alice', { password: 'first-password' });
+      t.equal(alice.jid?.bare().toString(), 'alice@localhost');
+    });
+  });
+
+  await t.test('adding an existing account fails with exit code 1 and a one-line reason', async (t) => {
+    const again = await ctl(file, 'adduser', 'alice@localhost', 'other-password');
+    t.equal(again.code, 1);
+    t.equal(again.err.length, 1, 'one line');
+    t.match(again.err[0], /alice@localhost already exists/);
+    t.same(again.out, []);
+  });
+
+  await t.test('a domain this server does not serve is refused', async (t) => {
+    const foreign = await ctl(file, 'adduser', 'mallory@elsewhere.net', 'long-password');
+    t.equal(foreign.code, 1);
+    t.equal(foreign.err.length, 1);
+    t.match(foreign.err[0], /elsewhere\.net is not served/);
+    const listed = await ctl(file, 'listusers', 'elsewhere.net');
+    t.equal(listed.code, 1, 'listusers of a domain not served is refused too');
+    t.match(listed.err[0], /elsewhere\.net is not served/);
+    const notAccount = await ctl(file, 'adduser', 'localhost', 'long-password');
+    t.equal(notAccount.code, 1, 'a bare domain is not an account');
+    t.match(notAccount.err[0], /not an account JID/);
+  });
+
+  await t.test('passwd changes the password; unknown users are reported', async (t) => {
+    const changed = await ctl(file, 'passwd', 'alice@localhost', 'second-password');
+    t.equal(changed.code, 0);
+    t.same(changed.out, ['password changed for alice@localhost']);
+    const nobody = await ctl(file, 'passwd', 'nobody@localhost', 'whatever-password');
+    t.equal(nobody.code, 1);
+    t.same(nobody.err, ['xmppctl: no such user: nobody@localhost']);
+    await t.test('only the new password logs in', async (t) => {
+      const server = await startTestServer(t, { dbUri });
+      await t.rejects(server.login('alice', { password: 'first-password' }), /not-authorized/);
+      const alice = await server.login('alice', { password: 'second-password' });
+      t.ok(alice.jid);
+    });
+  });
+
+  await t.test('listusers lists every account, or one domain', async (t) => {
+    t.equal((await ctl(file, 'adduser', 'bob@localhost', 'bob-password')).code, 0);
+    t.equal((await ctl(file, 'adduser', 'carol@example.org', 'carol-password')).code, 0);
+    const all = await ctl(file, 'listusers');
+    t.equal(all.code, 0);
+    t.same(all.out, ['alice@localhost', 'bob@localhost', 'carol@example.org'].sort());
+    const one = await ctl(file, 'listusers', 'example.org');
+    t.equal(one.code, 0);
+    t.same(one.out, ['carol@example.org']);
+    t.same((await ctl(file, 'listusers', 'LOCALHOST')).out, ['alice@localhost', 'bob@localhost'], 'the domain is case-insensitive');
+  });
+
+  await t.test('deluser removes the account', async (t) => {
+    const deleted = await ctl(file, 'deluser', 'bob@localhost');
+    t.equal(deleted.code, 0);
+    t.same(deleted.out, ['deleted bob@localhost']);
+    t.same((await ctl(file, 'listusers', 'localhost')).out, ['alice@localhost']);
+    const again = await ctl(file, 'deluser', 'bob@localhost');
+    t.equal(again.code, 1);
+    t.same(again.err, ['xmppctl: no such user: bob@localhost']);
+  });
+
+  await t.test('an unknown command or wrong arguments exit with 2 and the usage', async (t) => {
+    const unknown = await ctl(file, 'frobnicate');
+    t.equal(unknown.code, 2);
+    t.match(unknown.err[0], /unknown command: frobnicate/);
+    t.ok(unknown.err.some((line) => /^usage: xmppctl/.test(line)), 'the usage follows');
+    const missing = await ctl(file, 'adduser', 'dave@localhost');
+    t.equal(missing.code, 2, 'a missing argument');
+    t.match(missing.err[0], /^usage: xmppctl/);
+    const none = await ctl(file);
+    t.equal(none.code, 2, 'no command at all');
+    t.notOk((await ctl(file, 'listusers')).out.includes('dave@localhost'), 'nothing was created');
+  });
+
+  await t.test('a bad config file is reported in one line with exit code 1', async (t) => {
+    const bad = path.join(path.dirname(file), 'bad.properties');
+    writeFileSync(bad, '--no-such-key = 1\n');
+    const result = await ctl(bad, 'listusers');
+    t.equal(result.code, 1);
+    t.equal(result.err.length, 1);
+    t.match(result.err[0], /--no-such-key/);
+  });
+});
+
+t.test('xmppctl migrate creates the schema in an empty database', async (t) => {
+  const { file, dbUri } = tempConfig(t, 'localhost');
+  const result = await ctl(file, 'migrate');
+  t.equal(result.code, 0);
+  t.same(result.out, ['database schema is up to date']);
+  const storage = await openStorage(dbUri, { migrate: false });
+  try {
+    for (const table of ['users', 'roster_items', 'offline_messages', 'vcards', 'private_xml', 'blocklist', 'cluster_nodes']) {
+      t.ok(await storage.knex.schema.hasTable(table), `table ${table}`);
+    }
+  } finally {
+    await storage.close();
+  }
+  t.equal((await ctl(file, 'migrate')).code, 0, 'running it again is harmless');
+  t.same((await ctl(file, 'cluster-nodes')).out, ['no cluster nodes registered']);
+});
+
+/** Newest modification time of the TypeScript sources the CLI is built from. */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+t.test('the built CLI exits with 0, 1 and 2', async (t) => {
+  const cli = path.join(ROOT, 'dist', 'scripts', 'xmppctl.js');
+  const sources = Math.max(newestSource(path.join(ROOT, 'server')), newestSource(path.join(ROOT, 'scripts')));
+  if (!existsSync(cli) || statSync(cli).mtimeMs < sources) {
+    t.comment('dist/ is missing or older than the sources: npm run build');
+    execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore', timeout: 120_000 });
+  }
+  const { file } = tempConfig(t, 'localhost');
+  const cliRun = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [cli, '--config', file, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? -1) : 0, stdout, stderr });
+      });
+    });
+
+  const added = await cliRun('adduser', 'eve@localhost', 'eve-password');
+  t.equal(added.code, 0, 'adduser: exit 0');
+  t.equal(added.stdout, 'created eve@localhost\n');
+  const duplicate = await cliRun('adduser', 'eve@localhost', 'eve-password');
+  t.equal(duplicate.code, 1, 'duplicate adduser: exit 1');
+  t.equal(duplicate.stderr.trim().split('\n').length, 1, 'with one line on stderr');
+  t.match(duplicate.stderr, /eve@localhost already exists/);
+  const listed = await cliRun('listusers');
+  t.equal(listed.code, 0);
+  t.equal(listed.stdout, 'eve@localhost\n');
+  const unknown = await cliRun('frobnicate');
+  t.equal(unknown.code, 2, 'unknown command: exit 2');
+  t.match(unknown.stderr, /usage: xmppctl/);
+});
