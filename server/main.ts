@@ -19,7 +19,13 @@ import { roster } from './modules/roster';
 import { time } from './modules/time';
 import { vcard } from './modules/vcard';
 import { version } from './modules/version';
-import { Router } from './router';
+import { Element } from 'ltx';
+import { Cluster } from './cluster/cluster';
+import { ClusterSessions } from './cluster/cluster-sessions';
+import { loadStrategy } from '../strategies/load-strategy';
+import { tryParseJID } from './jid';
+import { LOCAL_ONLY, type RemoteDelivery } from './sm/remote-delivery';
+import { hostJID, Router } from './router';
 import { MessageService } from './sm/messages';
 import { PresenceService } from './sm/presence';
 import { RosterService } from './sm/roster-service';
@@ -27,6 +33,8 @@ import { SessionManager } from './sm/session-manager';
 import { openStorage } from './storage/open-storage';
 import type { Storage } from './storage/types';
 import { loadOrCreateCertificate } from './tls';
+import { startWebListeners } from './http/web-listeners';
+import { NodeMetrics } from './metrics';
 import { listenTcp, type TcpTransport } from './transports/tcp';
 import { SERVER_VERSION } from './version';
 
@@ -37,8 +45,10 @@ export interface XmppNode {
   readonly storage: Storage;
   readonly sessions: SessionManager;
   readonly router: Router;
-  /** The ports actually listened on (useful with port 0). */
-  readonly ports: { c2s: number[]; c2sTls: number[] };
+  /** The ports actually listened on (useful with port 0); http is undefined when disabled. */
+  readonly ports: { c2s: number[]; c2sTls: number[]; ws: number[]; bosh: number[]; http: number | undefined };
+  /** Prometheus metrics of this node (GET /metrics); the cluster adds its own to metrics.registry. */
+  readonly metrics: NodeMetrics;
   stop(): Promise<void>;
 }
 
@@ -59,9 +69,22 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
 
   const sessions = new SessionManager();
   const router = new Router(new Set(config.virtHosts), sessions, logger.category('router'));
-  const rosterService = new RosterService(storage, sessions);
-  const presence = new PresenceService(router, sessions, rosterService, storage, logger);
-  const messages = new MessageService(router, sessions, storage, config.limits.offlineQueueLength, logger);
+  // In a cluster, RFC 6121 delivery reaches the other nodes through the strategy and the links.
+  const cluster = config.clusterMode ? createCluster(config, storage, logger, () => sessions.count) : undefined;
+  const clusterSessions = cluster
+    ? new ClusterSessions(
+        cluster,
+        loadStrategy(config.smClusterStrategyClass, { localNode: cluster.localNode, connectedNodes: () => cluster.connectedNodes() }),
+        sessions,
+        logger.category('cluster'),
+      )
+    : undefined;
+  const remote: RemoteDelivery = clusterSessions ?? LOCAL_ONLY;
+  router.setRemote(remote);
+  router.setAccountCheck(async (bare) => (await storage.users.get(bare)) !== undefined);
+  const rosterService = new RosterService(storage, sessions, remote);
+  const presence = new PresenceService(router, sessions, rosterService, storage, logger, remote);
+  const messages = new MessageService(router, sessions, storage, config.limits.offlineQueueLength, logger, remote);
   router.setDelivery({
     outboundMessage: (session, stanza, to) => messages.outbound(session, stanza, to),
     inboundMessage: (stanza, from, to) => messages.inbound(stanza, from, to),
@@ -69,11 +92,30 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     inboundPresence: (stanza, from, to) => presence.inbound(stanza, from, to),
   });
 
-  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages };
+  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote };
   const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking];
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
+  if (cluster && clusterSessions) {
+    clusterSessions.attach({
+      messageToResource: (stanza, to) => messages.messageToResource(stanza, to),
+      messageToUser: (stanza, user) => messages.messageToUser(stanza, user),
+      stanzaToResource: (stanza, to) => presence.stanzaToResource(stanza, to),
+      presenceToUser: (stanza, user) => presence.presenceToUser(stanza, user),
+      answerProbe: (from, to) => presence.answerProbeHere(from, to),
+      carbons: (kind, stanza, user, exclude) => messages.carbonsHere(kind, stanza, user, exclude),
+      rosterPush: (user, query) => rosterService.pushHere(user, query),
+      blocklistChanged: (user, command) => moduleContext.blocklistChangedHere?.(user, command),
+      presenceSnapshot: () => presence.broadcastSnapshot(),
+    });
+    notifyAdminsOfMembership(cluster, router, config);
+    await cluster.start();
+    // DESIGN: a new node learns who is online where before it takes clients (with a timeout).
+    await clusterSessions.waitForSync(config.clusterSyncTimeout * 1000);
+  }
+
+  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total() });
   const c2sContext: C2SContext = {
     config,
     logger: logger.category('c2s'),
@@ -86,8 +128,10 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       unknownUserSecret: config.clusterSecret ? createHash('sha256').update(`unknown-user:${config.clusterSecret}`).digest() : undefined,
     }),
     preAuthIq: config.registration ? registrationHandler(moduleContext) : undefined,
+    stats: metrics.stats,
   };
   const connections = new Set<TcpTransport>();
+  metrics.trackConnections('tcp', () => connections.size);
   let nextConnection = 0;
   const listen = (port: number, directTls: boolean) =>
     listenTcp({
@@ -127,7 +171,22 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     servers.push(server);
     ports.c2sTls.push((server.address() as net.AddressInfo).port);
   }
-  logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, c2s: ports.c2s, c2sTls: ports.c2sTls, db: storage.kind });
+
+  // WebSocket (RFC 7395) and BOSH (XEP-0206) feed the same C2SStream as TCP; host-meta (XEP-0156)
+  // and /health /status /metrics are served next to them (server/http/web-listeners.ts).
+  const web = await startWebListeners({
+    config,
+    certificate,
+    logger,
+    storage,
+    metrics,
+    hosts: router.hosts,
+    sessions: () => sessions.count,
+    clusterNodes: () => 1 + (cluster?.connectedNodes().length ?? 0),
+    onTransport: (transport) => new C2SStream(transport, c2sContext),
+  });
+  const allPorts = { ...ports, ...web.ports };
+  logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 
   let stopped = false;
   return {
@@ -136,18 +195,62 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     storage,
     sessions,
     router,
-    ports,
+    ports: allPorts,
+    metrics,
     async stop() {
       if (stopped) return;
       stopped = true;
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
+      const webClosed = web.close();
       // Give unavailable broadcasts and offline writes a moment to finish before the database closes.
       await new Promise((resolve) => setTimeout(resolve, 100));
+      await webClosed;
+      await cluster?.stop();
+      metrics.stop();
       await storage.close();
       logger.info('node stopped');
     },
   };
+}
+
+function createCluster(config: Config, storage: Storage, logger: Logger, sessionCount: () => number): Cluster {
+  return new Cluster(storage.clusterNodes, {
+    hostname: config.clusterHostname,
+    address: config.clusterAddress,
+    port: config.clusterPort,
+    bindAddress: config.bindAddress,
+    secret: config.clusterSecret,
+    version: SERVER_VERSION,
+    heartbeat: config.clusterHeartbeat,
+    nodeTimeout: config.clusterNodeTimeout,
+    linkHeartbeat: config.clusterLinkHeartbeat,
+    linkTimeout: config.clusterLinkTimeout,
+    connections: sessionCount,
+    logger: logger.category('cluster'),
+  });
+}
+
+/**
+ * DESIGN: admins get a message when a node joins or leaves. One node speaks for the cluster: the
+ * first by name among this node and its connected peers, so admins hear it once.
+ */
+function notifyAdminsOfMembership(cluster: Cluster, router: Router, config: Config): void {
+  const tell = (text: string) => {
+    const speaker = [cluster.localNode, ...cluster.connectedNodes()].sort()[0];
+    if (speaker !== cluster.localNode || config.admins.length === 0) return;
+    const domain = config.virtHosts[0];
+    for (const admin of config.admins) {
+      const to = tryParseJID(admin);
+      if (!to) continue;
+      const message = new Element('message', { from: domain, to: to.toString(), type: 'normal', id: `cluster-${Date.now().toString(36)}` });
+      message.c('subject').t('Cluster membership');
+      message.c('body').t(text);
+      void router.route(message, hostJID(domain), to);
+    }
+  };
+  cluster.onNodeUp((node) => tell(`Cluster node ${node} joined (seen from ${cluster.localNode}).`));
+  cluster.onNodeDown((node, reason) => tell(`Cluster node ${node} left: ${reason} (seen from ${cluster.localNode}).`));
 }
 
 /** Process entry point: `node dist/server/main.js --config FILE [--key=value ...]`. */

@@ -4,6 +4,7 @@ import { tryParseJID, type JID } from './jid';
 import type { Logger } from './log';
 import type { Session } from './sm/session';
 import type { SessionManager } from './sm/session-manager';
+import { LOCAL_ONLY, type RemoteDelivery } from './sm/remote-delivery';
 import { NS } from './xml/ns';
 
 /** Where an IQ handler serves: the server itself, or on behalf of a user account (bare JID). */
@@ -64,6 +65,8 @@ export class Router {
   private readonly inboundFilters: InboundFilter[] = [];
   private readonly outboundFilters: OutboundFilter[] = [];
   private delivery?: StanzaDelivery;
+  private remote: RemoteDelivery = LOCAL_ONLY;
+  private accountExists: (bare: string) => Promise<boolean> = async () => true;
 
   constructor(
     readonly hosts: ReadonlySet<string>,
@@ -106,6 +109,16 @@ export class Router {
 
   setDelivery(delivery: StanzaDelivery): void {
     this.delivery = delivery;
+  }
+
+  /** How the router tells a missing account from one that is merely offline. */
+  setAccountCheck(check: (bare: string) => Promise<boolean>): void {
+    this.accountExists = check;
+  }
+
+  /** The other nodes of the cluster, for IQs to resources bound elsewhere. */
+  setRemote(remote: RemoteDelivery): void {
+    this.remote = remote;
   }
 
   /** Routes every stanza for `domain` (a component's subdomain) to `handler`. */
@@ -229,6 +242,8 @@ export class Router {
         target.send(stanza);
         return;
       }
+      // Results come back to the node that asked, wherever the resource is (DESIGN: cluster semantics).
+      if (await this.remote.stanzaToResource(stanza, to)) return;
       if (type === 'get' || type === 'set') throw new StanzaError('service-unavailable');
       return;
     }
@@ -248,6 +263,10 @@ export class Router {
     if (!handler) throw new StanzaError('service-unavailable');
     const addressed = to ?? (target === 'account' ? from.bare() : hostJID(from.domain));
     const self = target === 'account' && addressed.bareString() === from.bareString();
+    // RFC 6121 §8.5.1: an IQ to an account that does not exist gets service-unavailable, whatever the namespace.
+    if (target === 'account' && !self && !this.sessions.hasSessions(addressed.bareString()) && !(await this.accountExists(addressed.bareString()))) {
+      throw new StanzaError('service-unavailable');
+    }
     const reply = await handler({ stanza, payload, from, to: addressed, session, self });
     const result = new Element('iq', { type: 'result', id: stanza.attrs.id, to: stanza.attrs.from });
     if (stanza.attrs.to) result.attrs.from = stanza.attrs.to;

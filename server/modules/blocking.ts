@@ -13,10 +13,28 @@ import type { ServerModule } from './module';
  * XEP-0191 blocking command. Lists of users with sessions on this node are cached in memory, so
  * checking a stanza to an online user costs no database query.
  */
-export const blocking: ServerModule = ({ router, storage, sessions, roster }) => {
+export const blocking: ServerModule = (ctx) => {
+  const { router, storage, sessions, roster, remote } = ctx;
   const lists = new BlockLists(storage, sessions);
   let pushes = 0;
   router.feature('host', NS.BLOCKING);
+
+  /** §3.3/§3.4: every resource here that asked for the list learns of the change. */
+  function pushHere(user: string, command: Element): void {
+    const id = `blocking-push-${++pushes}`;
+    for (const resource of sessions.resources(user)) {
+      if (!resource.blocklistInterested) continue;
+      const push = new Element('iq', { type: 'set', id, to: resource.full });
+      push.cnode(cloneElement(command));
+      resource.send(push);
+    }
+  }
+
+  // In a cluster, the other nodes drop their cached copy and push to their resources.
+  ctx.blocklistChangedHere = (user, command) => {
+    lists.forget(user);
+    pushHere(user, command);
+  };
 
   /**
    * Sends, from every available resource of `user`, `presenceFor(resource)` to each entity matching
@@ -81,15 +99,10 @@ export const blocking: ServerModule = ({ router, storage, sessions, roster }) =>
         // (unless another item still blocks it).
         await presenceTo(user, unblocked, (resource) => resource.presence, await lists.get(user));
       }
-      // §3.3/§3.4: every resource that asked for the list learns of the change.
-      const id = `blocking-push-${++pushes}`;
-      for (const resource of sessions.resources(user)) {
-        if (!resource.blocklistInterested) continue;
-        const push = new Element('iq', { type: 'set', id, to: resource.full });
-        const body = push.c(command, { xmlns: NS.BLOCKING });
-        for (const jid of jids) body.c('item', { jid });
-        resource.send(push);
-      }
+      const change = new Element(command, { xmlns: NS.BLOCKING });
+      for (const jid of jids) change.c('item', { jid });
+      pushHere(user, change);
+      remote.blocklistChanged(user, change);
       return null;
     });
   }

@@ -6,6 +6,8 @@ import type { PresenceService } from '../sm/presence';
 import type { RosterService } from '../sm/roster-service';
 import type { SessionManager } from '../sm/session-manager';
 import type { Storage } from '../storage/types';
+import type { RemoteDelivery } from '../sm/remote-delivery';
+import type { Element } from 'ltx';
 
 /** What a module may use; it registers its routes and features on the router and nothing else at import time. */
 export interface ModuleContext {
@@ -17,6 +19,10 @@ export interface ModuleContext {
   roster: RosterService;
   presence: PresenceService;
   messages: MessageService;
+  /** The other nodes of the cluster (nothing on a single node). */
+  remote: RemoteDelivery;
+  /** Set by the blocking module: what this node does when a peer reports a changed block list. */
+  blocklistChangedHere?: (user: string, command: Element) => void;
 }
 
 /** One XEP, one file: a function that registers handlers and disco features. */

@@ -7,6 +7,7 @@ import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import type { Session } from './session';
 import type { SessionManager } from './session-manager';
+import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 
 /**
  * Message delivery for one server (RFC 6121 §8.5), offline storage (XEP-0160) with delay
@@ -19,14 +20,14 @@ export class MessageService {
     private readonly storage: Storage,
     private readonly offlineQueueLength: number,
     private readonly logger: Logger,
+    private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {}
 
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
     // XEP-0280 §8: copies of what one resource sends go to the user's other carbons-enabled resources.
     if (carbonEligible(stanza)) {
-      for (const other of this.sessions.resources(session.bare)) {
-        if (other !== session && other.carbons) other.send(carbon('sent', stanza, other));
-      }
+      this.carbonsHere('sent', stanza, session.bare, session.full);
+      this.remote.carbons('sent', stanza, session.bare, session.full);
     }
     await this.router.route(stanza, session.jid, to);
   }
@@ -37,10 +38,12 @@ export class MessageService {
     // XEP-0280 §9: the receiving server "SHOULD remove the <private/> element before delivering to the recipient".
     stanza.remove('private', NS.CARBONS);
     if (to.resource) {
-      const session = this.sessions.get(to);
-      if (session) {
-        session.send(stanza);
-        if (copies) this.receivedCarbons(stanza, to.bareString(), session);
+      const delivered = this.messageToResource(stanza, to) || (await this.remote.messageToResource(stanza, to));
+      if (delivered) {
+        if (copies) {
+          this.carbonsHere('received', stanza, to.bareString(), to.toString());
+          this.remote.carbons('received', stanza, to.bareString(), to.toString());
+        }
         return;
       }
       // RFC 6121 §8.5.3.2.1: no such resource.
@@ -48,23 +51,56 @@ export class MessageService {
       if (type === 'headline' || type === 'error') return;
       // chat and normal: as if to the bare JID.
     }
-    return this.toBare(stanza, to.bareString(), type, copies);
+    return this.toBare(stanza, to.bareString(), type);
   }
 
-  /** RFC 6121 §8.5.2: to a bare JID. */
-  private async toBare(stanza: Element, user: string, type: string, copies: boolean): Promise<void> {
+  /** RFC 6121 §8.5.2: to a bare JID, on every node that has resources of the user. */
+  private async toBare(stanza: Element, user: string, type: string): Promise<void> {
     if (type === 'groupchat') throw new StanzaError('service-unavailable');
     if (type === 'error') return;
-    // §8.5.2.1.1: "deliver the message to all of the non-negative resources" (our policy for chat and normal too).
-    const targets = this.sessions.resources(user).filter((s) => s.available && s.priority >= 0);
-    if (targets.length > 0) {
-      for (const session of targets) session.send(stanza);
-      if (copies) this.receivedCarbons(stanza, user, ...targets);
-      return;
-    }
+    const here = this.messageToUser(stanza, user);
+    const elsewhere = this.remote.messageToUser(stanza, user);
+    // Only "delivered nowhere" needs the peers' answers: then the message is stored, exactly once, here.
+    if (here > 0 || (await elsewhere) > 0) return;
     if (type === 'headline') return;
     await this.storeOffline(stanza, user);
   }
+
+  // ---- this node's sessions only (also what peers ask of this node) ----
+
+  /** Delivers to the exact full JID when it is bound here; 1 when delivered. */
+  messageToResource(stanza: Element, to: JID): number {
+    const session = this.sessions.get(to);
+    if (!session) return 0;
+    session.send(stanza);
+    return 1;
+  }
+
+  /**
+   * §8.5.2.1.1: "deliver the message to all of the non-negative resources" (our policy for chat
+   * and normal too), with received carbons (XEP-0280 §7) for this node's carbons-enabled resources
+   * that did not get it. Returns how many resources got the message.
+   */
+  messageToUser(stanza: Element, user: string): number {
+    const resources = this.sessions.resources(user);
+    const targets = resources.filter((s) => s.available && s.priority >= 0);
+    for (const session of targets) session.send(stanza);
+    if (targets.length > 0 && carbonEligible(stanza)) {
+      for (const other of resources) {
+        if (other.carbons && !targets.includes(other)) other.send(carbon('received', stanza, other));
+      }
+    }
+    return targets.length;
+  }
+
+  /** Carbon copies for this node's carbons-enabled resources of `user`, except the full JID `exclude`. */
+  carbonsHere(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void {
+    for (const other of this.sessions.resources(user)) {
+      if (other.carbons && other.full !== exclude) other.send(carbon(kind, stanza, other));
+    }
+  }
+
+  // ---- offline storage ----
 
   /** XEP-0160: keep a chat/normal message for a user with no available resource, stamped with XEP-0203. */
   private async storeOffline(stanza: Element, user: string): Promise<void> {
@@ -77,28 +113,24 @@ export class MessageService {
     if (!stored) throw new StanzaError('service-unavailable', 'offline storage is full');
   }
 
-  /** XEP-0160 §3: offline messages are delivered when a resource sends initial presence with priority ≥ 0. */
+  /**
+   * XEP-0160 §3: offline messages go to a resource that becomes available with priority ≥ 0.
+   * take() empties the queue atomically, so two resources coming online on two nodes at once
+   * never both get a message; what could not be sent goes back to the queue.
+   */
   async flushOffline(session: Session): Promise<void> {
     if (session.priority < 0) return;
-    const messages = await this.storage.offline.fetch(session.bare);
-    if (messages.length === 0) return;
-    const delivered: number[] = [];
-    for (const message of messages) {
-      if (session.ended) break;
+    const messages = await this.storage.offline.take(session.bare);
+    for (const [i, message] of messages.entries()) {
+      if (session.ended) {
+        for (const rest of messages.slice(i)) await this.storage.offline.store(session.bare, rest.stanzaXml, Number.MAX_SAFE_INTEGER);
+        return;
+      }
       try {
         session.send(parseXml(message.stanzaXml));
       } catch (err) {
         this.logger.warn('unreadable offline message dropped', { conn: session.id, id: message.id, err: String(err) });
       }
-      delivered.push(message.id);
-    }
-    await this.storage.offline.remove(session.bare, delivered);
-  }
-
-  /** XEP-0280 §7: carbons of an eligible inbound message go to the carbons-enabled resources that did not get it. */
-  private receivedCarbons(stanza: Element, user: string, ...deliveredTo: Session[]): void {
-    for (const other of this.sessions.resources(user)) {
-      if (other.carbons && !deliveredTo.includes(other)) other.send(carbon('received', stanza, other));
     }
   }
 }

@@ -6,6 +6,7 @@ import type { RosterItem, Storage, Subscription } from '../storage/types';
 import type { RosterService } from './roster-service';
 import type { Session } from './session';
 import type { SessionManager } from './session-manager';
+import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 
 type SubscriptionType = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
 const SUBSCRIPTION_TYPES = new Set<string>(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
@@ -32,6 +33,7 @@ export class PresenceService {
     private readonly roster: RosterService,
     private readonly storage: Storage,
     private readonly logger: Logger,
+    private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {
     sessions.onEnd((session) => this.sessionEnded(session));
   }
@@ -68,6 +70,7 @@ export class PresenceService {
     session.available = true;
     session.priority = parsePriority(stanza);
     session.presence = stanza;
+    this.sessions.presenceChanged(session);
     const items = await this.roster.items(session.bare);
     for (const item of items) {
       if (hasFrom(item.subscription)) void this.sendCopy(stanza, session.jid, item.jid);
@@ -77,6 +80,7 @@ export class PresenceService {
     for (const other of this.sessions.resources(session.bare)) {
       if (other.available) other.send(withTo(stanza, other.full));
     }
+    this.remote.presenceToUser(withTo(stanza, session.bare), session.bare);
     if (initial) {
       // RFC 6121 §4.2.2: probe the contacts the user is subscribed to, and tell the new
       // resource about the user's other available resources.
@@ -89,6 +93,8 @@ export class PresenceService {
       for (const other of this.sessions.resources(session.bare)) {
         if (other !== session && other.available && other.presence) session.send(withTo(other.presence, session.full, other.full));
       }
+      // The user's resources on other nodes introduce themselves the same way.
+      this.remote.probe(session.jid, session.jid.bare());
       await this.redeliverPendingSubscriptions(session);
     }
     for (const listener of this.availableListeners) await listener(session, initial, previousPriority);
@@ -105,6 +111,7 @@ export class PresenceService {
     session.available = false;
     session.presence = undefined;
     session.directedPresence.clear();
+    if (wasAvailable) this.sessions.presenceChanged(session);
     const sentTo = new Set<string>();
     if (wasAvailable) {
       for (const item of await this.roster.items(session.bare)) {
@@ -116,6 +123,7 @@ export class PresenceService {
       for (const other of this.sessions.resources(session.bare)) {
         if (other.available || other === session) other.send(withTo(stanza, other.full));
       }
+      this.remote.presenceToUser(withTo(stanza, session.bare), session.bare);
     }
     for (const target of directed) {
       if (!sentTo.has(target) && !sentTo.has(bareOf(target))) void this.sendCopy(stanza, session.jid, target);
@@ -146,30 +154,92 @@ export class PresenceService {
     if (type === 'probe') return this.answerProbe(from, to);
     if (type && SUBSCRIPTION_TYPES.has(type)) return this.inboundSubscription(type as SubscriptionType, stanza, from.bare(), to.bare());
     if (to.resource) {
-      this.sessions.get(to)?.send(stanza);
+      if (!this.stanzaToResource(stanza, to)) await this.remote.stanzaToResource(stanza, to);
       return;
     }
-    for (const session of this.sessions.resources(to.bareString())) {
-      if (session.available) session.send(stanza);
-    }
+    this.toAvailableResources(to.bareString(), stanza);
   }
 
-  /** RFC 6121 §4.3.2: a subscriber's probe gets the last presence of every available resource. */
+  /** Presence to this exact full JID when it is bound here; 1 when delivered. */
+  stanzaToResource(stanza: Element, to: JID): number {
+    const session = this.sessions.get(to);
+    if (!session) return 0;
+    session.send(stanza);
+    return 1;
+  }
+
+  /** Presence to every available resource of `user` on this node; returns how many got it. */
+  presenceToUser(stanza: Element, user: string): number {
+    let count = 0;
+    for (const session of this.sessions.resources(user)) {
+      if (!session.available) continue;
+      session.send(stanza);
+      count++;
+    }
+    return count;
+  }
+
+  /**
+   * RFC 6121 §4.3.2: a subscriber's probe gets the last presence of every available resource, on
+   * every node; the user's own resources probe each other the same way.
+   */
   private async answerProbe(from: JID, to: JID): Promise<void> {
     const user = to.bareString();
-    const item = await this.roster.item(user, from.bareString());
-    if (!item || !hasFrom(item.subscription)) {
+    const self = from.bareString() === user;
+    if (!self && !(await this.maySeePresence(user, from))) {
       // "MUST NOT reveal the user's presence"; "SHOULD return a presence stanza of type
       // 'unsubscribed'", which cancels a subscription the prober wrongly believes it has.
       void this.sendCopy(new Element('presence', { type: 'unsubscribed' }), to.bare(), from.bareString());
       return;
     }
-    const available = this.sessions.resources(user).filter((s) => s.available && s.presence);
-    if (available.length === 0) {
+    const here = this.sendAvailableFrom(user, from);
+    this.remote.probe(from, to.bare());
+    if (self || here > 0) return;
+    // Nobody here: "unavailable" only when the strategy can tell that nobody is online elsewhere either.
+    const elsewhere = this.remote.remoteResources(user);
+    if (elsewhere && !elsewhere.some((r) => r.available)) {
       void this.sendCopy(new Element('presence', { type: 'unavailable' }), to.bare(), from.toString());
-      return;
     }
-    for (const session of available) void this.sendCopy(session.presence!, session.jid, from.toString());
+  }
+
+  /**
+   * The presence this node's available resources have broadcast, as (recipient bare JID, stanza)
+   * pairs: subscribers and the user's own other resources. A node that (re)joins gets these, so
+   * presence heals after a partition without anyone logging in again.
+   */
+  async broadcastSnapshot(): Promise<{ user: string; stanza: Element }[]> {
+    const result: { user: string; stanza: Element }[] = [];
+    for (const session of this.sessions.all()) {
+      if (!session.available || !session.presence) continue;
+      result.push({ user: session.bare, stanza: withTo(session.presence, session.bare, session.full) });
+      for (const item of await this.roster.items(session.bare)) {
+        if (hasFrom(item.subscription)) result.push({ user: item.jid, stanza: withTo(session.presence, item.jid, session.full) });
+      }
+    }
+    return result;
+  }
+
+  /** A peer's share of a probe: the presence of this node's available resources, if the prober may see it. */
+  async answerProbeHere(from: JID, to: JID): Promise<void> {
+    const user = to.bareString();
+    if (from.bareString() !== user && !(await this.maySeePresence(user, from))) return;
+    this.sendAvailableFrom(user, from);
+  }
+
+  private async maySeePresence(user: string, prober: JID): Promise<boolean> {
+    const item = await this.roster.item(user, prober.bareString());
+    return Boolean(item && hasFrom(item.subscription));
+  }
+
+  /** Sends the last presence of this node's available resources of `user` to `to` (not to itself). */
+  private sendAvailableFrom(user: string, to: JID): number {
+    let count = 0;
+    for (const session of this.sessions.resources(user)) {
+      if (!session.available || !session.presence || session.full === to.toString()) continue;
+      void this.sendCopy(session.presence, session.jid, to.toString());
+      count++;
+    }
+    return count;
   }
 
   // ---- subscriptions (RFC 6121 §3) ----
@@ -252,18 +322,39 @@ export class PresenceService {
    * of type 'unavailable' from all of the contact's online resources", then routes the unsubscribed.
    */
   private async revokePresence(user: string, item: RosterItem | undefined, unsubscribed: Element, contact: JID): Promise<void> {
-    if (item && hasFrom(item.subscription)) {
-      for (const resource of this.sessions.resources(user)) {
-        if (resource.available) await this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact.toString());
-      }
-    }
+    if (item && hasFrom(item.subscription)) await this.sendUnavailableFromAll(user, contact.toString());
     await this.router.route(unsubscribed, tryParseJID(user)!, contact);
   }
 
-  /** Sends the last presence of every available resource of `user` to `to`. */
+  /** Sends the last presence of every available resource of `user`, on every node, to `to`. */
   private async sendAvailablePresence(user: string, to: string): Promise<void> {
     for (const resource of this.sessions.resources(user)) {
       if (resource.available && resource.presence) await this.sendCopy(resource.presence, resource.jid, to);
+    }
+    const target = tryParseJID(to);
+    const userJid = tryParseJID(user);
+    if (target && userJid) this.remote.probe(target, userJid);
+  }
+
+  /**
+   * Unavailable presence from every available resource of `user` to `to`. Resources on other
+   * nodes are spoken for by this node when the strategy knows them; otherwise one unavailable
+   * from the bare JID stands for them all.
+   */
+  private async sendUnavailableFromAll(user: string, to: string): Promise<void> {
+    const unavailable = new Element('presence', { type: 'unavailable' });
+    for (const resource of this.sessions.resources(user)) {
+      if (resource.available) await this.sendCopy(unavailable, resource.jid, to);
+    }
+    if (!this.remote.clustered) return;
+    const elsewhere = this.remote.remoteResources(user);
+    if (!elsewhere) {
+      await this.sendCopy(unavailable, tryParseJID(user)!, to);
+      return;
+    }
+    for (const resource of elsewhere) {
+      const jid = tryParseJID(resource.jid);
+      if (resource.available && jid) await this.sendCopy(unavailable, jid, to);
     }
   }
 
@@ -308,9 +399,7 @@ export class PresenceService {
         if (item && hasFrom(item.subscription)) {
           await this.roster.set(user, { ...item, subscription: item.subscription === 'both' ? 'to' : 'none' });
           this.toAvailableResources(user, stanza);
-          for (const resource of this.sessions.resources(user)) {
-            if (resource.available) await this.sendCopy(new Element('presence', { type: 'unavailable' }), resource.jid, contact);
-          }
+          await this.sendUnavailableFromAll(user, contact);
         } else if (hadPending) {
           this.toAvailableResources(user, stanza);
         }
@@ -339,10 +428,10 @@ export class PresenceService {
 
   // ---- helpers ----
 
+  /** To every available resource of `user`, here and on other nodes. */
   private toAvailableResources(user: string, stanza: Element): void {
-    for (const session of this.sessions.resources(user)) {
-      if (session.available) session.send(stanza);
-    }
+    this.presenceToUser(stanza, user);
+    this.remote.presenceToUser(stanza, user);
   }
 
   /** Routes a copy of `stanza` from `from` to `to` (each destination gets its own 'to'). */

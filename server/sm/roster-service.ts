@@ -2,12 +2,14 @@ import { Element } from 'ltx';
 import type { RosterItem, Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import type { SessionManager } from './session-manager';
+import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 
 /** The roster as RFC 6121 §2 sees it: storage plus roster pushes to interested resources. */
 export class RosterService {
   constructor(
     private readonly storage: Storage,
     private readonly sessions: SessionManager,
+    private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {}
 
   items(user: string): Promise<RosterItem[]> {
@@ -37,11 +39,22 @@ export class RosterService {
     return removed;
   }
 
+  /** RFC 6121 §2.1.6: the push goes to every interested resource, on every node. */
   private push(user: string, item: Element, ver: string): void {
+    const query = new Element('query', { xmlns: NS.ROSTER, ver });
+    query.cnode(item);
+    this.pushHere(user, query);
+    this.remote.rosterPush(user, query);
+  }
+
+  /** Pushes a roster <query/> to this node's interested resources of `user`. */
+  pushHere(user: string, query: Element): void {
+    const item = query.getChild('item');
+    if (!item) return;
     for (const session of this.sessions.resources(user)) {
       if (!session.interested) continue;
-      const push = new Element('iq', { type: 'set', id: `push-${ver}-${Math.random().toString(36).slice(2, 8)}`, to: session.full });
-      push.c('query', { xmlns: NS.ROSTER, ver }).cnode(cloneItem(item));
+      const push = new Element('iq', { type: 'set', id: `push-${Math.random().toString(36).slice(2, 10)}`, to: session.full });
+      push.c('query', { xmlns: NS.ROSTER, ver: query.attrs.ver }).cnode(cloneItem(item));
       session.send(push);
     }
   }

@@ -13,11 +13,23 @@ export class SessionManager {
   private readonly byBare = new Map<string, Map<string, Session>>();
   private readonly endListeners: SessionListener[] = [];
   private readonly bindListeners: SessionListener[] = [];
+  private readonly presenceListeners: SessionListener[] = [];
   private total = 0;
 
   /** Called after a session is bound. */
   onBind(listener: SessionListener): void {
     this.bindListeners.push(listener);
+  }
+
+  /** Called when a session's availability or priority changes (RFC 6121 §4). */
+  onPresenceChange(listener: SessionListener): void {
+    this.presenceListeners.push(listener);
+  }
+
+  /** The presence service reports availability and priority changes here. */
+  presenceChanged(session: Session): void {
+    if (session.ended) return;
+    for (const listener of this.presenceListeners) void listener(session);
   }
 
   /** Called once when a session ends, however it ends (before it is forgotten). */

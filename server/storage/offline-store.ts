@@ -40,6 +40,25 @@ export class KnexOfflineStore implements OfflineStore {
     return rows.map((r) => ({ id: Number(r.id), stanzaXml: r.stanza, storedAt: dateFromColumn(r.stored_at) }));
   }
 
+  /**
+   * Removes and returns the user's queue in one transaction under the same per-user lock as
+   * store(): two nodes flushing at once for two resources get disjoint sets, never duplicates.
+   */
+  async take(user: string): Promise<OfflineMessage[]> {
+    return inWriteTransaction(this.knex, async (trx) => {
+      await trx('offline_queue_locks').insert({ user }).onConflict('user').merge(['user']);
+      const rows: { id: number | string; stanza: string; stored_at: unknown }[] = await trx('offline_messages')
+        .where({ user })
+        .orderBy('id')
+        .select('id', 'stanza', 'stored_at');
+      const ids = rows.map((r) => Number(r.id));
+      for (let i = 0; i < ids.length; i += DELETE_CHUNK) {
+        await trx('offline_messages').where({ user }).whereIn('id', ids.slice(i, i + DELETE_CHUNK)).del();
+      }
+      return rows.map((r) => ({ id: Number(r.id), stanzaXml: r.stanza, storedAt: dateFromColumn(r.stored_at) }));
+    });
+  }
+
   async remove(user: string, ids: number[]): Promise<void> {
     for (let i = 0; i < ids.length; i += DELETE_CHUNK) {
       await this.knex('offline_messages').where({ user }).whereIn('id', ids.slice(i, i + DELETE_CHUNK)).del();

@@ -100,6 +100,8 @@ export interface OfflineStore {
   count(user: string): Promise<number>;
   /** Oldest first. */
   fetch(user: string): Promise<OfflineMessage[]>;
+  /** Removes and returns the queue atomically (oldest first): concurrent takers never get the same message. */
+  take(user: string): Promise<OfflineMessage[]>;
   /** Removes delivered messages. */
   remove(user: string, ids: number[]): Promise<void>;
   /** Total stored messages, for metrics. */

@@ -1,0 +1,338 @@
+import { Element } from 'ltx';
+import type { ClusteringStrategy, ResourceEntry, SessionEvent } from '../../strategies/clustering-strategy';
+import { StreamError } from '../errors';
+import { tryParseJID, type JID } from '../jid';
+import type { Logger } from '../log';
+import type { RemoteDelivery } from '../sm/remote-delivery';
+import type { Session } from '../sm/session';
+import type { SessionManager } from '../sm/session-manager';
+import type { Cluster } from './cluster';
+
+/** The same operations as RemoteDelivery, done by this node on its own sessions only. */
+export interface LocalDelivery {
+  messageToResource(stanza: Element, to: JID): number;
+  messageToUser(stanza: Element, bare: string): number;
+  stanzaToResource(stanza: Element, to: JID): number;
+  presenceToUser(stanza: Element, bare: string): number;
+  answerProbe(from: JID, to: JID): Promise<void>;
+  carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void;
+  rosterPush(user: string, query: Element): void;
+  blocklistChanged(user: string, command: Element): void;
+  /** What this node's available resources have broadcast: (recipient bare JID, presence) pairs. */
+  presenceSnapshot(): Promise<{ user: string; stanza: Element }[]>;
+}
+
+/** Message kinds on the cluster links (one place, typed: no glued strings elsewhere). */
+const OP = {
+  session: 'session',
+  sync: 'sync',
+  deliver: 'deliver',
+  presence: 'presence',
+  probe: 'probe',
+  carbons: 'carbons',
+  rosterPush: 'roster-push',
+  blocklist: 'blocklist',
+} as const;
+
+type DeliverMode = 'message-resource' | 'message-user' | 'stanza-resource';
+
+/** How long a delivery waits for a peer's answer before counting it as "not delivered there" [3000 ms]. */
+const DELIVER_TIMEOUT_MS = 3000;
+
+/**
+ * The session manager's side of the cluster: publishes local session events, keeps the
+ * strategy informed, resolves full-JID conflicts across nodes (the newest session wins), carries
+ * RFC 6121 delivery to the nodes the strategy names, and performs it here for peers. When a node
+ * goes, everyone here who saw its users' presence is told they are unavailable.
+ */
+export class ClusterSessions implements RemoteDelivery {
+  readonly clustered = true;
+  private local?: LocalDelivery;
+  /** Remote full JID -> (node it lives on, local sessions that saw it available). */
+  private readonly seenPresence = new Map<string, { node: string; viewers: Set<Session> }>();
+  private readonly synced = new Set<string>();
+  readonly counters = { forwarded: new Map<string, number>() };
+
+  constructor(
+    private readonly cluster: Cluster,
+    readonly strategy: ClusteringStrategy,
+    private readonly sessions: SessionManager,
+    private readonly logger: Logger,
+  ) {
+    sessions.onBind((session) => this.publish('bound', session));
+    sessions.onPresenceChange((session) => this.publish('presence', session));
+    sessions.onEnd((session) => {
+      this.publish('unbound', session);
+      for (const entry of this.seenPresence.values()) entry.viewers.delete(session);
+    });
+    cluster.onNodeUp((node) => this.nodeUp(node));
+    cluster.onNodeDown((node) => this.nodeDown(node));
+    this.registerHandlers();
+  }
+
+  /** The local half, set once the services exist (they need this object first). */
+  attach(local: LocalDelivery): void {
+    this.local = local;
+  }
+
+  /** Resolves once every live peer is connected and synced, or after timeoutMs (DESIGN: sync before serving). */
+  async waitForSync(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const peers = this.cluster.liveNodes().filter((node) => node !== this.cluster.localNode);
+      if (peers.every((node) => this.synced.has(node))) return;
+      if (Date.now() >= deadline) {
+        const missing = peers.filter((node) => !this.synced.has(node));
+        this.logger.warn('starting before every peer synced', { missing });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.strategy.stats(), trackedRemotePresences: this.seenPresence.size };
+  }
+
+  // ---- RemoteDelivery: this node asks peers ----
+
+  async messageToResource(stanza: Element, to: JID): Promise<number> {
+    return this.deliver(this.strategy.nodesForResource(to.toString()), 'message-resource', stanza, to.toString(), 'full-jid');
+  }
+
+  async messageToUser(stanza: Element, bare: string): Promise<number> {
+    return this.deliver(this.strategy.nodesForUser(bare), 'message-user', stanza, bare, 'bare-jid');
+  }
+
+  async stanzaToResource(stanza: Element, to: JID): Promise<number> {
+    return this.deliver(this.strategy.nodesForResource(to.toString()), 'stanza-resource', stanza, to.toString(), 'full-jid');
+  }
+
+  presenceToUser(stanza: Element, bare: string): void {
+    this.sendTo(this.strategy.nodesForUser(bare), OP.presence, stanza, { user: bare }, 'presence');
+  }
+
+  probe(from: JID, to: JID): void {
+    this.sendTo(this.strategy.nodesForUser(to.bareString()), OP.probe, undefined, { from: from.toString(), to: to.toString() }, 'probe');
+  }
+
+  carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void {
+    const attrs: Record<string, string> = { kind, user };
+    if (exclude) attrs.exclude = exclude;
+    this.sendTo(this.strategy.nodesForUser(user), OP.carbons, stanza, attrs, 'carbons');
+  }
+
+  rosterPush(user: string, query: Element): void {
+    this.sendTo(this.strategy.nodesForUser(user), OP.rosterPush, query, { user }, 'roster-push');
+  }
+
+  blocklistChanged(user: string, command: Element): void {
+    // Every node may cache the list (it checks stanzas to the user), so every node hears of it.
+    this.sendTo(this.cluster.connectedNodes(), OP.blocklist, command, { user }, 'blocklist');
+  }
+
+  remoteResources(bare: string): ResourceEntry[] | undefined {
+    return this.strategy.knowsRemoteSessions ? this.strategy.remoteResources(bare) : undefined;
+  }
+
+  private async deliver(nodes: string[], mode: DeliverMode, stanza: Element, to: string, reason: string): Promise<number> {
+    if (nodes.length === 0) return 0;
+    this.count(reason, nodes.length);
+    const counts = await Promise.all(
+      nodes.map((node) =>
+        this.cluster.request(node, OP.deliver, stanza, { mode, to }, DELIVER_TIMEOUT_MS).then(
+          (res) => Number(res.attrs.delivered ?? 0),
+          (err) => {
+            this.logger.debug('remote delivery failed', { node, mode, err: String(err) });
+            return 0;
+          },
+        ),
+      ),
+    );
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  private sendTo(nodes: string[], op: string, payload: Element | undefined, attrs: Record<string, string>, reason: string): void {
+    if (nodes.length === 0) return;
+    this.count(reason, nodes.length);
+    for (const node of nodes) this.cluster.send(node, op, payload, attrs);
+  }
+
+  private count(reason: string, n: number): void {
+    this.counters.forwarded.set(reason, (this.counters.forwarded.get(reason) ?? 0) + n);
+  }
+
+  // ---- session events ----
+
+  private publish(type: SessionEvent['type'], session: Session): void {
+    const entry = entryOf(session, this.cluster.localNode);
+    this.strategy.sessionEvent({ type, entry } as SessionEvent);
+    const element = new Element('r', encodeEntry(entry));
+    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, OP.session, element, { type });
+  }
+
+  private applyRemote(type: SessionEvent['type'], entry: ResourceEntry): void {
+    this.strategy.sessionEvent({ type, entry } as SessionEvent);
+    if (type !== 'bound') return;
+    // RFC 6120 §7.7.2.2 across nodes: the same full JID bound elsewhere later ends ours with <conflict/>.
+    const jid = tryParseJID(entry.jid);
+    const mine = jid && this.sessions.get(jid);
+    if (mine && (mine.startedAt < entry.boundAt || (mine.startedAt === entry.boundAt && this.cluster.localNode < entry.node))) {
+      this.logger.info('session replaced on another node', { conn: mine.id, jid: entry.jid, node: entry.node });
+      this.sessions.end(mine);
+      mine.sink.close(new StreamError('conflict', 'Replaced by a new connection with the same resource'));
+    }
+  }
+
+  private async nodeUp(node: string): Promise<void> {
+    this.strategy.nodeJoined(node);
+    try {
+      const res = await this.cluster.request(node, OP.sync, undefined, {}, DELIVER_TIMEOUT_MS * 3);
+      for (const child of res.getChildElements()) this.applyRemote('bound', decodeEntry(child));
+      this.synced.add(node);
+      this.logger.debug('synced sessions from peer', { node, entries: res.getChildElements().length });
+    } catch (err) {
+      this.logger.warn('session sync with peer failed', { node, err: String(err) });
+    }
+    await this.resendPresence(node);
+  }
+
+  /**
+   * A node that (re)joins hears the current presence of our available resources, for the users
+   * it may hold: after a partition heals, contacts on both sides see each other again (DESIGN:
+   * self-healing). Strategies that know where users are skip users the node does not hold.
+   */
+  private async resendPresence(node: string): Promise<void> {
+    if (!this.local) return;
+    try {
+      for (const { user, stanza } of await this.local.presenceSnapshot()) {
+        if (this.strategy.knowsRemoteSessions && !this.strategy.nodesForUser(user).includes(node)) continue;
+        this.cluster.send(node, OP.presence, stanza, { user });
+      }
+    } catch (err) {
+      this.logger.warn('presence resync failed', { node, err: String(err) });
+    }
+  }
+
+  private nodeDown(node: string): void {
+    this.synced.delete(node);
+    this.strategy.nodeLeft(node);
+    // The node's users are gone: whoever here saw them available sees them go (RFC 6121 §4.5.2 on their behalf).
+    for (const [jid, seen] of this.seenPresence) {
+      if (seen.node !== node) continue;
+      this.seenPresence.delete(jid);
+      for (const viewer of seen.viewers) {
+        if (!viewer.ended) viewer.send(new Element('presence', { type: 'unavailable', from: jid, to: viewer.full }));
+      }
+    }
+  }
+
+  /** Remembers which local sessions saw a remote resource available, so its node's death can be told. */
+  private trackPresence(node: string, stanza: Element, viewers: Session[]): void {
+    if (stanza.name !== 'presence') return;
+    const type = stanza.attrs.type as string | undefined;
+    const from = stanza.attrs.from as string | undefined;
+    if (!from || !from.includes('/') || (type !== undefined && type !== 'unavailable')) return;
+    if (type === 'unavailable') {
+      const seen = this.seenPresence.get(from);
+      if (seen) for (const viewer of viewers) seen.viewers.delete(viewer);
+      if (seen && seen.viewers.size === 0) this.seenPresence.delete(from);
+      return;
+    }
+    let seen = this.seenPresence.get(from);
+    if (!seen || seen.node !== node) {
+      seen = { node, viewers: new Set() };
+      this.seenPresence.set(from, seen);
+    }
+    for (const viewer of viewers) seen.viewers.add(viewer);
+  }
+
+  // ---- handlers: peers ask this node ----
+
+  private registerHandlers(): void {
+    const local = () => {
+      if (!this.local) throw new Error('cluster sessions used before local delivery was attached');
+      return this.local;
+    };
+    this.cluster.handle(OP.session, (from, msg) => {
+      const child = msg.getChildElements()[0];
+      if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
+    });
+    this.cluster.handle(OP.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
+    this.cluster.handle(OP.deliver, (from, msg) => {
+      const stanza = detach(msg);
+      const to = tryParseJID(msg.attrs.to ?? '');
+      if (!stanza || !to) return new Element('delivered', { delivered: '0' });
+      let count = 0;
+      switch (msg.attrs.mode as DeliverMode) {
+        case 'message-resource':
+          count = local().messageToResource(stanza, to);
+          break;
+        case 'message-user':
+          count = local().messageToUser(stanza, to.bareString());
+          break;
+        case 'stanza-resource': {
+          count = local().stanzaToResource(stanza, to);
+          const viewer = this.sessions.get(to);
+          if (viewer) this.trackPresence(from, stanza, [viewer]);
+          break;
+        }
+      }
+      return new Element('delivered', { delivered: String(count) });
+    });
+    this.cluster.handle(OP.presence, (from, msg) => {
+      const stanza = detach(msg);
+      if (!stanza) return;
+      local().presenceToUser(stanza, msg.attrs.user);
+      this.trackPresence(from, stanza, this.sessions.resources(msg.attrs.user).filter((s) => s.available));
+    });
+    this.cluster.handle(OP.probe, async (_from, msg) => {
+      const from = tryParseJID(msg.attrs.from ?? '');
+      const to = tryParseJID(msg.attrs.to ?? '');
+      if (from && to) await local().answerProbe(from, to);
+    });
+    this.cluster.handle(OP.carbons, (_from, msg) => {
+      const stanza = detach(msg);
+      if (stanza) local().carbons(msg.attrs.kind, stanza, msg.attrs.user, msg.attrs.exclude);
+    });
+    this.cluster.handle(OP.rosterPush, (_from, msg) => {
+      const query = detach(msg);
+      if (query) local().rosterPush(msg.attrs.user, query);
+    });
+    this.cluster.handle(OP.blocklist, (_from, msg) => {
+      const command = detach(msg);
+      if (command) local().blocklistChanged(msg.attrs.user, command);
+    });
+  }
+
+  /** A strategy that keeps no map (broadcast) still tells a new peer about our sessions, for conflicts. */
+  private localEntriesIfNotTracked(): ResourceEntry[] {
+    if (this.strategy.knowsRemoteSessions) return [];
+    return [...this.sessions.all()].map((session) => entryOf(session, this.cluster.localNode));
+  }
+}
+
+function entryOf(session: Session, node: string): ResourceEntry {
+  return { jid: session.full, node, available: session.available, priority: session.priority, boundAt: session.startedAt };
+}
+
+function encodeEntry(entry: ResourceEntry): Record<string, string> {
+  return { jid: entry.jid, node: entry.node, available: entry.available ? '1' : '0', priority: String(entry.priority), at: String(entry.boundAt) };
+}
+
+function decodeEntry(element: Element): ResourceEntry {
+  return {
+    jid: String(element.attrs.jid),
+    node: String(element.attrs.node),
+    available: element.attrs.available === '1',
+    priority: Number(element.attrs.priority) || 0,
+    boundAt: Number(element.attrs.at) || 0,
+  };
+}
+
+/** The payload of a link message, detached from its wrapper so it serialises and resolves on its own. */
+function detach(msg: Element): Element | undefined {
+  const child = msg.getChildElements()[0];
+  if (child) child.parent = null;
+  return child;
+}
