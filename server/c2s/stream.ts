@@ -4,6 +4,7 @@ import type { Config } from '../config/types';
 import { StanzaError, StreamError } from '../errors';
 import { makeJID } from '../jid';
 import type { Logger } from '../log';
+import type { StreamStats } from '../metrics';
 import type { Router } from '../router';
 import type { Session } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
@@ -28,7 +29,7 @@ export interface C2SContext {
   /** Set when in-band registration is enabled. */
   preAuthIq?: PreAuthIqHandler;
   /** Counts for /metrics and /status. */
-  stats?: { authSuccess(): void; authFailure(): void };
+  stats?: StreamStats;
 }
 
 type State =
@@ -377,7 +378,7 @@ export class C2SStream implements TransportListener {
       }
     }
     this.session = this.ctx.sessions.bind(
-      { id: this.transport.id, send: (el) => this.transport.send(el), close: (err) => this.close(err) },
+      { id: this.transport.id, send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el), close: (err) => this.close(err) },
       this.authenticated!,
       this.domain,
       requested,
@@ -400,7 +401,17 @@ export class C2SStream implements TransportListener {
       this.transport.send(new Element('iq', { type: 'result', id: element.attrs.id }));
       return;
     }
+    const stats = this.ctx.stats;
+    if (!stats) return this.ctx.router.fromClient(this.session!, element);
+    stats.stanzaIn(element.name);
+    const started = performance.now();
     await this.ctx.router.fromClient(this.session!, element);
+    stats.routed(performance.now() - started);
+  }
+
+  private countedSend(element: Element): void {
+    this.ctx.stats!.stanzaOut(element.name);
+    this.transport.send(element);
   }
 }
 

@@ -46,6 +46,8 @@ const KEYS: Record<string, Kind> = {
   '--bosh-ports': 'ports',
   '--http-port': 'port',
   '--bind-address': 'string',
+  '--trusted-proxies': 'list',
+  '--bosh-inactivity': 'seconds',
   '--tls-cert': 'string',
   '--tls-key': 'string',
   '--tls-required': 'boolean',
@@ -96,6 +98,8 @@ const DEFAULTS = {
   boshPorts: [5280],                 // --bosh-ports [5280] (XEP-0206, path /http-bind)
   httpPort: 8080,                    // --http-port [8080] (/health, /status, /metrics)
   bindAddress: '0.0.0.0',            // --bind-address [0.0.0.0]
+  trustedProxies: [] as string[],    // --trusted-proxies [none]
+  boshInactivity: 60,                // --bosh-inactivity [60 s] (XEP-0124 §10)
   tlsRequired: true,                 // --tls-required [true]
   registration: false,               // --registration [false] (XEP-0077)
   scramIterations: 10000,            // --scram-iterations [10000]
@@ -254,6 +258,8 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     boshPorts,
     httpPort,
     bindAddress: readBindAddress(r),
+    trustedProxies: readTrustedProxies(r),
+    boshInactivity: r.seconds('--bosh-inactivity', DEFAULTS.boshInactivity),
     tlsCert,
     tlsKey,
     tlsRequired: r.boolean('--tls-required', DEFAULTS.tlsRequired),
@@ -576,6 +582,16 @@ function readBindAddress(r: Reader): string {
     r.fail('--bind-address', `"${address}" is not an IP address or host name`);
   }
   return address;
+}
+
+function readTrustedProxies(r: Reader): string[] {
+  const proxies: string[] = [];
+  for (const address of r.list('--trusted-proxies') ?? []) {
+    if (net.isIP(address) === 0) r.fail('--trusted-proxies', `"${address}" is not an IP address`);
+    const normal = address.toLowerCase();
+    if (!proxies.includes(normal)) proxies.push(normal);
+  }
+  return proxies;
 }
 
 function readTlsFiles(r: Reader, cwd: string): { tlsCert?: string; tlsKey?: string } {

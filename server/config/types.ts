@@ -40,6 +40,14 @@ export interface Config {
   boshPorts: number[];
   httpPort: number;
   bindAddress: string;
+  /**
+   * Addresses of TLS-terminating proxies in front of the WebSocket and BOSH ports [none]: from
+   * them, `X-Forwarded-Proto: https` makes a connection count as encrypted (so PLAIN is offered)
+   * and X-Forwarded-For names the client.
+   */
+  trustedProxies: string[];
+  /** Seconds a BOSH session may go without a request before it ends (XEP-0124 'inactivity') [60]. */
+  boshInactivity: number;
   tlsCert?: string;
   tlsKey?: string;
   /** STARTTLS must complete before SASL on port 5222 [true]. */

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { client as xmppClient, xml } from '@xmpp/client';
+import { WebSocket as NodeWebSocket } from 'ws';
 import type { Element } from 'ltx';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
@@ -13,6 +14,8 @@ import { startNode, type XmppNode } from '../../server/main';
 // The test servers use a self-signed certificate generated on first start.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 process.removeAllListeners('warning');
+// @xmpp/client's WebSocket transport uses the global WebSocket, which Node 20 does not have by default.
+(globalThis as { WebSocket?: unknown }).WebSocket ??= NodeWebSocket;
 
 type Test = { teardown(fn: () => unknown): void };
 
@@ -33,6 +36,10 @@ export interface TestServer {
   domain: string;
   port: number;
   tlsPort: number;
+  /** WebSocket (ws:// and wss:// on the same port, path /xmpp-websocket), BOSH (/http-bind) and /health /status /metrics. */
+  wsPort: number;
+  boshPort: number;
+  httpPort: number;
   addUser(local: string, password?: string): Promise<string>;
   /** A logged-in @xmpp/client (STARTTLS, SCRAM-SHA-1 by default) that is stopped at teardown. */
   login(local: string, opts?: LoginOptions): Promise<XmppClient>;
@@ -41,8 +48,8 @@ export interface TestServer {
 export interface LoginOptions {
   password?: string;
   resource?: string;
-  /** 'starttls' on the c2s port (default) or 'direct' TLS on the c2s-ssl port. */
-  tls?: 'starttls' | 'direct';
+  /** 'starttls' on the c2s port (default), 'direct' TLS on the c2s-ssl port, or WebSocket ('ws', 'wss'). */
+  tls?: 'starttls' | 'direct' | 'ws' | 'wss';
   mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
   /** Send initial presence after binding [true]. */
   presence?: boolean;
@@ -50,18 +57,22 @@ export interface LoginOptions {
 
 export const PASSWORD = 'secret-password';
 
-/** Starts a node in this process on free loopback ports, with its own data folder. */
+/**
+ * Starts a node in this process on free loopback ports, with its own data folder: TCP (STARTTLS
+ * and direct TLS), WebSocket, BOSH and the HTTP endpoints. `args` (--key=value) come last and win.
+ */
 export async function startTestServer(t: Test, opts: { dbUri?: string; args?: string[] } = {}): Promise<TestServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-test-'));
   const port = await freePort();
   const tlsPort = await freePort();
+  const [wsPort, boshPort, httpPort] = [await freePort(), await freePort(), await freePort()];
   const config = loadConfig([
     '--virt-hosts=localhost',
     `--c2s-ports=${port}`,
     `--c2s-ssl-ports=${tlsPort}`,
-    '--ws-ports=0',
-    '--bosh-ports=0',
-    '--http-port=0',
+    `--ws-ports=${wsPort}`,
+    `--bosh-ports=${boshPort}`,
+    `--http-port=${httpPort}`,
     '--bind-address=127.0.0.1',
     `--user-db-uri=${opts.dbUri ?? `sqlite:${path.join(dir, 'xmpp.sqlite')}`}`,
     `--data-dir=${dir}`,
@@ -81,6 +92,9 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
     domain,
     port,
     tlsPort,
+    wsPort: node.ports.ws[0] ?? 0,
+    boshPort: node.ports.bosh[0] ?? 0,
+    httpPort: node.ports.http ?? 0,
     async addUser(local, password = PASSWORD) {
       const jid = `${local}@${domain}`;
       await node.storage.users.create(jid, deriveScramCredentials(password, 4096));
@@ -88,9 +102,14 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
     },
     async login(local, login = {}) {
       const password = login.password ?? PASSWORD;
-      const direct = login.tls === 'direct';
+      const services = {
+        starttls: `xmpp://127.0.0.1:${port}`,
+        direct: `xmpps://127.0.0.1:${tlsPort}`,
+        ws: `ws://127.0.0.1:${node.ports.ws[0]}/xmpp-websocket`,
+        wss: `wss://127.0.0.1:${node.ports.ws[0]}/xmpp-websocket`,
+      };
       const client = xmppClient({
-        service: direct ? `xmpps://127.0.0.1:${tlsPort}` : `xmpp://127.0.0.1:${port}`,
+        service: services[login.tls ?? 'starttls'],
         domain,
         resource: login.resource,
         credentials: async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) => {

@@ -1,0 +1,103 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../log';
+import type { NodeMetrics } from '../metrics';
+import type { Storage } from '../storage/types';
+import { SERVER_VERSION } from '../version';
+import type { HttpHandler } from './http-listener';
+
+export interface EndpointsOptions {
+  /** This node's name (--cluster-hostname). */
+  node: string;
+  /** --min-cluster-nodes: /health is 503 below this. */
+  minClusterNodes: number;
+  metrics: NodeMetrics;
+  storage: Pick<Storage, 'ping' | 'kind'>;
+  /** Bound sessions on this node. */
+  sessions: () => number;
+  /**
+   * Cluster nodes connected, this one included. A single node counts 1; the cluster code
+   * provides the live figure when clustering is on.
+   */
+  clusterNodes: () => number;
+  /** False once the node has begun to stop. */
+  serving: () => boolean;
+  logger: Logger;
+}
+
+/**
+ * The operators' endpoints on --http-port: GET /health (for load balancers: 200 or 503 with a
+ * small JSON body), GET /status (JSON for humans and scripts) and GET /metrics (Prometheus).
+ */
+export class Endpoints implements HttpHandler {
+  private readonly startedAt = new Date();
+
+  constructor(private readonly opts: EndpointsOptions) {}
+
+  request(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = (req.url ?? '/').split('?')[0];
+    let produce: (() => Promise<{ status: number; type: string; body: string }>) | undefined;
+    switch (path) {
+      case '/health': produce = () => this.health(); break;
+      case '/status': produce = () => this.status(); break;
+      case '/metrics': produce = () => this.metrics(); break;
+      default: return false;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': '0' }).end();
+      return true;
+    }
+    produce().then(
+      ({ status, type, body }) => {
+        res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err) => {
+        this.opts.logger.error('HTTP endpoint failed', { path, err: String((err as Error)?.stack ?? err) });
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end('internal server error\n');
+      },
+    );
+    return true;
+  }
+
+  /** DESIGN "health as a contract": 200 only while the node serves and the cluster has its minimum size. */
+  private async health(): Promise<{ status: number; type: string; body: string }> {
+    const { node, minClusterNodes } = this.opts;
+    const clusterNodes = this.opts.clusterNodes();
+    const database = await this.opts.storage.ping();
+    const problems: string[] = [];
+    if (!this.opts.serving()) problems.push('the node is stopping');
+    if (!database) problems.push('the database does not answer');
+    if (clusterNodes < minClusterNodes) problems.push(`${clusterNodes} of ${minClusterNodes} cluster nodes connected`);
+    const body = problems.length === 0
+      ? { status: 'ok', node, clusterNodes }
+      : { status: 'unavailable', node, clusterNodes, minClusterNodes, problems };
+    return json(problems.length === 0 ? 200 : 503, body);
+  }
+
+  private async status(): Promise<{ status: number; type: string; body: string }> {
+    const { metrics, storage } = this.opts;
+    const memory = process.memoryUsage();
+    return json(200, {
+      node: this.opts.node,
+      version: SERVER_VERSION,
+      startedAt: this.startedAt.toISOString(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      serving: this.opts.serving(),
+      sessions: this.opts.sessions(),
+      connections: Object.fromEntries(metrics.connections()),
+      stanzas: metrics.stanzaTotals(),
+      memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external },
+      database: { kind: storage.kind, reachable: await storage.ping() },
+      cluster: { nodes: this.opts.clusterNodes(), minNodes: this.opts.minClusterNodes },
+    });
+  }
+
+  private async metrics(): Promise<{ status: number; type: string; body: string }> {
+    return { status: 200, type: this.opts.metrics.contentType, body: await this.opts.metrics.text() };
+  }
+}
+
+function json(status: number, value: unknown): { status: number; type: string; body: string } {
+  return { status, type: 'application/json; charset=utf-8', body: JSON.stringify(value) + '\n' };
+}

@@ -1,0 +1,178 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { TransportKind } from './c2s/transport';
+import { SERVER_VERSION } from './version';
+
+/** Stanza kinds counted separately; anything else counts as 'other'. */
+const KINDS = ['message', 'presence', 'iq', 'other'] as const;
+type KindIndex = 0 | 1 | 2 | 3;
+
+/** Upper bounds of the routing latency buckets, in seconds (100 µs to 1 s). */
+const ROUTING_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+/** Resolution of the event-loop delay monitor [10 ms], as prom-client's default metrics use. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+
+/** The hooks the stream state machine calls (C2SContext.stats): counter increments only. */
+export interface StreamStats {
+  authSuccess(): void;
+  authFailure(): void;
+  /** A stanza from a bound client, before routing. */
+  stanzaIn(name: string): void;
+  /** A stanza delivered to a bound client. */
+  stanzaOut(name: string): void;
+  /** How long the router took with one client stanza (ms, from performance.now()). */
+  routed(milliseconds: number): void;
+}
+
+export interface MetricSources {
+  /** Bound sessions on this node. */
+  sessions(): number;
+  /** Messages waiting in offline storage (all users); read from the database at scrape time. */
+  offlineMessages(): Promise<number>;
+}
+
+function kindIndex(name: string): KindIndex {
+  switch (name) {
+    case 'message': return 0;
+    case 'presence': return 1;
+    case 'iq': return 2;
+    default: return 3;
+  }
+}
+
+/**
+ * One node's Prometheus metrics (GET /metrics), in a registry of its own: tests run several
+ * nodes in one process, and the global default registry would mix them. Hot-path hooks only
+ * bump plain numbers; the prom-client metrics read them when scraped.
+ */
+export class NodeMetrics {
+  readonly registry = new Registry();
+  private readonly stanzasIn = [0, 0, 0, 0];
+  private readonly stanzasOut = [0, 0, 0, 0];
+  private readonly auth = { success: 0, failure: 0 };
+  private readonly connectionCounts = new Map<TransportKind, () => number>();
+  private readonly loopDelay: IntervalHistogram;
+  private readonly routing: Histogram;
+  private readonly startedAt = Date.now();
+
+  /** What C2SStream calls; bound so it can be handed over as a plain object. */
+  readonly stats: StreamStats = {
+    authSuccess: () => { this.auth.success++; },
+    authFailure: () => { this.auth.failure++; },
+    stanzaIn: (name) => { this.stanzasIn[kindIndex(name)]++; },
+    stanzaOut: (name) => { this.stanzasOut[kindIndex(name)]++; },
+    routed: (milliseconds) => { this.routing.observe(milliseconds / 1000); },
+  };
+
+  constructor(node: string, private readonly sources: MetricSources) {
+    const registers = [this.registry];
+    this.registry.setDefaultLabels({ node });
+    const self = this;
+    this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+    this.loopDelay.enable();
+
+    new Gauge({
+      name: 'xmpp_info', help: 'Always 1; the server version is in the label.', labelNames: ['version'], registers,
+      collect() { this.set({ version: SERVER_VERSION }, 1); },
+    });
+    new Gauge({
+      name: 'xmpp_uptime_seconds', help: 'Seconds since this node started.', registers,
+      collect() { this.set((Date.now() - self.startedAt) / 1000); },
+    });
+    new Gauge({
+      name: 'xmpp_connections', help: 'Open client connections, by transport.', labelNames: ['transport'], registers,
+      collect() { for (const [transport, count] of self.connections()) this.set({ transport }, count); },
+    });
+    new Gauge({
+      name: 'xmpp_sessions', help: 'Bound client sessions (resources) on this node.', registers,
+      collect() { this.set(self.sources.sessions()); },
+    });
+    for (const [direction, counts] of [['in', this.stanzasIn], ['out', this.stanzasOut]] as const) {
+      new Counter({
+        name: `xmpp_stanzas_${direction}_total`,
+        help: direction === 'in' ? 'Stanzas received from bound clients, by kind.' : 'Stanzas delivered to bound clients, by kind.',
+        labelNames: ['kind'], registers,
+        collect() {
+          this.reset();
+          KINDS.forEach((kind, i) => this.inc({ kind }, counts[i]));
+        },
+      });
+    }
+    new Counter({
+      name: 'xmpp_auth_total', help: 'SASL authentication outcomes.', labelNames: ['result'], registers,
+      collect() {
+        this.reset();
+        this.inc({ result: 'success' }, self.auth.success);
+        this.inc({ result: 'failure' }, self.auth.failure);
+      },
+    });
+    this.routing = new Histogram({
+      name: 'xmpp_routing_latency_seconds', help: 'Time the router takes with one stanza from a client, until delivered, stored or answered.',
+      buckets: ROUTING_BUCKETS, registers,
+    });
+    new Gauge({
+      name: 'xmpp_offline_messages', help: 'Messages waiting in offline storage, all users (read from the database).', registers,
+      async collect() {
+        try {
+          this.set(await self.sources.offlineMessages());
+        } catch {
+          this.reset(); // database unreachable: no value rather than a stale one
+        }
+      },
+    });
+    new Gauge({
+      name: 'xmpp_event_loop_lag_seconds', help: 'Event-loop delay since the previous scrape.', labelNames: ['stat'], registers,
+      collect() {
+        const h = self.loopDelay;
+        if (h.count > 0) {
+          this.set({ stat: 'mean' }, h.mean / 1e9);
+          this.set({ stat: 'p50' }, h.percentile(50) / 1e9);
+          this.set({ stat: 'p99' }, h.percentile(99) / 1e9);
+          this.set({ stat: 'max' }, h.max / 1e9);
+        }
+        h.reset();
+      },
+    });
+    new Gauge({
+      name: 'xmpp_process_memory_bytes', help: 'Memory of the process (shared by all nodes in it).', labelNames: ['type'], registers,
+      collect() {
+        const m = process.memoryUsage();
+        this.set({ type: 'rss' }, m.rss);
+        this.set({ type: 'heap_used' }, m.heapUsed);
+        this.set({ type: 'heap_total' }, m.heapTotal);
+        this.set({ type: 'external' }, m.external);
+      },
+    });
+  }
+
+  /** Registers where the open connections of one transport are counted. */
+  trackConnections(kind: TransportKind, count: () => number): void {
+    this.connectionCounts.set(kind, count);
+  }
+
+  /** Open connections by transport (every known transport, 0 when it has none). */
+  connections(): Map<TransportKind, number> {
+    const counts = new Map<TransportKind, number>([['tcp', 0], ['websocket', 0], ['bosh', 0]]);
+    for (const [kind, count] of this.connectionCounts) counts.set(kind, count());
+    return counts;
+  }
+
+  /** Stanza totals, for /status. */
+  stanzaTotals(): { in: Record<string, number>; out: Record<string, number> } {
+    const table = (counts: number[]) => Object.fromEntries(KINDS.map((kind, i) => [kind, counts[i]]));
+    return { in: table(this.stanzasIn), out: table(this.stanzasOut) };
+  }
+
+  /** The Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  stop(): void {
+    this.loopDelay.disable();
+  }
+}
