@@ -219,6 +219,7 @@ function createCluster(config: Config, storage: Storage, logger: Logger, session
     hostname: config.clusterHostname,
     address: config.clusterAddress,
     port: config.clusterPort,
+    advertisePort: config.clusterAdvertisePort,
     bindAddress: config.bindAddress,
     secret: config.clusterSecret,
     version: SERVER_VERSION,

@@ -141,7 +141,7 @@ export class ClusterSessions implements RemoteDelivery {
     const counts = await Promise.all(
       nodes.map((node) =>
         this.cluster.request(node, OP.deliver, stanza, { mode, to }, DELIVER_TIMEOUT_MS).then(
-          (res) => Number(res.attrs.delivered ?? 0),
+          (res) => Number(res.getChild('delivered')?.attrs.delivered ?? 0),
           (err) => {
             this.logger.debug('remote delivery failed', { node, mode, err: String(err) });
             return 0;

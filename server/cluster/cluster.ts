@@ -17,7 +17,10 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 export interface ClusterOptions {
   hostname: string;
   address: string;
+  /** Port to listen on. */
   port: number;
+  /** Port published in cluster_nodes for peers to dial. */
+  advertisePort: number;
   bindAddress: string;
   secret?: string;
   version: string;
@@ -67,7 +70,7 @@ export class Cluster {
     this.registry = new ClusterRegistry(store, {
       hostname: opts.hostname,
       address: opts.address,
-      port: opts.port,
+      port: opts.advertisePort,
       version: opts.version,
       heartbeat: opts.heartbeat,
       timeout: opts.nodeTimeout,

@@ -57,6 +57,7 @@ const KEYS: Record<string, Kind> = {
   '--cluster-hostname': 'string',
   '--cluster-address': 'string',
   '--cluster-port': 'port',
+  '--cluster-advertise-port': 'port',
   '--cluster-secret': 'string',
   '--cluster-heartbeat': 'seconds',
   '--cluster-node-timeout': 'seconds',
@@ -270,6 +271,8 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     clusterHostname,
     clusterAddress,
     clusterPort,
+    // Peers dial this port; it differs from --cluster-port only behind NAT or a forwarding proxy.
+    clusterAdvertisePort: r.port('--cluster-advertise-port', clusterPort, false),
     clusterSecret,
     clusterHeartbeat,
     clusterNodeTimeout,

@@ -59,6 +59,8 @@ export interface Config {
   clusterHostname: string;
   clusterAddress: string;
   clusterPort: number;
+  /** Port peers dial, published in cluster_nodes [= clusterPort]; differs only behind NAT or a proxy. */
+  clusterAdvertisePort: number;
   clusterSecret?: string;
   /** Seconds between cluster_nodes upserts [5]. */
   clusterHeartbeat: number;
