@@ -180,7 +180,11 @@ export class ClusterLink {
 
   private onElement(element: Element): void {
     if (this.state === 'closed') return;
-    if (element.name === 'failure') return this.close(`refused by peer: ${element.attrs.reason} ${element.getText()}`.trim());
+    if (element.name === 'failure') {
+      // Operators look for this on both sides when a node does not join.
+      this.opts.logger.warn('cluster link refused by peer', { peer: this.peer || undefined, reason: element.attrs.reason, text: element.getText() || undefined });
+      return this.close(`refused by peer: ${element.attrs.reason} ${element.getText()}`.trim());
+    }
     if (this.state === 'handshake') {
       if (element.name === 'auth') {
         void this.onAuth(element).catch((err) => this.close(String(err)));

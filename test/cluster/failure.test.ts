@@ -98,7 +98,7 @@ t.test('a node with a wrong --cluster-secret is refused a link', async (t) => {
   await cluster.waitConnected(0, 2);
   await cluster.waitConnected(1, 2);
   await eventually('the refusal is logged', () => /not-authorized/.test(cluster.nodes[0].output + cluster.nodes[1].output + cluster.nodes[2].output), 10000);
-  t.match(cluster.nodes[0].output + cluster.nodes[1].output, /cluster link refused.*not-authorized/, 'the good nodes log why they refused');
+  t.match(cluster.nodes[0].output + cluster.nodes[1].output, /cluster link refused by peer.*not-authorized/, 'the good nodes log why the link was refused');
   await cluster.waitConnected(2, 1);
   t.pass('the node with the wrong secret is connected to nobody');
 });
