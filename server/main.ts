@@ -21,9 +21,13 @@ import { vcard } from './modules/vcard';
 import { version } from './modules/version';
 import { Element } from 'ltx';
 import { Cluster } from './cluster/cluster';
+import { componentCluster } from './cluster/component-cluster';
+import { Ownership } from './cluster/ownership';
+import type { Component } from '../components/component';
+import { COMPONENTS } from '../components';
 import { ClusterSessions } from './cluster/cluster-sessions';
 import { loadStrategy } from '../strategies/load-strategy';
-import { tryParseJID } from './jid';
+import { tryParseJID, type JID } from './jid';
 import { LOCAL_ONLY, type RemoteDelivery } from './sm/remote-delivery';
 import { hostJID, Router } from './router';
 import { MessageService } from './sm/messages';
@@ -97,6 +101,29 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
+  // Components (MUC, PubSub) at <name>.<vhost>; in a cluster each item has one owner node.
+  const ownership = cluster ? new Ownership(storage.knex, cluster, logger.category('cluster')) : undefined;
+  const components: Component[] = [];
+  for (const spec of config.components) {
+    const factory = COMPONENTS[spec.kind];
+    if (!factory) throw new Error(`--comp-class-${spec.index}: no component of kind ${spec.kind}`);
+    const domains = config.virtHosts.map((host) => `${spec.name}.${host}`);
+    let component: Component | undefined;
+    const deliver = (stanza: Element, from: JID, to: JID, forwardedBy?: string) => component!.handle(stanza, from, to, forwardedBy);
+    component = factory({
+      name: spec.name,
+      domains,
+      config,
+      option: (key) => config.raw.get(`--${spec.name}-${key}`),
+      logger: logger.category(spec.name),
+      storage,
+      router,
+      cluster: cluster && ownership ? componentCluster(spec.name, cluster, ownership, deliver) : undefined,
+    });
+    for (const domain of domains) router.addDomain(domain, (stanza, from, to) => deliver(stanza, from, to));
+    components.push(component);
+  }
+
   if (cluster && clusterSessions) {
     clusterSessions.attach({
       messageToResource: (stanza, to) => messages.messageToResource(stanza, to),
@@ -114,6 +141,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     // DESIGN: a new node learns who is online where before it takes clients (with a timeout).
     await clusterSessions.waitForSync(config.clusterSyncTimeout * 1000);
   }
+  for (const component of components) await component.start?.();
 
   const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total() });
   const c2sContext: C2SContext = {
@@ -206,6 +234,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       // Give unavailable broadcasts and offline writes a moment to finish before the database closes.
       await new Promise((resolve) => setTimeout(resolve, 100));
       await webClosed;
+      for (const component of components) await component.stop?.();
       await cluster?.stop();
       metrics.stop();
       await storage.close();

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as initial from './migrations/001-initial';
+import * as componentOwners from './migrations/002-component-owners';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -13,7 +14,10 @@ interface NamedMigration {
  * server runs compiled from dist/, and STYLE.md wants one visible list. Never rename or edit a
  * migration that has shipped; add the next file instead.
  */
-const MIGRATIONS: readonly NamedMigration[] = [{ name: '001-initial', migration: initial }];
+const MIGRATIONS: readonly NamedMigration[] = [
+  { name: '001-initial', migration: initial },
+  { name: '002-component-owners', migration: componentOwners },
+];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {
   async getMigrations(): Promise<NamedMigration[]> {

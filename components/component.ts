@@ -1,0 +1,59 @@
+import type { Element } from 'ltx';
+import type { Config } from '../server/config/types';
+import type { JID } from '../server/jid';
+import type { Logger } from '../server/log';
+import type { Router } from '../server/router';
+import type { Storage } from '../server/storage/types';
+
+/**
+ * A component (MUC, PubSub) serves a subdomain of every virtual host (`<name>.<vhost>`): the
+ * router gives it every stanza addressed there. It answers disco itself, keeps its state through
+ * the storage layer, sends through the router, and, in a cluster, learns of node events and
+ * places its rooms or nodes on an owner node through ComponentCluster.
+ */
+export interface Component {
+  /**
+   * A stanza for one of the component's domains (or a JID at one). `from` is trusted (stamped by
+   * the router or by the node that forwarded it). `forwardedBy` names the cluster node that
+   * forwarded it here because this node owns the target: do not forward it again.
+   */
+  handle(stanza: Element, from: JID, to: JID, forwardedBy?: string): Promise<void>;
+  start?(): Promise<void>;
+  stop?(): Promise<void>;
+}
+
+export interface ComponentContext {
+  /** The --comp-name-N label, e.g. 'muc'. */
+  readonly name: string;
+  /** The domains served: `${name}.${vhost}` for every virtual host. */
+  readonly domains: readonly string[];
+  readonly config: Config;
+  /** The component's own key `--<name>-<key>` (e.g. --muc-history-size), as given. */
+  option(key: string): string | undefined;
+  readonly logger: Logger;
+  readonly storage: Storage;
+  /** Send with router.route(stanza, from, to); users on any node are reached. */
+  readonly router: Router;
+  /** Present when the node runs in a cluster. */
+  readonly cluster?: ComponentCluster;
+}
+
+/** What a clustered component may use: owners for its items, forwarding, and node events. */
+export interface ComponentCluster {
+  readonly localNode: string;
+  /** The node that serves `item` (a room or pubsub node JID); claimed in the database, sticky while it lives. */
+  ownerOf(item: string): Promise<string>;
+  /** Forgets this node's claim on `item` (e.g. a destroyed temporary room). */
+  release(item: string): Promise<void>;
+  /** Hands a stanza to the same component on `node`; false when the link is down or full. */
+  forward(node: string, stanza: Element, from: JID, to: JID): boolean;
+  /** The component's own messages on the cluster links (op names are kept apart per component). */
+  send(node: string, op: string, payload?: Element | Element[], attrs?: Record<string, string>): boolean;
+  request(node: string, op: string, payload?: Element | Element[], attrs?: Record<string, string>, timeoutMs?: number): Promise<Element>;
+  handle(op: string, handler: (from: string, message: Element) => Element | Element[] | null | void | Promise<Element | Element[] | null | void>): void;
+  connectedNodes(): string[];
+  onNodeUp(listener: (node: string) => void | Promise<void>): void;
+  onNodeDown(listener: (node: string) => void | Promise<void>): void;
+}
+
+export type ComponentFactory = (ctx: ComponentContext) => Component;
