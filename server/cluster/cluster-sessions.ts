@@ -136,6 +136,7 @@ export class ClusterSessions implements RemoteDelivery {
   }
 
   private async deliver(nodes: string[], mode: DeliverMode, stanza: Element, to: string, reason: string): Promise<number> {
+    if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, mode, to, nodes });
     if (nodes.length === 0) return 0;
     this.count(reason, nodes.length);
     const counts = await Promise.all(
@@ -153,6 +154,7 @@ export class ClusterSessions implements RemoteDelivery {
   }
 
   private sendTo(nodes: string[], op: string, payload: Element | undefined, attrs: Record<string, string>, reason: string): void {
+    if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, op, ...attrs, nodes });
     if (nodes.length === 0) return;
     this.count(reason, nodes.length);
     for (const node of nodes) this.cluster.send(node, op, payload, attrs);
