@@ -159,3 +159,25 @@ t.test('xmppctl cluster-nodes shows every live node with its age', async (t) => 
   t.match(result.stdout, /age/);
   t.match(result.stdout, /\d+\.\ds/);
 });
+
+t.test('admins get a message when a node leaves and when it joins again, from one node only', async (t) => {
+  const dbUri = await database(t);
+  if (!dbUri) return;
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching', args: ['--admins=root@localhost'] });
+  await cluster.addUser('root').catch(() => undefined);
+  const root = await cluster.login(0, 'root');
+  const notices: string[] = [];
+  root.on('stanza', (s: { is(n: string): boolean; attrs: Record<string, string>; getChildText(n: string): string | null }) => {
+    if (s.is('message') && s.attrs.from === 'localhost') notices.push(s.getChildText('body') ?? '');
+  });
+  const name = cluster.nodes[2].name;
+  const left = new RegExp(`${name.replace(/\./g, '\\.')} left`);
+  const joined = new RegExp(`${name.replace(/\./g, '\\.')} joined`);
+  await cluster.nodes[2].kill();
+  await eventually('the admin hears the node left', () => notices.some((n) => left.test(n)));
+  await cluster.nodes[2].start();
+  await eventually('the admin hears the node joined', () => notices.some((n) => joined.test(n)), 15000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.equal(notices.filter((n) => left.test(n)).length, 1, 'one notice, not one per surviving node');
+  t.equal(notices.filter((n) => joined.test(n)).length, 1);
+});
