@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { EXACT_COLLATIONS_QUERY, pickExactCollation } from '../mysql-collation';
+import { tableCreator } from './table-builder';
 
 /*
  * Key column widths in characters; see STORAGE_LIMITS in ../limits.ts for why 384. Written out here
@@ -12,18 +12,8 @@ const AUTH_KEY = 384;
 const SCRAM_VALUE = 255;
 
 export async function up(knex: Knex): Promise<void> {
-  const mysql = knex.client.dialect === 'mysql';
-  const collation = mysql ? pickExactCollation((await rows(knex, EXACT_COLLATIONS_QUERY)).map((r) => r.name)) : '';
   /** On MySQL every table is InnoDB, utf8mb4 (emoji), with an exact collation for JIDs. */
-  const create = (name: string, build: (t: Knex.CreateTableBuilder) => void) =>
-    knex.schema.createTable(name, (t) => {
-      if (mysql) {
-        t.engine('InnoDB');
-        t.charset('utf8mb4');
-        t.collate(collation);
-      }
-      build(t);
-    });
+  const create = await tableCreator(knex);
 
   await create('users', (t) => {
     t.string('jid', JID).primary();
@@ -133,9 +123,4 @@ export async function down(knex: Knex): Promise<void> {
   ]) {
     await knex.schema.dropTableIfExists(table);
   }
-}
-
-async function rows(knex: Knex, sql: string): Promise<{ name: string }[]> {
-  const [result] = await knex.raw(sql);
-  return result;
 }

@@ -2,8 +2,8 @@ import type { Knex } from 'knex';
 import { EXACT_COLLATIONS_QUERY, pickExactCollation } from '../mysql-collation';
 
 /**
- * createTable for migrations after 001: on MySQL every table is InnoDB, utf8mb4 (emoji), with an
- * exact collation for JIDs, as 001-initial makes them.
+ * createTable for every migration: on MySQL every table is InnoDB, utf8mb4 (emoji), with an
+ * exact collation for JIDs (see mysql-collation.ts).
  */
 export async function tableCreator(knex: Knex): Promise<(name: string, build: (t: Knex.CreateTableBuilder) => void) => Knex.SchemaBuilder> {
   const mysql = knex.client.dialect === 'mysql';
