@@ -19,6 +19,8 @@ export interface EndpointsOptions {
    * provides the live figure when clustering is on.
    */
   clusterNodes: () => number;
+  /** Links, queues, strategy cache and forwarding figures, when clustered. */
+  clusterStatus?: () => Record<string, unknown>;
   /** False once the node has begun to stop. */
   serving: () => boolean;
   logger: Logger;
@@ -89,7 +91,7 @@ export class Endpoints implements HttpHandler {
       stanzas: metrics.stanzaTotals(),
       memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external },
       database: { kind: storage.kind, reachable: await storage.ping() },
-      cluster: { nodes: this.opts.clusterNodes(), minNodes: this.opts.minClusterNodes },
+      cluster: { nodes: this.opts.clusterNodes(), minNodes: this.opts.minClusterNodes, ...this.opts.clusterStatus?.() },
     });
   }
 

@@ -24,6 +24,8 @@ export interface WebListenersOptions {
   sessions: () => number;
   /** Cluster nodes connected, this one included (see Endpoints). */
   clusterNodes: () => number;
+  /** The cluster's figures for /status, when clustered. */
+  clusterStatus?: () => Record<string, unknown>;
   /** Builds the stream state machine for a new WebSocket connection or BOSH session. */
   onTransport: (transport: Transport) => TransportListener;
 }
@@ -70,6 +72,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     storage: opts.storage,
     sessions: opts.sessions,
     clusterNodes: opts.clusterNodes,
+    clusterStatus: opts.clusterStatus,
     serving: () => serving,
     logger: log,
   });

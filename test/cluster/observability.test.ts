@@ -1,0 +1,36 @@
+import t from 'tap';
+import { httpGet, startCluster } from '../helpers/cluster';
+import { createTestDatabase } from '../helpers/databases';
+import { nextStanza, xml } from '../helpers/server';
+
+t.test('/status and /metrics show the cluster: nodes, links, queues, strategy cache and forwarding', async (t) => {
+  const dbUri = (await createTestDatabase(t, 'mysql'))?.uri ?? (await createTestDatabase(t, 'sqlite'))!.uri;
+  const cluster = await startCluster(t, { nodes: 2, dbUri, strategy: 'online-users-caching' });
+  await cluster.addUser('ann');
+  await cluster.addUser('ben');
+  const ann = await cluster.login(0, 'ann');
+  const ben = await cluster.login(1, 'ben', { resource: 'b' });
+  const got = nextStanza(ben, (s) => s.is('message'));
+  await ann.send(xml('message', { to: 'ben@localhost/b', type: 'chat' }, xml('body', {}, 'counted')));
+  await got;
+
+  const [first, second] = cluster.nodes;
+  const status = await cluster.status(0);
+  t.equal(status.cluster.node, first.name);
+  t.equal(status.cluster.strategy, 'online-users-caching');
+  t.same(status.cluster.nodesKnown, [first.name, second.name].sort());
+  t.same(status.cluster.nodesConnected, [second.name]);
+  t.match(status.cluster.links, [{ node: second.name, up: true, queuedBytes: Number }]);
+  t.ok(status.cluster.links[0].stanzasOut > 0 && status.cluster.links[0].bytesOut > 0, 'per-link counters move');
+  t.ok(status.cluster.strategyStats.cachedUsers >= 2, 'the strategy cache knows both users');
+  t.ok(status.cluster.forwarded['full-jid'] >= 1, 'the message was forwarded for a full JID');
+
+  const metrics = (await httpGet(first.httpPort, '/metrics')).body;
+  t.match(metrics, /xmpp_cluster_nodes\{state="connected",node="[^"]+"\} 1/);
+  t.match(metrics, /xmpp_cluster_nodes\{state="known",node="[^"]+"\} 2/);
+  t.match(metrics, new RegExp(`xmpp_cluster_link_up\\{peer="${second.name.replace(/\./g, '\\.')}",node="[^"]+"\\} 1`));
+  t.match(metrics, /xmpp_cluster_link_queue_bytes\{peer=/);
+  t.match(metrics, /xmpp_cluster_link_stanzas_total\{peer="[^"]+",direction="out",node="[^"]+"\} [1-9]/);
+  t.match(metrics, /xmpp_cluster_strategy\{strategy="online-users-caching",figure="cachedUsers",node="[^"]+"\} [2-9]/);
+  t.match(metrics, /xmpp_cluster_forwarded_total\{reason="full-jid",node="[^"]+"\} [1-9]/);
+});
