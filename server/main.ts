@@ -23,6 +23,8 @@ import { Element } from 'ltx';
 import { Cluster } from './cluster/cluster';
 import { componentCluster } from './cluster/component-cluster';
 import { Ownership } from './cluster/ownership';
+import { forwardBoshRequests } from './cluster/bosh-forwarding';
+import { clusterStatus, registerClusterMetrics } from './cluster/cluster-metrics';
 import type { Component } from '../components/component';
 import { COMPONENTS } from '../components';
 import { ClusterSessions } from './cluster/cluster-sessions';
@@ -144,6 +146,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   for (const component of components) await component.start?.();
 
   const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total() });
+  if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const c2sContext: C2SContext = {
     config,
     logger: logger.category('c2s'),
@@ -211,8 +214,10 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     hosts: router.hosts,
     sessions: () => sessions.count,
     clusterNodes: () => 1 + (cluster?.connectedNodes().length ?? 0),
+    clusterStatus: cluster && clusterSessions ? () => clusterStatus(cluster, clusterSessions) : undefined,
     onTransport: (transport) => new C2SStream(transport, c2sContext),
   });
+  if (cluster) forwardBoshRequests(cluster, web.bosh);
   const allPorts = { ...ports, ...web.ports };
   logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 

@@ -40,6 +40,8 @@ export class RequestInfoReader {
       proxied: false,
     };
     if (!this.trusted.has(peer)) return direct;
+    // A request from the proxy's address without forwarding headers is the proxy's own (a health check).
+    if (!('x-forwarded-proto' in req.headers || 'x-forwarded-for' in req.headers || 'x-forwarded-host' in req.headers)) return direct;
     const proto = headerValue(req, 'x-forwarded-proto')?.split(',')[0].trim().toLowerCase();
     return {
       secure: direct.secure || proto === 'https' || proto === 'wss',

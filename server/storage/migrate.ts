@@ -122,3 +122,6 @@ async function freeStaleKnexLock(knex: Knex, logger: StorageLogger): Promise<voi
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Names of every migration, in order (what knex_migrations holds once all have run). */
+export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map((m) => m.name);

@@ -153,10 +153,6 @@ export class BoshSession implements Transport {
     return this.hold === 0 || this.wait === 0;
   }
 
-  get isOpen(): boolean {
-    return this.open;
-  }
-
   // ---- the HTTP side ----
 
   /** Starts the stream with the creation request; resolves with the creation response. */

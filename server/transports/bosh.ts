@@ -35,7 +35,6 @@ export interface BoshSessionsOptions {
   logger: Logger;
   /** Builds the stream state machine for a new session (main attaches a C2SStream). */
   onTransport: (session: BoshSession) => TransportListener;
-  forward?: BoshForwarder;
 }
 
 /** The node that created a sid (`<random>.<base64url(node)>`), or undefined for a malformed sid. */
@@ -56,9 +55,15 @@ export class BoshSessions {
   private readonly nodeTag: string;
   private nextId = 0;
   private open = 0;
+  private forward?: BoshForwarder;
 
   constructor(private readonly opts: BoshSessionsOptions) {
     this.nodeTag = Buffer.from(opts.node, 'utf8').toString('base64url');
+  }
+
+  /** Installs the cluster's forwarder for sids owned by other nodes (see BoshForwarder). */
+  setForwarder(forward: BoshForwarder): void {
+    this.forward = forward;
   }
 
   /** Sessions that are open (not terminated). */
@@ -72,8 +77,8 @@ export class BoshSessions {
     const session = this.sessions.get(sid);
     if (session) return session.request(body);
     const owner = sidOwner(sid);
-    if (owner !== undefined && owner !== this.opts.node && this.opts.forward) {
-      const forwarded = await this.opts.forward(owner, body, info);
+    if (owner !== undefined && owner !== this.opts.node && this.forward) {
+      const forwarded = await this.forward(owner, body, info);
       if (forwarded) return forwarded;
     }
     // XEP-0124 §17.2: an unknown sid is item-not-found.

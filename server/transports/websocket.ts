@@ -134,7 +134,7 @@ export class WebSocketTransport implements Transport {
     this.ws.once('close', (code, reason) => {
       clearTimeout(this.closeTimer);
       onClosed();
-      listener.closed(this.closing ? 'closed' : `peer went away (WebSocket ${code}${reason.length ? ` ${reason}` : ''})`);
+      listener.closed(this.closing ? 'closed' : `WebSocket closed (${code}${reason.length ? ` ${reason}` : ''})`);
     });
   }
 

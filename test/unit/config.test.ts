@@ -438,3 +438,14 @@ t.test('a file read error is reported, not thrown raw', async (t) => {
   fs.mkdirSync(path.join(dir, 'etc', 'init.properties'));
   t.throws(() => loadConfig(['--config', 'etc/init.properties'], { cwd: dir, env: {} }), { name: 'ConfigError', message: /cannot read config file/ });
 });
+
+t.test('WebSocket/BOSH keys: trusted proxies are IP addresses, BOSH inactivity is seconds', async (t) => {
+  const defaults = cmdline([]);
+  t.same(defaults.trustedProxies, [], 'no proxy is trusted by default');
+  t.equal(defaults.boshInactivity, 60);
+  const c = load(t, '--trusted-proxies = 10.0.0.5, ::1,10.0.0.5\n--bosh-inactivity = 30');
+  t.same(c.trustedProxies, ['10.0.0.5', '::1']);
+  t.equal(c.boshInactivity, 30);
+  t.match(loadError(t, '--trusted-proxies = proxy.example.com'), /--trusted-proxies: "proxy\.example\.com" is not an IP address/);
+  t.match(loadError(t, '--bosh-inactivity = 0'), /--bosh-inactivity: 0 must be more than 0 seconds/);
+});

@@ -1,0 +1,36 @@
+import http from 'node:http';
+import https from 'node:https';
+
+export interface HttpReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+const agents = {
+  http: new http.Agent({ keepAlive: true }),
+  https: new https.Agent({ keepAlive: true, rejectUnauthorized: false }),
+};
+
+/** One HTTP(S) request over real sockets (self-signed certificates accepted). */
+export function httpRequest(url: string, opts: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<HttpReply> {
+  const target = new URL(url);
+  const secure = target.protocol === 'https:';
+  const send = secure ? https.request : http.request;
+  return new Promise((resolve, reject) => {
+    const req = send(target, { method: opts.method ?? 'GET', headers: opts.headers, agent: secure ? agents.https : agents.http }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** GET url and parse the JSON body. */
+export async function getJson(url: string, headers?: Record<string, string>): Promise<{ status: number; json: any; headers: http.IncomingHttpHeaders }> {
+  const reply = await httpRequest(url, { headers });
+  return { status: reply.status, json: JSON.parse(reply.text), headers: reply.headers };
+}
