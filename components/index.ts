@@ -1,7 +1,12 @@
 import type { ComponentFactory } from './component';
+import { createMuc } from './muc/muc';
+import { createPubSub } from './pubsub';
 
 /**
  * The component kinds --comp-class-N can name (after the config loader has mapped Tigase's class
  * names): one folder per component.
  */
-export const COMPONENTS: Readonly<Record<string, ComponentFactory>> = {};
+export const COMPONENTS: Readonly<Record<string, ComponentFactory>> = {
+  muc: createMuc,
+  pubsub: createPubSub,
+};

@@ -13,6 +13,7 @@ import { disco } from './modules/disco';
 import type { ModuleContext, ServerModule } from './modules/module';
 import { offline } from './modules/offline';
 import { ping } from './modules/ping';
+import { pep } from './modules/pep';
 import { privateStorage } from './modules/private';
 import { register, registrationHandler } from './modules/register';
 import { roster } from './modules/roster';
@@ -99,7 +100,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   });
 
   const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote };
-  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking];
+  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep];
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
@@ -136,6 +137,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       carbons: (kind, stanza, user, exclude) => messages.carbonsHere(kind, stanza, user, exclude),
       rosterPush: (user, query) => rosterService.pushHere(user, query),
       blocklistChanged: (user, command) => moduleContext.blocklistChangedHere?.(user, command),
+      notifyInterested: (stanza, users, feature) => moduleContext.notifyInterestedHere?.(stanza, users, feature),
       presenceSnapshot: () => presence.broadcastSnapshot(),
     });
     notifyAdminsOfMembership(cluster, router, config);

@@ -7,6 +7,7 @@ import type { RemoteDelivery } from '../sm/remote-delivery';
 import type { Session } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
 import type { Cluster } from './cluster';
+import { NS } from '../xml/ns';
 
 /** The same operations as RemoteDelivery, done by this node on its own sessions only. */
 export interface LocalDelivery {
@@ -20,6 +21,8 @@ export interface LocalDelivery {
   blocklistChanged(user: string, command: Element): void;
   /** What this node's available resources have broadcast: (recipient bare JID, presence) pairs. */
   presenceSnapshot(): Promise<{ user: string; stanza: Element }[]>;
+  /** A PEP notification to this node's resources of `users` whose caps include `feature`. */
+  notifyInterested(stanza: Element, users: string[], feature: string): void;
 }
 
 /** Message kinds on the cluster links (one place, typed: no glued strings elsewhere). */
@@ -32,6 +35,7 @@ const OP = {
   carbons: 'carbons',
   rosterPush: 'roster-push',
   blocklist: 'blocklist',
+  interested: 'interested',
 } as const;
 
 type DeliverMode = 'message-resource' | 'message-user' | 'stanza-resource';
@@ -135,6 +139,23 @@ export class ClusterSessions implements RemoteDelivery {
     return this.strategy.knowsRemoteSessions ? this.strategy.remoteResources(bare) : undefined;
   }
 
+  notifyInterested(stanza: Element, users: string[], feature: string): void {
+    // One message per node, naming the users it may hold; that node filters by its own caps knowledge.
+    const byNode = new Map<string, Element[]>();
+    for (const user of users) {
+      for (const node of this.strategy.nodesForUser(user)) {
+        const list = byNode.get(node) ?? [];
+        list.push(new Element('user', { jid: user }));
+        byNode.set(node, list);
+      }
+    }
+    if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, op: OP.interested, feature, nodes: [...byNode.keys()] });
+    for (const [node, list] of byNode) {
+      this.count('pep', 1);
+      this.cluster.send(node, OP.interested, [stanza, ...list], { feature });
+    }
+  }
+
   private async deliver(nodes: string[], mode: DeliverMode, stanza: Element, to: string, reason: string): Promise<number> {
     if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, mode, to, nodes });
     if (nodes.length === 0) return 0;
@@ -235,6 +256,9 @@ export class ClusterSessions implements RemoteDelivery {
     const type = stanza.attrs.type as string | undefined;
     const from = stanza.attrs.from as string | undefined;
     if (!from || !from.includes('/') || (type !== undefined && type !== 'unavailable')) return;
+    // A room occupant's presence comes from the room's node, not the occupant's: the MUC component
+    // tells its users itself when a room's node is lost (status 333).
+    if (stanza.getChild('x', NS.MUC_USER)) return;
     if (type === 'unavailable') {
       const seen = this.seenPresence.get(from);
       if (seen) for (const viewer of viewers) seen.viewers.delete(viewer);
@@ -304,6 +328,12 @@ export class ClusterSessions implements RemoteDelivery {
     this.cluster.handle(OP.blocklist, (_from, msg) => {
       const command = detach(msg);
       if (command) local().blocklistChanged(msg.attrs.user, command);
+    });
+    this.cluster.handle(OP.interested, (_from, msg) => {
+      const [stanza, ...users] = msg.getChildElements();
+      if (!stanza) return;
+      stanza.parent = null;
+      local().notifyInterested(stanza, users.map((u) => String(u.attrs.jid)), msg.attrs.feature);
     });
   }
 

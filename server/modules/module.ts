@@ -23,6 +23,8 @@ export interface ModuleContext {
   remote: RemoteDelivery;
   /** Set by the blocking module: what this node does when a peer reports a changed block list. */
   blocklistChangedHere?: (user: string, command: Element) => void;
+  /** Set by the PEP module: delivers a peer's PEP notification to this node's interested resources. */
+  notifyInterestedHere?: (stanza: Element, users: string[], feature: string) => void;
 }
 
 /** One XEP, one file: a function that registers handlers and disco features. */

@@ -28,6 +28,11 @@ export interface RemoteDelivery {
   blocklistChanged(user: string, command: Element): void;
   /** Remote resources of `bare` when the strategy knows them; undefined when it cannot know. */
   remoteResources(bare: string): ResourceEntry[] | undefined;
+  /**
+   * A PEP notification (XEP-0163 §4.3) for the available resources of `users` on other nodes whose
+   * entity capabilities (XEP-0115), as their own node knows them, include `feature` ('<node>+notify').
+   */
+  notifyInterested(stanza: Element, users: string[], feature: string): void;
 }
 
 /** A single node: nothing is elsewhere. */
@@ -42,4 +47,5 @@ export const LOCAL_ONLY: RemoteDelivery = {
   rosterPush: () => undefined,
   blocklistChanged: () => undefined,
   remoteResources: () => [],
+  notifyInterested: () => undefined,
 };

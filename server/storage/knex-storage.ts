@@ -1,10 +1,12 @@
 import type { Knex } from 'knex';
 import { KnexAuthFailureStore } from './auth-failure-store';
 import { KnexBlockStore } from './block-store';
+import { KnexCapsStore } from './caps-store';
 import { KnexClusterNodeStore } from './cluster-node-store';
 import { migrateToLatest, type MigrationLock } from './migrate';
 import { KnexOfflineStore } from './offline-store';
 import { KnexPrivateStore } from './private-store';
+import { KnexPubSubStore } from './pubsub-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -24,6 +26,8 @@ export class KnexStorage implements Storage {
   readonly blocks: KnexBlockStore;
   readonly authFailures: KnexAuthFailureStore;
   readonly clusterNodes: KnexClusterNodeStore;
+  readonly pubsub: KnexPubSubStore;
+  readonly caps: KnexCapsStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -41,6 +45,8 @@ export class KnexStorage implements Storage {
     this.blocks = new KnexBlockStore(knex);
     this.authFailures = new KnexAuthFailureStore(knex);
     this.clusterNodes = new KnexClusterNodeStore(knex);
+    this.pubsub = new KnexPubSubStore(knex);
+    this.caps = new KnexCapsStore(knex);
   }
 
   migrate(): Promise<void> {

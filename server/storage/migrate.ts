@@ -1,6 +1,8 @@
 import type { Knex } from 'knex';
 import * as initial from './migrations/001-initial';
 import * as componentOwners from './migrations/002-component-owners';
+import * as muc from './migrations/003-muc';
+import * as pubsub from './migrations/004-pubsub';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -17,6 +19,8 @@ interface NamedMigration {
 const MIGRATIONS: readonly NamedMigration[] = [
   { name: '001-initial', migration: initial },
   { name: '002-component-owners', migration: componentOwners },
+  { name: '003-muc', migration: muc },
+  { name: '004-pubsub', migration: pubsub },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import type { CapsStore } from './caps-store';
+import type { PubSubStore } from './pubsub-store';
 
 /**
  * Storage is a set of narrow async stores over knex (STYLE §7). Users are addressed by their
@@ -176,6 +178,10 @@ export interface Storage {
   readonly blocks: BlockStore;
   readonly authFailures: AuthFailureStore;
   readonly clusterNodes: ClusterNodeStore;
+  /** XEP-0060 nodes and items of pubsub components and of PEP (XEP-0163). */
+  readonly pubsub: PubSubStore;
+  /** XEP-0115 verified entity capabilities, shared by every node. */
+  readonly caps: CapsStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

@@ -19,6 +19,8 @@ const USER_DATA: readonly [table: string, column: string][] = [
   ['vcards', 'user'],
   ['blocklist', 'user'],
   ['auth_failures', 'auth_key'],
+  ['pubsub_subscriptions', 'bare'],
+  ['pubsub_affiliations', 'jid'],
 ];
 
 interface UserRow {
@@ -66,6 +68,11 @@ export class KnexUserStore implements UserStore {
   async delete(jid: string): Promise<boolean> {
     return inWriteTransaction(this.knex, async (trx) => {
       for (const [table, column] of USER_DATA) await trx(table).where(column, jid).del();
+      // PEP (XEP-0163): the account's own pubsub service, its nodes and everything in them.
+      for (const table of ['pubsub_items', 'pubsub_subscriptions', 'pubsub_affiliations']) {
+        await trx(table).whereIn('node_id', trx('pubsub_nodes').select('id').where('service', jid)).del();
+      }
+      await trx('pubsub_nodes').where('service', jid).del();
       return (await trx('users').where({ jid }).del()) > 0;
     });
   }

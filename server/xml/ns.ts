@@ -37,6 +37,7 @@ export const NS = {
   MUC_USER: 'http://jabber.org/protocol/muc#user',
   MUC_ADMIN: 'http://jabber.org/protocol/muc#admin',
   MUC_OWNER: 'http://jabber.org/protocol/muc#owner',
+  MUC_SELF_PING: 'http://jabber.org/protocol/muc#self-ping-optimization',
   PUBSUB: 'http://jabber.org/protocol/pubsub',
   PUBSUB_EVENT: 'http://jabber.org/protocol/pubsub#event',
   PUBSUB_OWNER: 'http://jabber.org/protocol/pubsub#owner',

@@ -8,7 +8,7 @@ import { WebSocket as NodeWebSocket } from 'ws';
 import type { Element } from 'ltx';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
-import { silentLogger } from '../../server/log';
+import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
 
 // The test servers use a self-signed certificate generated on first start.
@@ -79,7 +79,10 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
     '--scram-iterations=4096',
     ...(opts.args ?? []),
   ]);
-  const node = await startNode(config, (process.env.DBG ? require('../../server/log').createLogger({logLevel:'debug',logJson:false,debug:['c2s','router','db'],clusterHostname:'x'}) : silentLogger()));
+  // XMPP_TEST_DEBUG=c2s,router,... shows those parts' debug lines while a test runs.
+  const debug = process.env.XMPP_TEST_DEBUG;
+  const logger = debug ? createLogger({ ...config, logLevel: 'info', debug: debug.split(',') }) : silentLogger();
+  const node = await startNode(config, logger);
   const clients: XmppClient[] = [];
   t.teardown(async () => {
     await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));

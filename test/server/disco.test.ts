@@ -54,10 +54,10 @@ t.test('service discovery (XEP-0030)', async (t) => {
     t.same(query!.getChildren('item'), [], 'no components configured: no items');
   });
 
-  await t.test('an account discovers itself: account/registered', async (t) => {
+  await t.test('an account discovers itself: account/registered, and a PEP service (XEP-0163 §4)', async (t) => {
     const result = await discoInfo(alice, 'alice@localhost');
     t.equal(result.attrs.from, 'alice@localhost', 'answered on behalf of the account');
-    t.same(identities(result), ['account/registered']);
+    t.same(identities(result), ['account/registered', 'pubsub/pep']);
     t.ok(features(result).includes(DISCO_INFO));
   });
 
@@ -65,7 +65,7 @@ t.test('service discovery (XEP-0030)', async (t) => {
     const bob = await server.login('bob', { resource: 'phone' });
     await subscribe(bob, alice);
     const result = await discoInfo(bob, 'alice@localhost');
-    t.same(identities(result), ['account/registered'], 'bob, subscribed to alice, sees the account');
+    t.same(identities(result), ['account/registered', 'pubsub/pep'], 'bob, subscribed to alice, sees the account');
 
     const mallory = await server.login('mallory');
     await t.rejects(discoInfo(mallory, 'alice@localhost'), { name: 'StanzaError', condition: 'service-unavailable' }, 'a stranger gets service-unavailable');
