@@ -1,5 +1,6 @@
-import { ConfigError } from '../../server/config/config';
+import { ConfigError } from '../../server/config/properties';
 import type { ComponentContext } from '../component';
+import { ComponentOptions } from '../component-options';
 
 /** The service-wide MUC settings, read once from the component's own `--<name>-<key>` keys. */
 export interface MucOptions {
@@ -22,40 +23,17 @@ const KEYS = ['history-size', 'history-max', 'room-creation', 'max-users', 'defa
 
 /** Validated once at start-up (STYLE: bad config fails fast with a message naming the key). */
 export function readMucOptions(ctx: Pick<ComponentContext, 'name' | 'option' | 'config'>): MucOptions {
-  const key = (k: string) => `--${ctx.name}-${k}`;
-  for (const given of ctx.config.raw.keys()) {
-    if (given.startsWith(`--${ctx.name}-`) && !KEYS.some((k) => key(k) === given)) {
-      throw new ConfigError(`unknown key for component ${ctx.name} (known: ${KEYS.map(key).join(', ')})`, given);
-    }
-  }
-  const integer = (k: string, fallback: number, min: number, max: number): number => {
-    const raw = ctx.option(k);
-    if (raw === undefined || raw.trim() === '') return fallback;
-    const value = Number(raw.trim());
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new ConfigError(`"${raw}" is not an integer from ${min} to ${max}`, key(k));
-    }
-    return value;
-  };
-  const boolean = (k: string, fallback: boolean): boolean => {
-    const raw = ctx.option(k)?.trim().toLowerCase();
-    if (raw === undefined || raw === '') return fallback;
-    if (raw === 'true' || raw === '1') return true;
-    if (raw === 'false' || raw === '0') return false;
-    throw new ConfigError(`"${raw}" is not true or false`, key(k));
-  };
+  const options = new ComponentOptions(ctx, KEYS);
   // Clamped at 10000: every room of this node holds its history in memory.
-  const historyMax = integer('history-max', 200, 0, 10000);
-  const historySize = integer('history-size', 20, 0, 10000);
-  if (historySize > historyMax) throw new ConfigError(`is larger than ${key('history-max')} (${historyMax})`, key('history-size'));
-  const creation = (ctx.option('room-creation') ?? 'any').trim().toLowerCase();
-  if (creation !== 'any' && creation !== 'admins') throw new ConfigError(`"${creation}" is not any or admins`, key('room-creation'));
+  const historyMax = options.integer('history-max', 200, 0, 10000);
+  const historySize = options.integer('history-size', 20, 0, 10000);
+  if (historySize > historyMax) throw new ConfigError(`is larger than ${options.key('history-max')} (${historyMax})`, options.key('history-size'));
   return {
     historySize,
     historyMax,
-    roomCreation: creation,
-    maxUsers: integer('max-users', 200, 0, 1_000_000),
-    defaultPersistent: boolean('default-persistent', false),
-    defaultPublic: boolean('default-public', true),
+    roomCreation: options.choice('room-creation', 'any', ['any', 'admins'] as const),
+    maxUsers: options.integer('max-users', 200, 0, 1_000_000),
+    defaultPersistent: options.boolean('default-persistent', false),
+    defaultPublic: options.boolean('default-public', true),
   };
 }

@@ -1,5 +1,6 @@
 import { ConfigError } from '../../server/config/properties';
 import type { ComponentContext } from '../component';
+import { ComponentOptions } from '../component-options';
 import { ACCESS_MODELS, type AccessModel } from './node-config';
 
 /** The service-wide PubSub settings, read once from the component's own `--<name>-<key>` keys. */
@@ -23,35 +24,17 @@ const KEYS = ['max-items', 'max-items-limit', 'node-creation', 'max-payload-size
 
 /** Validated once at start-up (STYLE: bad config fails fast with a message naming the key). */
 export function readPubSubOptions(ctx: Pick<ComponentContext, 'name' | 'option' | 'config'>): PubSubOptions {
-  const key = (k: string) => `--${ctx.name}-${k}`;
-  for (const given of ctx.config.raw.keys()) {
-    if (given.startsWith(`--${ctx.name}-`) && !KEYS.some((k) => key(k) === given)) {
-      throw new ConfigError(`unknown key for component ${ctx.name} (known: ${KEYS.map(key).join(', ')})`, given);
-    }
-  }
-  const integer = (k: string, fallback: number, min: number, max: number): number => {
-    const raw = ctx.option(k);
-    if (raw === undefined || raw.trim() === '') return fallback;
-    const value = Number(raw.trim());
-    if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`"${raw}" is not an integer from ${min} to ${max}`, key(k));
-    return value;
-  };
-  const choice = <T extends string>(k: string, fallback: T, allowed: readonly T[]): T => {
-    const raw = ctx.option(k)?.trim().toLowerCase();
-    if (raw === undefined || raw === '') return fallback;
-    if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`"${raw}" is not one of ${allowed.join(', ')}`, key(k));
-    return raw as T;
-  };
+  const options = new ComponentOptions(ctx, KEYS);
   // Clamped at 100000: a node's items are read whole for "all items" requests.
-  const maxItemsLimit = integer('max-items-limit', 1000, 1, 100_000);
-  const maxItems = integer('max-items', 10, 0, 100_000);
-  if (maxItems > maxItemsLimit) throw new ConfigError(`is larger than ${key('max-items-limit')} (${maxItemsLimit})`, key('max-items'));
+  const maxItemsLimit = options.integer('max-items-limit', 1000, 1, 100_000);
+  const maxItems = options.integer('max-items', 10, 0, 100_000);
+  if (maxItems > maxItemsLimit) throw new ConfigError(`is larger than ${options.key('max-items-limit')} (${maxItemsLimit})`, options.key('max-items'));
   return {
     maxItems,
     maxItemsLimit,
-    nodeCreation: choice('node-creation', 'any', ['any', 'admins'] as const),
-    maxPayloadSize: integer('max-payload-size', 65536, 1, 262144),
-    autoCreate: ['true', '1'].includes(choice('auto-create', 'true', ['true', 'false', '1', '0'] as const)),
-    defaultAccessModel: choice('default-access-model', 'open', ACCESS_MODELS),
+    nodeCreation: options.choice('node-creation', 'any', ['any', 'admins'] as const),
+    maxPayloadSize: options.integer('max-payload-size', 65536, 1, 262144),
+    autoCreate: options.boolean('auto-create', true),
+    defaultAccessModel: options.choice('default-access-model', 'open', ACCESS_MODELS),
   };
 }

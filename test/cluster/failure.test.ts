@@ -1,44 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { eventually, startCluster } from '../helpers/cluster';
-import { createTestDatabase } from '../helpers/databases';
+import { createClusterDatabase } from '../helpers/databases';
+import { linkProxy } from '../helpers/link-proxy';
 import { freePort, nextStanza, xml } from '../helpers/server';
 
-/** A TCP proxy for one cluster link that the test can stop forwarding (a partition) and resume. */
-async function linkProxy(targetPort: number): Promise<{ port: number; forwarding: boolean; close(): void }> {
-  const sockets = new Set<net.Socket>();
-  const state = { port: await freePort(), forwarding: true, close: () => undefined as void };
-  const server = net.createServer((inbound) => {
-    const outbound = net.connect(targetPort, '127.0.0.1');
-    for (const socket of [inbound, outbound]) {
-      sockets.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => {
-        inbound.destroy();
-        outbound.destroy();
-      });
-    }
-    // While "partitioned" the bytes vanish: both ends must notice by themselves.
-    inbound.on('data', (data) => state.forwarding && outbound.write(data));
-    outbound.on('data', (data) => state.forwarding && inbound.write(data));
-  });
-  await new Promise<void>((resolve) => server.listen(state.port, '127.0.0.1', resolve));
-  state.close = () => {
-    server.close();
-    for (const socket of sockets) socket.destroy();
-  };
-  return state;
-}
-
-async function database(t: Tap.Test): Promise<string | undefined> {
-  // MySQL when it answers (it is the cluster's database), SQLite otherwise.
-  return (await createTestDatabase(t, 'mysql'))?.uri ?? (await createTestDatabase(t, 'sqlite'))?.uri;
-}
-
 t.test('kill -9 of a node: survivors drop it and its users, store their messages, and take it back when it restarts', async (t) => {
-  const dbUri = await database(t);
+  const dbUri = await createClusterDatabase(t);
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
@@ -86,7 +55,7 @@ t.test('kill -9 of a node: survivors drop it and its users, store their messages
 });
 
 t.test('a node with a wrong --cluster-secret is refused a link', async (t) => {
-  const dbUri = await database(t);
+  const dbUri = await createClusterDatabase(t);
   if (!dbUri) return;
   const cluster = await startCluster(t, {
     nodes: 3,
@@ -104,7 +73,7 @@ t.test('a node with a wrong --cluster-secret is refused a link', async (t) => {
 });
 
 t.test('a partitioned link is detected within seconds and heals when the network comes back', async (t) => {
-  const dbUri = await database(t);
+  const dbUri = await createClusterDatabase(t);
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
@@ -150,7 +119,7 @@ t.test('a partitioned link is detected within seconds and heals when the network
 });
 
 t.test('xmppctl cluster-nodes shows every live node with its age', async (t) => {
-  const dbUri = await database(t);
+  const dbUri = await createClusterDatabase(t);
   if (!dbUri) return;
   const cluster = await startCluster(t, { nodes: 2, dbUri, strategy: 'broadcast' });
   const result = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'scripts', 'xmppctl.js'), `--user-db-uri=${dbUri}`, 'cluster-nodes'], { encoding: 'utf8' });
@@ -161,7 +130,7 @@ t.test('xmppctl cluster-nodes shows every live node with its age', async (t) => 
 });
 
 t.test('admins get a message when a node leaves and when it joins again, from one node only', async (t) => {
-  const dbUri = await database(t);
+  const dbUri = await createClusterDatabase(t);
   if (!dbUri) return;
   const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching', args: ['--admins=root@localhost'] });
   await cluster.addUser('root').catch(() => undefined);

@@ -2,7 +2,7 @@ import t from 'tap';
 import type { Element } from 'ltx';
 import { rendezvousOwner } from '../../server/cluster/ownership';
 import { eventually, startCluster } from '../helpers/cluster';
-import { createTestDatabase, type TapTest } from '../helpers/databases';
+import { createClusterDatabase } from '../helpers/databases';
 import { linkProxy } from '../helpers/link-proxy';
 import {
   MUC_ARGS,
@@ -22,18 +22,13 @@ import { collect, freePort, nextStanza, xml, type XmppClient } from '../helpers/
 
 const ROOM = 'plaza@muc.localhost';
 
-async function database(t: TapTest): Promise<string | undefined> {
-  // MySQL when it answers (it is the cluster's database), SQLite otherwise.
-  return (await createTestDatabase(t, 'mysql'))?.uri ?? (await createTestDatabase(t, 'sqlite'))?.uri;
-}
-
 function bodiesFrom(seen: Element[], room: string): string[] {
   return seen.filter((s) => s.is('message') && s.attrs.type === 'groupchat' && isFromRoom(s, room) && !s.getChild('delay', 'urn:xmpp:delay')).map((s) => s.getChildText('body') ?? '').filter((b) => b.startsWith('m'));
 }
 
 for (const strategy of ['broadcast', 'online-users-caching']) {
   t.test(`a room served across three nodes survives the loss of its owner (${strategy})`, async (t) => {
-    const dbUri = await database(t);
+    const dbUri = await createClusterDatabase(t);
     if (!dbUri) return;
     const cluster = await startCluster(t, { nodes: 3, dbUri, strategy, args: MUC_ARGS });
     let liveOrder: string[] = [];
@@ -157,7 +152,7 @@ for (const strategy of ['broadcast', 'online-users-caching']) {
 
 for (const strategy of ['broadcast', 'online-users-caching']) {
   t.test(`after a partition heals, the room is served by one node again (${strategy})`, async (t) => {
-    const dbUri = await database(t);
+    const dbUri = await createClusterDatabase(t);
     if (!dbUri) return;
     // node1 dials node2 through a proxy that the test can cut (node2 advertises the proxy's port).
     const clusterPort = await freePort();

@@ -1,10 +1,11 @@
 import t from 'tap';
 import { httpGet, startCluster } from '../helpers/cluster';
-import { createTestDatabase } from '../helpers/databases';
+import { createClusterDatabase } from '../helpers/databases';
 import { nextStanza, xml } from '../helpers/server';
 
 t.test('/status and /metrics show the cluster: nodes, links, queues, strategy cache and forwarding', async (t) => {
-  const dbUri = (await createTestDatabase(t, 'mysql'))?.uri ?? (await createTestDatabase(t, 'sqlite'))!.uri;
+  const dbUri = await createClusterDatabase(t);
+  if (!dbUri) return;
   const cluster = await startCluster(t, { nodes: 2, dbUri, strategy: 'online-users-caching' });
   await cluster.addUser('ann');
   await cluster.addUser('ben');

@@ -136,3 +136,15 @@ function withDatabase(serverUri: string, database: string): string {
   url.pathname = `/${database}`;
   return (jdbc ? 'jdbc:' : '') + url.toString();
 }
+
+/**
+ * A fresh database for a cluster test that runs once rather than on both kinds: MySQL when it
+ * answers (what real clusters share), otherwise a SQLite file shared by the node processes.
+ * Undefined only when MySQL is required (CI) and missing: the test has already failed then.
+ */
+export async function createClusterDatabase(t: TapTest): Promise<string | undefined> {
+  const mysql = await createTestDatabase(t, 'mysql');
+  if (mysql) return mysql.uri;
+  if (process.env.XMPP_TEST_REQUIRE_MYSQL === '1') return undefined;
+  return (await createTestDatabase(t, 'sqlite'))?.uri;
+}

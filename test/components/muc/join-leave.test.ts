@@ -235,5 +235,5 @@ t.test('an unknown or bad --muc- key stops start-up with a message naming it', a
   t.match(options([]), { historySize: 20, roomCreation: 'any', maxUsers: 200 }, 'defaults');
   t.throws(() => options(['--muc-histroy-size=5']), /--muc-histroy-size: unknown key/);
   t.throws(() => options(['--muc-history-size=lots']), /--muc-history-size: "lots" is not an integer/);
-  t.throws(() => options(['--muc-room-creation=nobody']), /--muc-room-creation: "nobody" is not any or admins/);
+  t.throws(() => options(['--muc-room-creation=nobody']), /--muc-room-creation: "nobody" is not one of any, admins/);
 });
