@@ -47,6 +47,9 @@ t.test('the shipped etc/init.properties starts a node that serves localhost with
   t.equal(alice.jid?.bare().toString(), 'alice@localhost', 'a user added with xmppctl logs in');
   const pong = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
   t.equal(pong.attrs.type, 'result');
+  const items = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' })));
+  const services = items.getChild('query')!.getChildren('item').map((i: { attrs: { jid: string } }) => i.attrs.jid).sort();
+  t.same(services, ['muc.localhost', 'pubsub.localhost'], 'group chat and publish-subscribe are on by default');
   await alice.stop();
 
   node.kill('SIGTERM');
