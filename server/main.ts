@@ -134,6 +134,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       stanzaToResource: (stanza, to) => presence.stanzaToResource(stanza, to),
       presenceToUser: (stanza, user) => presence.presenceToUser(stanza, user),
       answerProbe: (from, to) => presence.answerProbeHere(from, to),
+      presenceAllowed: (stanza, from, to) => router.passInbound(stanza, from, to).catch(() => false),
       carbons: (kind, stanza, user, exclude) => messages.carbonsHere(kind, stanza, user, exclude),
       rosterPush: (user, query) => rosterService.pushHere(user, query),
       blocklistChanged: (user, command) => moduleContext.blocklistChangedHere?.(user, command),

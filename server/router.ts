@@ -274,7 +274,12 @@ export class Router {
     this.sendTo(result, from);
   }
 
-  private async passInbound(stanza: Element, from: JID, to: JID): Promise<boolean> {
+  /**
+   * The inbound filters (e.g. blocking) for a stanza on its way to a local user: false when it is
+   * to be dropped; throws the StanzaError it is to be bounced with. Also run by the node that
+   * delivers presence forwarded from another node, where the recipient's state is.
+   */
+  async passInbound(stanza: Element, from: JID, to: JID): Promise<boolean> {
     for (const filter of this.inboundFilters) {
       const verdict = await filter(stanza, from, to);
       if (verdict === 'drop') return false;

@@ -16,6 +16,8 @@ export interface LocalDelivery {
   stanzaToResource(stanza: Element, to: JID): number;
   presenceToUser(stanza: Element, bare: string): number;
   answerProbe(from: JID, to: JID): Promise<void>;
+  /** The inbound filters (blocking) for presence forwarded here: false when it is to be dropped. */
+  presenceAllowed(stanza: Element, from: JID, to: JID): Promise<boolean>;
   carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void;
   rosterPush(user: string, query: Element): void;
   blocklistChanged(user: string, command: Element): void;
@@ -285,7 +287,7 @@ export class ClusterSessions implements RemoteDelivery {
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
     });
     this.cluster.handle(OP.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
-    this.cluster.handle(OP.deliver, (from, msg) => {
+    this.cluster.handle(OP.deliver, async (from, msg) => {
       const stanza = detach(msg);
       const to = tryParseJID(msg.attrs.to ?? '');
       if (!stanza || !to) return new Element('delivered', { delivered: '0' });
@@ -298,6 +300,8 @@ export class ClusterSessions implements RemoteDelivery {
           count = local().messageToUser(stanza, to.bareString());
           break;
         case 'stanza-resource': {
+          const sender = tryParseJID(stanza.attrs.from ?? '');
+          if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) break;
           count = local().stanzaToResource(stanza, to);
           const viewer = this.sessions.get(to);
           if (viewer) this.trackPresence(from, stanza, [viewer]);
@@ -306,9 +310,13 @@ export class ClusterSessions implements RemoteDelivery {
       }
       return new Element('delivered', { delivered: String(count) });
     });
-    this.cluster.handle(OP.presence, (from, msg) => {
+    this.cluster.handle(OP.presence, async (from, msg) => {
       const stanza = detach(msg);
-      if (!stanza) return;
+      const sender = tryParseJID(stanza?.attrs.from ?? '');
+      const user = tryParseJID(msg.attrs.user ?? '');
+      if (!stanza || !sender || !user) return;
+      // The recipient's node holds its block list: the origin skips that check for users it does not host.
+      if (!(await local().presenceAllowed(stanza, sender, user))) return;
       local().presenceToUser(stanza, msg.attrs.user);
       this.trackPresence(from, stanza, this.sessions.resources(msg.attrs.user).filter((s) => s.available));
     });

@@ -9,6 +9,8 @@ t.test('a block made on one node is enforced on the others at once, and so is th
   const cluster = await startCluster(t, { nodes: 2, dbUri, strategy: 'online-users-caching' });
   await cluster.addUser('amy');
   await cluster.addUser('bert');
+  await cluster.storage.roster.setItem('amy@localhost', { jid: 'bert@localhost', subscription: 'both', groups: [] });
+  await cluster.storage.roster.setItem('bert@localhost', { jid: 'amy@localhost', subscription: 'both', groups: [] });
   const amy = await cluster.login(0, 'amy', { resource: 'a' });
   const bert = await cluster.login(1, 'bert', { resource: 'b' });
 
@@ -23,11 +25,17 @@ t.test('a block made on one node is enforced on the others at once, and so is th
   bert.on('stanza', (s: { is(n: string): boolean; getChildText(n: string): string | null }) => {
     if (s.is('message')) seen.push(s.getChildText('body') ?? '');
   });
+  const presences: string[] = [];
+  bert.on('stanza', (s: { is(n: string): boolean; attrs: Record<string, string>; getChildText(n: string): string | null }) => {
+    if (s.is('presence') && s.attrs.from === 'amy@localhost/a') presences.push(s.getChildText('show') ?? 'available');
+  });
   await amy.send(xml('message', { to: 'bert@localhost', type: 'chat', id: 'blocked' }, xml('body', {}, 'two')));
   const error = await bounced;
   t.ok(error.getChild('error')?.getChild('service-unavailable'), 'the blocked sender gets service-unavailable from the other node');
+  await amy.send(xml('presence', {}, xml('show', {}, 'dnd')));
   await sleep(300);
   t.same(seen, [], 'and bert gets nothing');
+  t.same(presences, [], 'not even amy\'s presence, which crosses nodes as a broadcast');
 
   await bert.iqCaller.request(xml('iq', { type: 'set' }, xml('unblock', { xmlns: 'urn:xmpp:blocking' })));
   const third = nextStanza(bert, (s) => s.is('message') && s.getChildText('body') === 'three');
