@@ -98,6 +98,22 @@ for (const strategy of STRATEGIES) {
       await Promise.all([second.stop(), alice.stop()]);
     });
 
+    await t.test('message carbons reach the user\'s resources on other nodes, sent and received', async (t) => {
+      const desk = await cluster.login(0, 'frank', { resource: 'desk' });
+      const phone = await cluster.login(2, 'frank', { resource: 'phone' });
+      for (const client of [desk, phone]) await client.iqCaller.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:carbons:2' })));
+      const bob = await cluster.login(1, 'bob', { resource: 'carbon' });
+      const received = nextStanza(phone, (s) => s.is('message') && Boolean(s.getChild('received', 'urn:xmpp:carbons:2')));
+      await bob.send(xml('message', { to: 'frank@localhost/desk', type: 'chat' }, xml('body', {}, 'to the desk')));
+      const copy = (await received).getChild('received')!.getChild('forwarded')!.getChild('message')!;
+      t.equal(copy.getChildText('body'), 'to the desk', 'the phone on node 3 gets a received carbon of a message to the desk on node 1');
+      const sent = nextStanza(phone, (s) => s.is('message') && Boolean(s.getChild('sent', 'urn:xmpp:carbons:2')));
+      await desk.send(xml('message', { to: 'bob@localhost/carbon', type: 'chat' }, xml('body', {}, 'from the desk')));
+      const sentCopy = (await sent).getChild('sent')!.getChild('forwarded')!.getChild('message')!;
+      t.equal(sentCopy.getChildText('body'), 'from the desk', 'and a sent carbon of what the desk sends');
+      await Promise.all([desk.stop(), phone.stop(), bob.stop()]);
+    });
+
     await t.test('IQ ping between users on different nodes, and results come back', async (t) => {
       const alice = await cluster.login(0, 'alice', { resource: 'pinger' });
       const bob = await cluster.login(2, 'bob', { resource: 'target' });
