@@ -242,9 +242,16 @@ export class Router {
         target.send(stanza);
         return;
       }
-      // Results come back to the node that asked, wherever the resource is (DESIGN: cluster semantics).
-      if (await this.remote.stanzaToResource(stanza, to)) return;
-      if (type === 'get' || type === 'set') throw new StanzaError('service-unavailable');
+      if (!this.remote.clustered) {
+        if (type === 'get' || type === 'set') throw new StanzaError('service-unavailable');
+        return;
+      }
+      // Elsewhere in the cluster (results come back to the node that asked, wherever that is). The
+      // answer is awaited off the sender's stream so its next stanzas do not wait for the round trip.
+      void this.remote.stanzaToResource(stanza, to).then((delivered) => {
+        if (!delivered && (type === 'get' || type === 'set')) this.replyError(stanza, new StanzaError('service-unavailable'), session);
+      });
+      return;
       return;
     }
     if (type !== 'get' && type !== 'set') return; // results and errors to the server or an account: consumed

@@ -34,24 +34,31 @@ export class MessageService {
 
   async inbound(stanza: Element, from: JID, to: JID): Promise<void> {
     const type = (stanza.attrs.type as string | undefined) ?? 'normal';
-    const copies = carbonEligible(stanza);
     // XEP-0280 §9: the receiving server "SHOULD remove the <private/> element before delivering to the recipient".
+    const copies = carbonEligible(stanza);
     stanza.remove('private', NS.CARBONS);
-    if (to.resource) {
-      const delivered = this.messageToResource(stanza, to) || (await this.remote.messageToResource(stanza, to));
-      if (delivered) {
-        if (copies) {
-          this.carbonsHere('received', stanza, to.bareString(), to.toString());
-          this.remote.carbons('received', stanza, to.bareString(), to.toString());
-        }
-        return;
-      }
-      // RFC 6121 §8.5.3.2.1: no such resource.
-      if (type === 'groupchat') throw new StanzaError('service-unavailable');
-      if (type === 'headline' || type === 'error') return;
-      // chat and normal: as if to the bare JID.
-    }
-    return this.toBare(stanza, to.bareString(), type);
+    if (!to.resource) return this.toBare(stanza, to.bareString(), type);
+    if (this.messageToResource(stanza, to)) return this.receivedCarbons(stanza, to, copies);
+    if (!this.remote.clustered) return this.noSuchResource(stanza, to, type);
+    // Elsewhere in the cluster: the stanza leaves now, in order; the answer is awaited off the
+    // sender's stream, so one sender's messages never wait for each other's round trips.
+    this.afterwards(stanza, this.remote.messageToResource(stanza, to).then((delivered) =>
+      delivered ? this.receivedCarbons(stanza, to, copies) : this.noSuchResource(stanza, to, type),
+    ));
+  }
+
+  /** XEP-0280 §7: carbons of a message delivered to one resource, for the user's other resources. */
+  private receivedCarbons(stanza: Element, to: JID, copies: boolean): void {
+    if (!copies) return;
+    this.carbonsHere('received', stanza, to.bareString(), to.toString());
+    this.remote.carbons('received', stanza, to.bareString(), to.toString());
+  }
+
+  /** RFC 6121 §8.5.3.2.1: no such resource: chat and normal go to the bare JID. */
+  private async noSuchResource(stanza: Element, to: JID, type: string): Promise<void> {
+    if (type === 'groupchat') throw new StanzaError('service-unavailable');
+    if (type === 'headline' || type === 'error') return;
+    await this.toBare(stanza, to.bareString(), type);
   }
 
   /** RFC 6121 §8.5.2: to a bare JID, on every node that has resources of the user. */
@@ -60,10 +67,19 @@ export class MessageService {
     if (type === 'error') return;
     const here = this.messageToUser(stanza, user);
     const elsewhere = this.remote.messageToUser(stanza, user);
+    if (here > 0) return;
     // Only "delivered nowhere" needs the peers' answers: then the message is stored, exactly once, here.
-    if (here > 0 || (await elsewhere) > 0) return;
-    if (type === 'headline') return;
-    await this.storeOffline(stanza, user);
+    const storeUnlessDelivered = async (count: number) => {
+      if (count > 0 || type === 'headline') return;
+      await this.storeOffline(stanza, user);
+    };
+    if (!this.remote.clustered) return storeUnlessDelivered(0);
+    this.afterwards(stanza, elsewhere.then(storeUnlessDelivered));
+  }
+
+  /** Work that finishes after the sender's stream has moved on: its failure is answered like any other. */
+  private afterwards(stanza: Element, work: Promise<void>): void {
+    work.catch((err) => this.router.replyError(stanza, err));
   }
 
   // ---- this node's sessions only (also what peers ask of this node) ----

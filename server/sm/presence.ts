@@ -154,7 +154,7 @@ export class PresenceService {
     if (type === 'probe') return this.answerProbe(from, to);
     if (type && SUBSCRIPTION_TYPES.has(type)) return this.inboundSubscription(type as SubscriptionType, stanza, from.bare(), to.bare());
     if (to.resource) {
-      if (!this.stanzaToResource(stanza, to)) await this.remote.stanzaToResource(stanza, to);
+      if (!this.stanzaToResource(stanza, to)) void this.remote.stanzaToResource(stanza, to);
       return;
     }
     this.toAvailableResources(to.bareString(), stanza);
