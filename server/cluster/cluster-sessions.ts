@@ -57,6 +57,7 @@ export class ClusterSessions implements RemoteDelivery {
   /** Remote full JID -> (node it lives on, local sessions that saw it available). */
   private readonly seenPresence = new Map<string, { node: string; viewers: Set<Session> }>();
   private readonly synced = new Set<string>();
+  private readonly inOrder = new Map<string, Promise<unknown>>();
   readonly counters = { forwarded: new Map<string, number>() };
 
   constructor(
@@ -287,62 +288,82 @@ export class ClusterSessions implements RemoteDelivery {
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
     });
     this.cluster.handle(OP.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
-    this.cluster.handle(OP.deliver, async (from, msg) => {
-      const stanza = detach(msg);
-      const to = tryParseJID(msg.attrs.to ?? '');
-      if (!stanza || !to) return new Element('delivered', { delivered: '0' });
-      let count = 0;
-      switch (msg.attrs.mode as DeliverMode) {
-        case 'message-resource':
-          count = local().messageToResource(stanza, to);
-          break;
-        case 'message-user':
-          count = local().messageToUser(stanza, to.bareString());
-          break;
-        case 'stanza-resource': {
-          const sender = tryParseJID(stanza.attrs.from ?? '');
-          if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) break;
-          count = local().stanzaToResource(stanza, to);
-          const viewer = this.sessions.get(to);
-          if (viewer) this.trackPresence(from, stanza, [viewer]);
-          break;
+    this.cluster.handle(OP.deliver, (from, msg) =>
+      this.ordered(from, async () => {
+        const stanza = detach(msg);
+        const to = tryParseJID(msg.attrs.to ?? '');
+        if (!stanza || !to) return new Element('delivered', { delivered: '0' });
+        let count = 0;
+        switch (msg.attrs.mode as DeliverMode) {
+          case 'message-resource':
+            count = local().messageToResource(stanza, to);
+            break;
+          case 'message-user':
+            count = local().messageToUser(stanza, to.bareString());
+            break;
+          case 'stanza-resource': {
+            const sender = tryParseJID(stanza.attrs.from ?? '');
+            if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) break;
+            count = local().stanzaToResource(stanza, to);
+            const viewer = this.sessions.get(to);
+            if (viewer) this.trackPresence(from, stanza, [viewer]);
+            break;
+          }
         }
-      }
-      return new Element('delivered', { delivered: String(count) });
-    });
-    this.cluster.handle(OP.presence, async (from, msg) => {
-      const stanza = detach(msg);
-      const sender = tryParseJID(stanza?.attrs.from ?? '');
-      const user = tryParseJID(msg.attrs.user ?? '');
-      if (!stanza || !sender || !user) return;
-      // The recipient's node holds its block list: the origin skips that check for users it does not host.
-      if (!(await local().presenceAllowed(stanza, sender, user))) return;
-      local().presenceToUser(stanza, msg.attrs.user);
-      this.trackPresence(from, stanza, this.sessions.resources(msg.attrs.user).filter((s) => s.available));
-    });
+        return new Element('delivered', { delivered: String(count) });
+      }),
+    );
+    this.cluster.handle(OP.presence, (from, msg) =>
+      this.ordered(from, async () => {
+        const stanza = detach(msg);
+        const sender = tryParseJID(stanza?.attrs.from ?? '');
+        const user = tryParseJID(msg.attrs.user ?? '');
+        if (!stanza || !sender || !user) return;
+        // The recipient's node holds its block list: the origin skips that check for users it does not host.
+        if (!(await local().presenceAllowed(stanza, sender, user))) return;
+        local().presenceToUser(stanza, msg.attrs.user);
+        this.trackPresence(from, stanza, this.sessions.resources(msg.attrs.user).filter((s) => s.available));
+      }),
+    );
     this.cluster.handle(OP.probe, async (_from, msg) => {
       const from = tryParseJID(msg.attrs.from ?? '');
       const to = tryParseJID(msg.attrs.to ?? '');
       if (from && to) await local().answerProbe(from, to);
     });
-    this.cluster.handle(OP.carbons, (_from, msg) => {
-      const stanza = detach(msg);
-      if (stanza) local().carbons(msg.attrs.kind, stanza, msg.attrs.user, msg.attrs.exclude);
-    });
-    this.cluster.handle(OP.rosterPush, (_from, msg) => {
-      const query = detach(msg);
-      if (query) local().rosterPush(msg.attrs.user, query);
-    });
+    this.cluster.handle(OP.carbons, (node, msg) =>
+      this.ordered(node, () => {
+        const stanza = detach(msg);
+        if (stanza) local().carbons(msg.attrs.kind, stanza, msg.attrs.user, msg.attrs.exclude);
+      }),
+    );
+    this.cluster.handle(OP.rosterPush, (node, msg) =>
+      this.ordered(node, () => {
+        const query = detach(msg);
+        if (query) local().rosterPush(msg.attrs.user, query);
+      }),
+    );
     this.cluster.handle(OP.blocklist, (_from, msg) => {
       const command = detach(msg);
       if (command) local().blocklistChanged(msg.attrs.user, command);
     });
-    this.cluster.handle(OP.interested, (_from, msg) => {
-      const [stanza, ...users] = msg.getChildElements();
-      if (!stanza) return;
-      stanza.parent = null;
-      local().notifyInterested(stanza, users.map((u) => String(u.attrs.jid)), msg.attrs.feature);
-    });
+    this.cluster.handle(OP.interested, (node, msg) =>
+      this.ordered(node, () => {
+        const [stanza, ...users] = msg.getChildElements();
+        if (!stanza) return;
+        stanza.parent = null;
+        local().notifyInterested(stanza, users.map((u) => String(u.attrs.jid)), msg.attrs.feature);
+      }),
+    );
+  }
+
+  /**
+   * What peers send for delivery to this node's clients runs in arrival order per sending node:
+   * a stanza that needs an asynchronous check (e.g. the block list) never lets a later one overtake it.
+   */
+  private ordered<T>(node: string, work: () => T | Promise<T>): Promise<T> {
+    const next = (this.inOrder.get(node) ?? Promise.resolve()).then(work);
+    this.inOrder.set(node, next.catch(() => undefined));
+    return next;
   }
 
   /** A strategy that keeps no map (broadcast) still tells a new peer about our sessions, for conflicts. */
