@@ -74,12 +74,13 @@ t.test('the cluster hostname defaults to the machine name, lower-cased', async (
   t.ok(real.clusterHostname.length > 0);
 });
 
-t.test('the shipped etc/init.properties loads and matches the defaults', async (t) => {
+t.test('the shipped etc/init.properties loads, matches the defaults and turns on MUC and PubSub', async (t) => {
   const repo = path.resolve(__dirname, '../..');
   const shipped = loadConfig(['--config', 'etc/init.properties'], { cwd: repo, env: {}, hostname: 'node-a' });
   const defaults = loadConfig([], { cwd: repo, env: {}, hostname: 'node-a' });
-  const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined });
+  const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined, components: undefined });
   t.same(comparable(shipped), comparable(defaults));
+  t.same(shipped.components.map((c) => [c.name, c.kind]), [['muc', 'muc'], ['pubsub', 'pubsub']]);
   t.equal(shipped.configFile, path.join(repo, 'etc/init.properties'));
   t.same(shipped.warnings, []);
 });
