@@ -8,7 +8,7 @@ import { adminGet, adminSet } from './admin-handler';
 import { isAffiliation } from './affiliations';
 import { STATUS, evictAll, removeOccupant } from './broadcast';
 import { roomInfo, roomItems, serviceInfo, serviceItems } from './disco';
-import { KeyedQueue } from './keyed-queue';
+import { KeyedQueue } from '../../server/keyed-queue';
 import { handleMessage } from './message-handler';
 import type { MucContext } from './muc-context';
 import { MucStore } from './muc-store';

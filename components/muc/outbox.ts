@@ -2,7 +2,7 @@ import type { Element } from 'ltx';
 import type { JID } from '../../server/jid';
 import type { Logger } from '../../server/log';
 import type { Router } from '../../server/router';
-import { KeyedQueue } from './keyed-queue';
+import { KeyedQueue } from '../../server/keyed-queue';
 
 /**
  * What rooms send, kept in order per recipient. router.route may wait (a block-list read, a

@@ -5,7 +5,7 @@ import { cloneElement, hostJID } from '../../server/router';
 import { NS } from '../../server/xml/ns';
 import type { Component, ComponentContext } from '../component';
 import { discoInfo, discoItems, isDisco } from './disco';
-import type { NodeConfig } from './node-config';
+import { BASE_NODE_CONFIG, type NodeConfig } from './node-config';
 import { readPubSubOptions, type PubSubOptions } from './options';
 import { handlePubSubRequest, requestedNode } from './requests';
 import { PubSubService, type NotificationSink, type RequestScope, type ServicePolicy } from './service';
@@ -121,23 +121,7 @@ export function ownerKey(service: string, node: string): string {
 function componentPolicy(ctx: ComponentContext, options: PubSubOptions): ServicePolicy {
   const admins = new Set(ctx.config.admins);
   const hosts = new Set(ctx.config.virtHosts);
-  const defaults: NodeConfig = {
-    title: '',
-    description: '',
-    type: '',
-    maxItems: options.maxItems,
-    persistItems: true,
-    accessModel: options.defaultAccessModel,
-    rosterGroupsAllowed: [],
-    publishModel: 'publishers',
-    deliverNotifications: true,
-    deliverPayloads: true,
-    notifyRetract: true,
-    notifyDelete: true,
-    notifyConfig: false,
-    sendLastPublishedItem: 'on_sub',
-    notificationType: 'headline',
-  };
+  const defaults: NodeConfig = { ...BASE_NODE_CONFIG, rosterGroupsAllowed: [], maxItems: options.maxItems, accessModel: options.defaultAccessModel };
   return {
     defaults,
     maxItemsLimit: options.maxItemsLimit,

@@ -35,6 +35,28 @@ export interface NodeConfig {
   notificationType: (typeof NOTIFICATION_TYPES)[number];
 }
 
+/**
+ * XEP-0060's defaults for a new leaf node; a service overrides what its options decide
+ * (max_items, access model) and PEP what XEP-0163 decides.
+ */
+export const BASE_NODE_CONFIG: Readonly<NodeConfig> = Object.freeze({
+  title: '',
+  description: '',
+  type: '',
+  maxItems: 10,
+  persistItems: true,
+  accessModel: 'open',
+  rosterGroupsAllowed: [],
+  publishModel: 'publishers',
+  deliverNotifications: true,
+  deliverPayloads: true,
+  notifyRetract: true,
+  notifyDelete: true,
+  notifyConfig: false,
+  sendLastPublishedItem: 'on_sub',
+  notificationType: 'headline',
+});
+
 /** What a service allows for its nodes: the largest max_items ('max' means this). */
 export interface ConfigLimits {
   maxItemsLimit: number;

@@ -10,7 +10,7 @@ import { NS } from '../../server/xml/ns';
 import { checkAccess, checkPublish, mayRetractAny, type RosterLookup } from './access';
 import { nodeNotFound, pubsubError } from './errors';
 import { eventMessage, itemsElement, retractElement, storedPayload, withDelay, type OutgoingItem } from './events';
-import { KeyedQueue } from './keyed-queue';
+import { KeyedQueue } from '../../server/keyed-queue';
 import { subscribeOptions, subscribeOptionsForm } from './subscribe-options';
 import { applyConfigForm, configForm, PUBLISH_OPTIONS_FORM, storedConfig, unmetPreconditions, type ConfigLimits, type NodeConfig } from './node-config';
 

@@ -1,6 +1,7 @@
 import { Element } from 'ltx';
 import type { ClusteringStrategy, ResourceEntry, SessionEvent } from '../../strategies/clustering-strategy';
 import { StreamError } from '../errors';
+import { KeyedQueue } from '../keyed-queue';
 import { tryParseJID, type JID } from '../jid';
 import type { Logger } from '../log';
 import type { RemoteDelivery } from '../sm/remote-delivery';
@@ -57,7 +58,7 @@ export class ClusterSessions implements RemoteDelivery {
   /** Remote full JID -> (node it lives on, local sessions that saw it available). */
   private readonly seenPresence = new Map<string, { node: string; viewers: Set<Session> }>();
   private readonly synced = new Set<string>();
-  private readonly inOrder = new Map<string, Promise<unknown>>();
+  private readonly inOrder = new KeyedQueue();
   readonly counters = { forwarded: new Map<string, number>() };
 
   constructor(
@@ -361,9 +362,7 @@ export class ClusterSessions implements RemoteDelivery {
    * a stanza that needs an asynchronous check (e.g. the block list) never lets a later one overtake it.
    */
   private ordered<T>(node: string, work: () => T | Promise<T>): Promise<T> {
-    const next = (this.inOrder.get(node) ?? Promise.resolve()).then(work);
-    this.inOrder.set(node, next.catch(() => undefined));
-    return next;
+    return this.inOrder.run(node, work);
   }
 
   /** A strategy that keeps no map (broadcast) still tells a new peer about our sessions, for conflicts. */

@@ -1,6 +1,6 @@
 import type { Element } from 'ltx';
 import { PEP_FEATURES } from '../../components/pubsub/features';
-import type { NodeConfig } from '../../components/pubsub/node-config';
+import { BASE_NODE_CONFIG, type NodeConfig } from '../../components/pubsub/node-config';
 import { handlePubSubRequest, requestedNode } from '../../components/pubsub/requests';
 import { PubSubService, type RequestScope } from '../../components/pubsub/service';
 import { capsOf, EntityCapabilities } from '../sm/caps';
@@ -15,21 +15,11 @@ import type { ServerModule } from './module';
  * item, as PEP payloads (tune, mood, avatar metadata, nicknames) are states, not logs.
  */
 const PEP_DEFAULTS: NodeConfig = {
-  title: '',
-  description: '',
-  type: '',
-  maxItems: 1,
-  persistItems: true,
-  accessModel: 'presence',
+  ...BASE_NODE_CONFIG,
   rosterGroupsAllowed: [],
-  publishModel: 'publishers',
-  deliverNotifications: true,
-  deliverPayloads: true,
-  notifyRetract: true,
-  notifyDelete: true,
-  notifyConfig: false,
+  maxItems: 1,
+  accessModel: 'presence',
   sendLastPublishedItem: 'on_sub_and_presence',
-  notificationType: 'headline',
 };
 /** The largest max_items of a PEP node ("max" in publish-options, e.g. XEP-0402 bookmarks) [256]. */
 const PEP_MAX_ITEMS = 256;

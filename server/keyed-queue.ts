@@ -1,0 +1,28 @@
+/**
+ * Runs tasks one after another per key, in the order they were queued; different keys run in
+ * parallel. A task runs even when the one before it failed. Keys with nothing queued hold no
+ * memory. Used wherever order per entity matters: a room's stanzas, a pubsub node's operations,
+ * deliveries from one cluster peer.
+ */
+export class KeyedQueue {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  run<T>(key: string, task: () => T | Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(task);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return result;
+  }
+
+  /** Resolves once everything queued so far has run. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.tails.values()]);
+  }
+}
