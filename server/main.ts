@@ -34,6 +34,7 @@ import { tryParseJID, type JID } from './jid';
 import { LOCAL_ONLY, type RemoteDelivery } from './sm/remote-delivery';
 import { hostJID, Router } from './router';
 import { MessageService } from './sm/messages';
+import { OFFLINE_WRITER_DEFAULTS, OfflineWriter } from './sm/offline-writer';
 import { PresenceService } from './sm/presence';
 import { RosterService } from './sm/roster-service';
 import { SessionManager } from './sm/session-manager';
@@ -64,7 +65,7 @@ export interface XmppNode {
  * router, modules and transports, built in this visible order.
  */
 export async function startNode(config: Config, logger: Logger = createLogger(config)): Promise<XmppNode> {
-  const storage = await openStorage(config.userDbUri, { logger: logger.category('db') });
+  const storage = await openStorage(config.userDbUri, { logger: logger.category('db'), poolSize: config.limits.dbPoolSize });
   const certificate = await loadOrCreateCertificate({
     certFile: config.tlsCert,
     keyFile: config.tlsKey,
@@ -91,7 +92,23 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   router.setAccountCheck(async (bare) => (await storage.users.get(bare)) !== undefined);
   const rosterService = new RosterService(storage, sessions, remote);
   const presence = new PresenceService(router, sessions, rosterService, storage, logger, remote);
-  const messages = new MessageService(router, sessions, storage, config.limits.offlineQueueLength, logger, remote);
+  // Stored messages for users who are online somewhere go to them at once (a race, a failover).
+  let messages: MessageService | undefined;
+  const offlineWriter = new OfflineWriter(
+    storage.offline,
+    {
+      ...OFFLINE_WRITER_DEFAULTS,
+      queueLimit: config.limits.offlineWriteQueue,
+      maxWaitMs: config.limits.offlineWriteTimeout * 1000,
+      perUserLimit: config.limits.offlineQueueLength,
+    },
+    logger.category('db'),
+    (users) => {
+      messages?.deliverStored(users);
+      remote.offlineStored(users);
+    },
+  );
+  messages = new MessageService(router, sessions, storage, offlineWriter, logger, remote);
   router.setDelivery({
     outboundMessage: (session, stanza, to) => messages.outbound(session, stanza, to),
     inboundMessage: (stanza, from, to) => messages.inbound(stanza, from, to),
@@ -129,7 +146,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
 
   if (cluster && clusterSessions) {
     clusterSessions.attach({
-      messageToResource: (stanza, to) => messages.messageToResource(stanza, to),
+      messageToResource: (stanza, to, carbons) => messages.deliverToResource(stanza, to, carbons),
       messageToUser: (stanza, user) => messages.messageToUser(stanza, user),
       stanzaToResource: (stanza, to) => presence.stanzaToResource(stanza, to),
       presenceToUser: (stanza, user) => presence.presenceToUser(stanza, user),
@@ -140,6 +157,8 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       blocklistChanged: (user, command) => moduleContext.blocklistChangedHere?.(user, command),
       notifyInterested: (stanza, users, feature) => moduleContext.notifyInterestedHere?.(stanza, users, feature),
       presenceSnapshot: () => presence.broadcastSnapshot(),
+      deliverStored: (users) => messages.deliverStored(users),
+      deliverStoredToOnlineUsers: () => messages.deliverStoredToOnlineUsers(),
     });
     notifyAdminsOfMembership(cluster, router, config);
     await cluster.start();
@@ -148,7 +167,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   }
   for (const component of components) await component.start?.();
 
-  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total() });
+  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const c2sContext: C2SContext = {
     config,

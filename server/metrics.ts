@@ -29,6 +29,8 @@ export interface MetricSources {
   sessions(): number;
   /** Messages waiting in offline storage (all users); read from the database at scrape time. */
   offlineMessages(): Promise<number>;
+  /** The batched offline writer: its queue and what became of the messages it took. */
+  offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
 }
 
 function kindIndex(name: string): KindIndex {
@@ -118,6 +120,19 @@ export class NodeMetrics {
         } catch {
           this.reset(); // database unreachable: no value rather than a stale one
         }
+      },
+    });
+    new Gauge({
+      name: 'xmpp_offline_write_queue', help: 'Offline messages waiting to be written to the database.', registers,
+      collect() { this.set(self.sources.offlineWriter?.pending ?? 0); },
+    });
+    new Gauge({
+      name: 'xmpp_offline_writes_total',
+      help: 'Offline messages by outcome: stored, full (bounced: queue full), failed (bounced: storage unavailable or busy).',
+      labelNames: ['outcome'], registers,
+      collect() {
+        const c = self.sources.offlineWriter?.counters;
+        for (const outcome of ['stored', 'full', 'failed'] as const) this.set({ outcome }, c?.[outcome] ?? 0);
       },
     });
     new Gauge({

@@ -2,9 +2,9 @@ import { Element } from 'ltx';
 import type { RequestInfo } from '../http/request-info';
 import type { BoshSessions } from '../transports/bosh';
 import { MAX_WAIT_SECONDS } from '../transports/bosh-session';
+import { LINK } from './catalogue';
 import type { Cluster } from './cluster';
 
-const OP = 'bosh';
 /** A forwarded request may be held for the longest BOSH wait, plus room for the round trip [+10 s]. */
 const FORWARD_TIMEOUT_MS = (MAX_WAIT_SECONDS + 10) * 1000;
 
@@ -18,7 +18,7 @@ export function forwardBoshRequests(cluster: Cluster, bosh: BoshSessions): void 
     if (!cluster.isConnected(owner)) return undefined;
     const attrs: Record<string, string> = { secure: info.secure ? '1' : '0', remote: info.remoteAddress, host: info.host };
     try {
-      const res = await cluster.request(owner, OP, body, attrs, FORWARD_TIMEOUT_MS);
+      const res = await cluster.request(owner, LINK.bosh, body, attrs, FORWARD_TIMEOUT_MS);
       const response = res.getChild('response');
       if (!response) return undefined;
       return { status: Number(response.attrs.status) || 200, contentType: String(response.attrs.type), body: response.getText() };
@@ -26,7 +26,7 @@ export function forwardBoshRequests(cluster: Cluster, bosh: BoshSessions): void 
       return undefined; // owner gone: the client gets item-not-found and starts a new session
     }
   });
-  cluster.handle(OP, async (_from, message) => {
+  cluster.handle(LINK.bosh, async (_from, message) => {
     const body = message.getChildElements()[0];
     if (!body) return new Element('response', { status: '400', type: 'text/plain' }).t('bad request');
     body.parent = null;

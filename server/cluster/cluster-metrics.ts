@@ -14,6 +14,7 @@ export function clusterStatus(cluster: Cluster, sessions: ClusterSessions): Reco
     forwarded: Object.fromEntries(sessions.counters.forwarded),
     refusedSends: cluster.counters.refusedSends,
     linkDrops: cluster.counters.linkDrops,
+    rerouted: cluster.counters.rerouted,
   };
 }
 
@@ -81,6 +82,13 @@ export function registerClusterMetrics(registry: Registry, cluster: Cluster, ses
     collect() {
       this.reset();
       this.inc(cluster.counters.refusedSends);
+    },
+  });
+  new Counter({
+    name: 'xmpp_cluster_rerouted_total', help: 'Routed stanzas unacknowledged when their link was lost, re-routed here (other resources, offline storage) once.', registers,
+    collect() {
+      this.reset();
+      this.inc(cluster.counters.rerouted);
     },
   });
 }

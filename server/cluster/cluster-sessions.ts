@@ -7,12 +7,17 @@ import type { Logger } from '../log';
 import type { RemoteDelivery } from '../sm/remote-delivery';
 import type { Session } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
+import { LINK, type LinkKind } from './catalogue';
 import type { Cluster } from './cluster';
+
+/** How long a new link waits for the peer's session list [9000 ms]. */
+const SYNC_TIMEOUT_MS = 9000;
 import { NS } from '../xml/ns';
 
 /** The same operations as RemoteDelivery, done by this node on its own sessions only. */
 export interface LocalDelivery {
-  messageToResource(stanza: Element, to: JID): number;
+  /** Delivers to the full JID if bound here (with received carbons when `carbons`); false when not. */
+  messageToResource(stanza: Element, to: JID, carbons: boolean): boolean;
   messageToUser(stanza: Element, bare: string): number;
   stanzaToResource(stanza: Element, to: JID): number;
   presenceToUser(stanza: Element, bare: string): number;
@@ -26,31 +31,23 @@ export interface LocalDelivery {
   presenceSnapshot(): Promise<{ user: string; stanza: Element }[]>;
   /** A PEP notification to this node's resources of `users` whose caps include `feature`. */
   notifyInterested(stanza: Element, users: string[], feature: string): void;
+  /** Messages were stored for `users`: those online here get them now. */
+  deliverStored(users: string[]): void;
+  /** This node's online users who have stored messages get them now. */
+  deliverStoredToOnlineUsers(): Promise<void>;
 }
 
-/** Message kinds on the cluster links (one place, typed: no glued strings elsewhere). */
-const OP = {
-  session: 'session',
-  sync: 'sync',
-  deliver: 'deliver',
-  presence: 'presence',
-  probe: 'probe',
-  carbons: 'carbons',
-  rosterPush: 'roster-push',
-  blocklist: 'blocklist',
-  interested: 'interested',
-} as const;
-
-type DeliverMode = 'message-resource' | 'message-user' | 'stanza-resource';
-
-/** How long a delivery waits for a peer's answer before counting it as "not delivered there" [3000 ms]. */
-const DELIVER_TIMEOUT_MS = 3000;
+/** How a routed stanza is to be delivered on the node that receives it. */
+type RouteMode = 'message-resource' | 'message-user' | 'stanza-resource';
 
 /**
  * The session manager's side of the cluster: publishes local session events, keeps the
- * strategy informed, resolves full-JID conflicts across nodes (the newest session wins), carries
- * RFC 6121 delivery to the nodes the strategy names, and performs it here for peers. When a node
- * goes, everyone here who saw its users' presence is told they are unavailable.
+ * strategy informed, resolves full-JID conflicts across nodes (the newest session wins), routes
+ * stanzas to the nodes the strategy names and delivers what peers route here. A routed stanza's
+ * outcome (delivered or not) comes back in the link's acknowledgements; a link lost first counts
+ * as "not delivered", so RFC 6121's fallback (other resources, offline storage) runs exactly once,
+ * on the sending node. When a node goes, everyone here who saw its users' presence is told they
+ * are unavailable.
  */
 export class ClusterSessions implements RemoteDelivery {
   readonly clustered = true;
@@ -104,8 +101,8 @@ export class ClusterSessions implements RemoteDelivery {
 
   // ---- RemoteDelivery: this node asks peers ----
 
-  async messageToResource(stanza: Element, to: JID): Promise<number> {
-    return this.deliver(this.strategy.nodesForResource(to.toString()), 'message-resource', stanza, to.toString(), 'full-jid');
+  async messageToResource(stanza: Element, to: JID, carbons: boolean): Promise<number> {
+    return this.deliver(this.strategy.nodesForResource(to.toString()), 'message-resource', stanza, to.toString(), 'full-jid', carbons);
   }
 
   async messageToUser(stanza: Element, bare: string): Promise<number> {
@@ -117,26 +114,26 @@ export class ClusterSessions implements RemoteDelivery {
   }
 
   presenceToUser(stanza: Element, bare: string): void {
-    this.sendTo(this.strategy.nodesForUser(bare), OP.presence, stanza, { user: bare }, 'presence');
+    this.sendTo(this.strategy.nodesForUser(bare), LINK.presence, stanza, { user: bare }, 'presence');
   }
 
   probe(from: JID, to: JID): void {
-    this.sendTo(this.strategy.nodesForUser(to.bareString()), OP.probe, undefined, { from: from.toString(), to: to.toString() }, 'probe');
+    this.sendTo(this.strategy.nodesForUser(to.bareString()), LINK.probe, undefined, { from: from.toString(), to: to.toString() }, 'probe');
   }
 
   carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void {
     const attrs: Record<string, string> = { kind, user };
     if (exclude) attrs.exclude = exclude;
-    this.sendTo(this.strategy.nodesForUser(user), OP.carbons, stanza, attrs, 'carbons');
+    this.sendTo(this.strategy.nodesForUser(user), LINK.carbons, stanza, attrs, 'carbons');
   }
 
   rosterPush(user: string, query: Element): void {
-    this.sendTo(this.strategy.nodesForUser(user), OP.rosterPush, query, { user }, 'roster-push');
+    this.sendTo(this.strategy.nodesForUser(user), LINK.rosterPush, query, { user }, 'roster-push');
   }
 
   blocklistChanged(user: string, command: Element): void {
     // Every node may cache the list (it checks stanzas to the user), so every node hears of it.
-    this.sendTo(this.cluster.connectedNodes(), OP.blocklist, command, { user }, 'blocklist');
+    this.sendTo(this.cluster.connectedNodes(), LINK.blocklist, command, { user }, 'blocklist');
   }
 
   remoteResources(bare: string): ResourceEntry[] | undefined {
@@ -153,32 +150,33 @@ export class ClusterSessions implements RemoteDelivery {
         byNode.set(node, list);
       }
     }
-    if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, op: OP.interested, feature, nodes: [...byNode.keys()] });
+    if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, op: LINK.interested, feature, nodes: [...byNode.keys()] });
     for (const [node, list] of byNode) {
       this.count('pep', 1);
-      this.cluster.send(node, OP.interested, [stanza, ...list], { feature });
+      this.cluster.send(node, LINK.interested, [stanza, ...list], { feature });
     }
   }
 
-  private async deliver(nodes: string[], mode: DeliverMode, stanza: Element, to: string, reason: string): Promise<number> {
+  offlineStored(users: string[]): void {
+    const nodes = this.cluster.connectedNodes();
+    if (nodes.length === 0) return;
+    const list = users.map((user) => new Element('u', { jid: user }));
+    for (const node of nodes) this.cluster.send(node, LINK.offlineStored, list);
+  }
+
+  /** Routes to each node; resolves with how many delivered (a node lost before it answered counts as 0). */
+  private async deliver(nodes: string[], mode: RouteMode, stanza: Element, to: string, reason: string, carbons = false): Promise<number> {
     if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, mode, to, nodes });
     if (nodes.length === 0) return 0;
     this.count(reason, nodes.length);
-    const counts = await Promise.all(
-      nodes.map((node) =>
-        this.cluster.request(node, OP.deliver, stanza, { mode, to }, DELIVER_TIMEOUT_MS).then(
-          (res) => Number(res.getChild('delivered')?.attrs.delivered ?? 0),
-          (err) => {
-            this.logger.debug('remote delivery failed', { node, mode, err: String(err) });
-            return 0;
-          },
-        ),
-      ),
-    );
-    return counts.reduce((a, b) => a + b, 0);
+    const attrs: Record<string, string> = { mode, to };
+    if (carbons) attrs.carbons = '1';
+    if (nodes.length === 1) return (await this.cluster.route(nodes[0], stanza, attrs)) ? 1 : 0;
+    const outcomes = await Promise.all(nodes.map((node) => this.cluster.route(node, stanza, attrs)));
+    return outcomes.filter(Boolean).length;
   }
 
-  private sendTo(nodes: string[], op: string, payload: Element | undefined, attrs: Record<string, string>, reason: string): void {
+  private sendTo(nodes: string[], op: LinkKind, payload: Element | undefined, attrs: Record<string, string>, reason: string): void {
     if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, op, ...attrs, nodes });
     if (nodes.length === 0) return;
     this.count(reason, nodes.length);
@@ -195,7 +193,7 @@ export class ClusterSessions implements RemoteDelivery {
     const entry = entryOf(session, this.cluster.localNode);
     this.strategy.sessionEvent({ type, entry } as SessionEvent);
     const element = new Element('r', encodeEntry(entry));
-    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, OP.session, element, { type });
+    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.session, element, { type });
   }
 
   private applyRemote(type: SessionEvent['type'], entry: ResourceEntry): void {
@@ -214,7 +212,7 @@ export class ClusterSessions implements RemoteDelivery {
   private async nodeUp(node: string): Promise<void> {
     this.strategy.nodeJoined(node);
     try {
-      const res = await this.cluster.request(node, OP.sync, undefined, {}, DELIVER_TIMEOUT_MS * 3);
+      const res = await this.cluster.request(node, LINK.sync, undefined, {}, SYNC_TIMEOUT_MS);
       for (const child of res.getChildElements()) this.applyRemote('bound', decodeEntry(child));
       this.synced.add(node);
       this.logger.debug('synced sessions from peer', { node, entries: res.getChildElements().length });
@@ -222,6 +220,9 @@ export class ClusterSessions implements RemoteDelivery {
       this.logger.warn('session sync with peer failed', { node, err: String(err) });
     }
     await this.resendPresence(node);
+    // While the link was down (a partition, a frozen or restarted node) messages for our online
+    // users may have been stored by the other side: they get them now, not at their next login.
+    await this.local?.deliverStoredToOnlineUsers().catch((err) => this.logger.warn('delivering stored messages after a link came up failed', { node, err: String(err) }));
   }
 
   /**
@@ -234,7 +235,7 @@ export class ClusterSessions implements RemoteDelivery {
     try {
       for (const { user, stanza } of await this.local.presenceSnapshot()) {
         if (this.strategy.knowsRemoteSessions && !this.strategy.nodesForUser(user).includes(node)) continue;
-        this.cluster.send(node, OP.presence, stanza, { user });
+        this.cluster.send(node, LINK.presence, stanza, { user });
       }
     } catch (err) {
       this.logger.warn('presence resync failed', { node, err: String(err) });
@@ -284,37 +285,40 @@ export class ClusterSessions implements RemoteDelivery {
       if (!this.local) throw new Error('cluster sessions used before local delivery was attached');
       return this.local;
     };
-    this.cluster.handle(OP.session, (from, msg) => {
+    this.cluster.handle(LINK.session, (from, msg) => {
       const child = msg.getChildElements()[0];
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
     });
-    this.cluster.handle(OP.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
-    this.cluster.handle(OP.deliver, (from, msg) =>
+    this.cluster.handle(LINK.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
+    this.cluster.handle(LINK.route, (from, msg) =>
       this.ordered(from, async () => {
         const stanza = detach(msg);
         const to = tryParseJID(msg.attrs.to ?? '');
-        if (!stanza || !to) return new Element('delivered', { delivered: '0' });
-        let count = 0;
-        switch (msg.attrs.mode as DeliverMode) {
+        if (!stanza || !to) return false;
+        switch (msg.attrs.mode as RouteMode) {
           case 'message-resource':
-            count = local().messageToResource(stanza, to);
-            break;
+            return local().messageToResource(stanza, to, msg.attrs.carbons === '1');
           case 'message-user':
-            count = local().messageToUser(stanza, to.bareString());
-            break;
+            return local().messageToUser(stanza, to.bareString()) > 0;
           case 'stanza-resource': {
             const sender = tryParseJID(stanza.attrs.from ?? '');
-            if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) break;
-            count = local().stanzaToResource(stanza, to);
+            // Filtered out by the recipient's block list: handled (nothing to fall back to).
+            if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) return true;
+            const delivered = local().stanzaToResource(stanza, to) > 0;
             const viewer = this.sessions.get(to);
             if (viewer) this.trackPresence(from, stanza, [viewer]);
-            break;
+            return delivered;
           }
+          default:
+            this.logger.warn('routed stanza with an unknown mode ignored', { from, mode: msg.attrs.mode });
+            return false;
         }
-        return new Element('delivered', { delivered: String(count) });
       }),
     );
-    this.cluster.handle(OP.presence, (from, msg) =>
+    this.cluster.handle(LINK.offlineStored, (_from, msg) => {
+      local().deliverStored(msg.getChildElements().map((u) => String(u.attrs.jid)));
+    });
+    this.cluster.handle(LINK.presence, (from, msg) =>
       this.ordered(from, async () => {
         const stanza = detach(msg);
         const sender = tryParseJID(stanza?.attrs.from ?? '');
@@ -326,28 +330,28 @@ export class ClusterSessions implements RemoteDelivery {
         this.trackPresence(from, stanza, this.sessions.resources(msg.attrs.user).filter((s) => s.available));
       }),
     );
-    this.cluster.handle(OP.probe, async (_from, msg) => {
+    this.cluster.handle(LINK.probe, async (_from, msg) => {
       const from = tryParseJID(msg.attrs.from ?? '');
       const to = tryParseJID(msg.attrs.to ?? '');
       if (from && to) await local().answerProbe(from, to);
     });
-    this.cluster.handle(OP.carbons, (node, msg) =>
+    this.cluster.handle(LINK.carbons, (node, msg) =>
       this.ordered(node, () => {
         const stanza = detach(msg);
         if (stanza) local().carbons(msg.attrs.kind, stanza, msg.attrs.user, msg.attrs.exclude);
       }),
     );
-    this.cluster.handle(OP.rosterPush, (node, msg) =>
+    this.cluster.handle(LINK.rosterPush, (node, msg) =>
       this.ordered(node, () => {
         const query = detach(msg);
         if (query) local().rosterPush(msg.attrs.user, query);
       }),
     );
-    this.cluster.handle(OP.blocklist, (_from, msg) => {
+    this.cluster.handle(LINK.blocklist, (_from, msg) => {
       const command = detach(msg);
       if (command) local().blocklistChanged(msg.attrs.user, command);
     });
-    this.cluster.handle(OP.interested, (node, msg) =>
+    this.cluster.handle(LINK.interested, (node, msg) =>
       this.ordered(node, () => {
         const [stanza, ...users] = msg.getChildElements();
         if (!stanza) return;

@@ -3,16 +3,26 @@ import { Element } from 'ltx';
 import type { Logger } from '../log';
 import type { ClusterNodeRow, ClusterNodeStore } from '../storage/types';
 import { ClusterLink, type LinkEvents, type LinkOptions } from './link';
+import { LINK, isLinkKind, type LinkKind } from './catalogue';
 import { ClusterRegistry } from './registry';
 
-/** A handler for one message kind; for requests its return value is the response payload. */
-export type ClusterHandler = (from: string, message: Element) => Element | Element[] | null | void | Promise<Element | Element[] | null | void>;
+/**
+ * A handler for one message kind. For a request its return value is the response payload; for a
+ * routed message `false` means "nobody here took it" (a miss), anything else "delivered".
+ */
+export type ClusterHandler = (from: string, message: Element) => HandlerResult | Promise<HandlerResult>;
+type HandlerResult = Element | Element[] | boolean | null | void;
 
 /** Reconnect back-off: first retry after 250 ms, doubling up to 5 s. */
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
 /** How long request() waits for an answer by default [5000 ms]. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+/**
+ * Messages sent on a link and not yet acknowledged, at most [100,000]: past that the peer is not
+ * keeping up and new messages are refused (routed ones count as missed and fall back).
+ */
+export const LINK_WINDOW = 100_000;
 
 export interface ClusterOptions {
   hostname: string;
@@ -45,25 +55,45 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** A link that is up, with both directions of its sequencing state. */
+interface Channel {
+  readonly link: ClusterLink;
+  /** Outbound: routed messages awaiting their outcome, by sequence number. */
+  readonly outcomes: Map<number, (delivered: boolean) => void>;
+  /** Outbound: messages 1..acked are handled by the peer. */
+  acked: number;
+  sent: number;
+  /** Inbound: messages 1..handled are handled here; `done` holds those finished out of order. */
+  handled: number;
+  readonly done: Set<number>;
+  misses: number[];
+  ackScheduled: boolean;
+}
+
 /**
- * This node's view of the cluster: the registry (cluster_nodes), one authenticated link per peer
- * (the node with the smaller name dials, so a pair never holds two), and typed messages over the
- * links: one-way `<msg op=...>` and request/response `<msg op id>` / `<res id>`. It routes
- * nothing by itself: the session manager and the strategy decide what goes where.
+ * This node's view of the cluster: the registry (cluster_nodes, for discovery), one authenticated
+ * link per peer (the node with the smaller name dials, so a pair never holds two), and the typed
+ * messages of the catalogue (./catalogue.ts) over the links. A live, heartbeating link is proof of
+ * life: a cluster_nodes row that looks stale never drops a link. Every message is acknowledged
+ * cumulatively; routed messages learn their outcome from the acknowledgements, and when a link is
+ * lost its unacknowledged routed tail counts as missed at once, so senders re-route it exactly once.
+ * It routes nothing by itself: the session manager and the strategy decide what goes where.
  */
 export class Cluster {
   readonly localNode: string;
   readonly registry: ClusterRegistry;
-  private readonly links = new Map<string, ClusterLink>();
+  private readonly channels = new Map<string, Channel>();
   private readonly dialing = new Map<string, { link?: ClusterLink; timer?: NodeJS.Timeout; backoff: number }>();
-  private readonly handlers = new Map<string, ClusterHandler>();
+  private readonly handlers = new Map<LinkKind, ClusterHandler>();
+  private readonly componentHandlers = new Map<string, Map<string, ClusterHandler>>();
   private readonly pending = new Map<string, Pending>();
   private readonly upListeners: ((node: string) => void | Promise<void>)[] = [];
   private readonly downListeners: ((node: string, reason: string) => void | Promise<void>)[] = [];
+  private readonly unknownKinds = new Set<string>();
   private server?: net.Server;
   private nextId = 0;
   private stopped = false;
-  readonly counters = { linkDrops: 0, refusedSends: 0 };
+  readonly counters = { linkDrops: 0, refusedSends: 0, rerouted: 0 };
 
   constructor(store: ClusterNodeStore, private readonly opts: ClusterOptions) {
     this.localNode = opts.hostname;
@@ -75,6 +105,7 @@ export class Cluster {
       heartbeat: opts.heartbeat,
       timeout: opts.nodeTimeout,
       connections: opts.connections,
+      isConnected: (node) => this.channels.has(node),
       logger: opts.logger,
     });
     this.registry.onRefresh((live) => this.reconcile(live));
@@ -84,8 +115,7 @@ export class Cluster {
 
   async start(): Promise<void> {
     const server = net.createServer((socket) => {
-      const link = ClusterLink.accept(socket, this.linkOptions(), this.linkEvents);
-      void link;
+      ClusterLink.accept(socket, this.linkOptions(), this.linkEvents);
     });
     server.on('error', (err) => this.opts.logger.error('cluster listener error', { err: err.message }));
     await new Promise<void>((resolve, reject) => {
@@ -103,7 +133,7 @@ export class Cluster {
     this.stopped = true;
     this.server?.close();
     for (const entry of this.dialing.values()) clearTimeout(entry.timer);
-    for (const link of [...this.links.values()]) link.close('shutting down');
+    for (const channel of [...this.channels.values()]) channel.link.close('shutting down');
     for (const entry of this.dialing.values()) entry.link?.close('shutting down');
     await this.registry.stop();
   }
@@ -120,105 +150,205 @@ export class Cluster {
 
   /** Peers with a link that is up, sorted. */
   connectedNodes(): string[] {
-    return [...this.links.keys()].sort();
+    return [...this.channels.keys()].sort();
   }
 
   isConnected(node: string): boolean {
-    return this.links.has(node);
+    return this.channels.has(node);
   }
 
-  /** Every live node of the table, this one included, sorted (for stable hashing). */
+  /** Every live node (fresh row or live link), this one included, sorted (for stable hashing). */
   liveNodes(): string[] {
     return [...this.registry.liveNodes().keys()].sort();
   }
 
-  linkStats(): { node: string; up: boolean; queuedBytes: number; stanzasIn: number; stanzasOut: number; bytesIn: number; bytesOut: number }[] {
-    return this.liveNodes()
-      .filter((node) => node !== this.localNode)
-      .map((node) => {
-        const link = this.links.get(node);
-        return {
-          node,
-          up: Boolean(link),
-          queuedBytes: link?.queuedBytes ?? 0,
-          ...(link?.counters ?? { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 }),
-        };
-      });
+  linkStats(): { node: string; up: boolean; queuedBytes: number; unacknowledged: number; stanzasIn: number; stanzasOut: number; bytesIn: number; bytesOut: number }[] {
+    const nodes = new Set([...this.liveNodes(), ...this.channels.keys()]);
+    nodes.delete(this.localNode);
+    return [...nodes].sort().map((node) => {
+      const channel = this.channels.get(node);
+      return {
+        node,
+        up: Boolean(channel),
+        queuedBytes: channel?.link.queuedBytes ?? 0,
+        unacknowledged: channel ? channel.sent - channel.acked : 0,
+        ...(channel?.link.counters ?? { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 }),
+      };
+    });
   }
 
   // ---- messages ----
 
-  handle(op: string, handler: ClusterHandler): void {
-    if (this.handlers.has(op)) throw new Error(`cluster op registered twice: ${op}`);
-    this.handlers.set(op, handler);
+  handle(kind: LinkKind, handler: ClusterHandler): void {
+    if (kind === LINK.component) throw new Error('component messages are registered with handleComponent()');
+    if (this.handlers.has(kind)) throw new Error(`cluster message kind registered twice: ${kind}`);
+    this.handlers.set(kind, handler);
   }
 
-  /** One-way message; false when the link is down or full. */
-  send(node: string, op: string, payload?: Element | Element[], attrs: Record<string, string> = {}): boolean {
-    const link = this.links.get(node);
-    if (!link) {
-      this.counters.refusedSends++;
-      return false;
-    }
-    const ok = link.send(message(op, payload, attrs));
-    if (!ok) this.counters.refusedSends++;
-    return ok;
+  /** A component's own message `op` (kept apart per component by its name). */
+  handleComponent(component: string, op: string, handler: ClusterHandler): void {
+    const handlers = this.componentHandlers.get(component) ?? new Map<string, ClusterHandler>();
+    if (handlers.has(op)) throw new Error(`cluster message registered twice: ${component} ${op}`);
+    handlers.set(op, handler);
+    this.componentHandlers.set(component, handlers);
+  }
+
+  /** One-way message; false when the link is down, its window or its queue is full. */
+  send(node: string, kind: LinkKind, payload?: Element | Element[], attrs: Record<string, string> = {}): boolean {
+    return this.transmit(node, message(kind, payload, attrs)) > 0;
+  }
+
+  /**
+   * A routed stanza: resolves true once the peer has delivered it, false when nobody there took it,
+   * the link was lost before the peer handled it, or the link refused it. Never times out: the
+   * link's heartbeats bound the wait.
+   */
+  route(node: string, payload: Element, attrs: Record<string, string>): Promise<boolean> {
+    const seq = this.transmit(node, message(LINK.route, payload, { ...attrs, r: '1' }));
+    if (seq === 0) return Promise.resolve(false);
+    const channel = this.channels.get(node)!;
+    return new Promise<boolean>((resolve) => channel.outcomes.set(seq, resolve));
   }
 
   /** Request/response; rejects with ClusterRequestError when the link is down, the peer fails, or time runs out. */
-  request(node: string, op: string, payload?: Element | Element[], attrs: Record<string, string> = {}, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<Element> {
-    const link = this.links.get(node);
-    if (!link) return Promise.reject(new ClusterRequestError(node, 'not connected'));
+  request(node: string, kind: LinkKind, payload?: Element | Element[], attrs: Record<string, string> = {}, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<Element> {
+    if (!this.channels.has(node)) return Promise.reject(new ClusterRequestError(node, 'not connected'));
     const id = `${++this.nextId}`;
     return new Promise<Element>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new ClusterRequestError(node, `${op} timed out`));
+        reject(new ClusterRequestError(node, `${kind} timed out`));
       }, timeoutMs);
       this.pending.set(id, { node, resolve, reject, timer });
-      if (!link.send(message(op, payload, { ...attrs, id }))) {
+      if (this.transmit(node, message(kind, payload, { ...attrs, id })) === 0) {
         clearTimeout(timer);
         this.pending.delete(id);
-        reject(new ClusterRequestError(node, 'link queue full'));
+        reject(new ClusterRequestError(node, 'link refused the request (down or full)'));
       }
     });
   }
 
-  private async dispatch(from: string, element: Element): Promise<void> {
+  /** Sends on the node's link; the message's sequence number, or 0 when refused. */
+  private transmit(node: string, element: Element): number {
+    const channel = this.channels.get(node);
+    const seq = channel && channel.sent - channel.acked < LINK_WINDOW ? channel.link.send(element) : 0;
+    if (seq === 0) this.counters.refusedSends++;
+    else channel!.sent = seq;
+    return seq;
+  }
+
+  private dispatch(channel: Channel, element: Element, seq: number): void {
+    const from = channel.link.peer;
     if (element.name === 'res') {
-      const pending = this.pending.get(element.attrs.id);
-      if (!pending || pending.node !== from) return;
-      this.pending.delete(element.attrs.id);
-      clearTimeout(pending.timer);
-      if (element.attrs.error) pending.reject(new ClusterRequestError(from, element.attrs.error));
-      else pending.resolve(element);
-      return;
+      this.settleRequest(from, element);
+      return this.handled(channel, seq, false);
     }
-    if (element.name !== 'msg') return; // a newer minor version's message: ignored (rolling upgrades)
-    const op = element.attrs.op as string;
+    const kind = element.attrs.k as string | undefined;
     const id = element.attrs.id as string | undefined;
-    const handler = this.handlers.get(op);
+    const handler = element.name === 'm' ? this.handlerFor(kind, element) : undefined;
     if (!handler) {
-      if (id) this.links.get(from)?.send(new Element('res', { id, error: `unknown op ${op}` }));
-      return;
+      // A newer minor version's message: logged once, acknowledged, and (for a request) answered.
+      const what = element.name === 'm' ? `${kind} ${element.attrs.c ?? ''}`.trim() : `<${element.name}/>`;
+      if (!this.unknownKinds.has(what)) {
+        this.unknownKinds.add(what);
+        this.opts.logger.warn('unknown cluster message ignored', { from, kind: what });
+      }
+      if (id) this.reply(channel, new Element('res', { id, error: `unknown message ${what}` }));
+      return this.handled(channel, seq, element.attrs.r === '1');
     }
+    const finish = (result: HandlerResult) => {
+      if (id) {
+        const res = new Element('res', { id });
+        if (result && typeof result === 'object') for (const child of Array.isArray(result) ? result : [result]) res.cnode(child);
+        this.reply(channel, res);
+      }
+      this.handled(channel, seq, element.attrs.r === '1' && result === false);
+    };
+    const fail = (err: unknown) => {
+      this.opts.logger.error('cluster handler failed', { kind, from, err: String((err as Error)?.stack ?? err) });
+      if (id) this.reply(channel, new Element('res', { id, error: 'internal error' }));
+      this.handled(channel, seq, element.attrs.r === '1');
+    };
     try {
-      const result = await handler(from, element);
-      if (!id) return;
-      const res = new Element('res', { id });
-      for (const child of result ? (Array.isArray(result) ? result : [result]) : []) res.cnode(child);
-      this.links.get(from)?.send(res);
+      const result = handler(from, element);
+      if (result instanceof Promise) result.then(finish, fail);
+      else finish(result);
     } catch (err) {
-      this.opts.logger.error('cluster handler failed', { op, from, err: String((err as Error)?.stack ?? err) });
-      if (id) this.links.get(from)?.send(new Element('res', { id, error: 'internal error' }));
+      fail(err);
     }
+  }
+
+  private handlerFor(kind: string | undefined, element: Element): ClusterHandler | undefined {
+    if (!isLinkKind(kind)) return undefined;
+    if (kind !== LINK.component) return this.handlers.get(kind);
+    return this.componentHandlers.get(String(element.attrs.c))?.get(String(element.attrs.op));
+  }
+
+  private reply(channel: Channel, res: Element): void {
+    // Answers go on the link the request came on; a reply to a link that has gone is moot.
+    if (this.channels.get(channel.link.peer) !== channel) return;
+    const seq = channel.link.send(res);
+    if (seq > 0) channel.sent = seq;
+  }
+
+  private settleRequest(from: string, element: Element): void {
+    const pending = this.pending.get(element.attrs.id);
+    if (!pending || pending.node !== from) return;
+    this.pending.delete(element.attrs.id);
+    clearTimeout(pending.timer);
+    if (element.attrs.error) pending.reject(new ClusterRequestError(from, element.attrs.error));
+    else pending.resolve(element);
+  }
+
+  /** Message `seq` from the peer is handled; acknowledgements go out once per turn of the event loop. */
+  private handled(channel: Channel, seq: number, missed: boolean): void {
+    if (missed) channel.misses.push(seq);
+    if (seq === channel.handled + 1) {
+      channel.handled = seq;
+      while (channel.done.delete(channel.handled + 1)) channel.handled++;
+    } else {
+      channel.done.add(seq);
+    }
+    if (channel.ackScheduled) return;
+    channel.ackScheduled = true;
+    setImmediate(() => {
+      channel.ackScheduled = false;
+      channel.link.acknowledge(channel.handled, channel.misses);
+      channel.misses = [];
+    });
+  }
+
+  /** The peer has handled 1..handled; `misses` (any of ours) found nobody. */
+  private acknowledged(channel: Channel, handled: number, misses: number[]): void {
+    for (const seq of misses) {
+      const outcome = channel.outcomes.get(seq);
+      if (!outcome) continue;
+      channel.outcomes.delete(seq);
+      outcome(false);
+    }
+    if (channel.outcomes.size > 0) {
+      for (let seq = channel.acked + 1; seq <= handled; seq++) {
+        const outcome = channel.outcomes.get(seq);
+        if (!outcome) continue;
+        channel.outcomes.delete(seq);
+        outcome(true);
+      }
+    }
+    if (handled > channel.acked) channel.acked = handled;
   }
 
   // ---- links ----
 
   private readonly linkEvents: LinkEvents = {
     ready: (link) => this.linkReady(link),
-    message: (link, element) => void this.dispatch(link.peer, element),
+    message: (link, element, seq) => {
+      const channel = this.channels.get(link.peer);
+      if (channel?.link === link) this.dispatch(channel, element, seq);
+    },
+    ack: (link, handled, misses) => {
+      const channel = this.channels.get(link.peer);
+      if (channel?.link === link) this.acknowledged(channel, handled, misses);
+    },
     closed: (link, reason) => this.linkClosed(link, reason),
   };
 
@@ -235,13 +365,13 @@ export class Cluster {
   }
 
   private linkReady(link: ClusterLink): void {
-    if (this.stopped || this.links.has(link.peer)) {
+    if (this.stopped || this.channels.has(link.peer)) {
       link.close(this.stopped ? 'shutting down' : 'duplicate link');
       return;
     }
     const entry = this.dialing.get(link.peer);
     if (entry) entry.backoff = BACKOFF_MIN_MS;
-    this.links.set(link.peer, link);
+    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackScheduled: false });
     this.opts.logger.info('cluster node connected', { node: link.peer, version: link.peerVersion });
     for (const listener of this.upListeners) void listener(link.peer);
   }
@@ -252,8 +382,9 @@ export class Cluster {
       entry.link = undefined;
       this.scheduleDial(link.peer);
     }
-    if (this.links.get(link.peer) !== link) return;
-    this.links.delete(link.peer);
+    const channel = this.channels.get(link.peer);
+    if (channel?.link !== link) return;
+    this.channels.delete(link.peer);
     this.counters.linkDrops++;
     for (const [id, pending] of this.pending) {
       if (pending.node !== link.peer) continue;
@@ -261,35 +392,41 @@ export class Cluster {
       clearTimeout(pending.timer);
       pending.reject(new ClusterRequestError(link.peer, 'link lost'));
     }
-    this.opts.logger.warn('cluster node disconnected', { node: link.peer, reason });
+    this.opts.logger.warn('cluster node disconnected', { node: link.peer, reason, rerouted: channel.outcomes.size });
+    // The peer's state is void from now on (strategies forget its users) before the tail re-routes.
     for (const listener of this.downListeners) void listener(link.peer, reason);
+    // The unacknowledged routed tail: the peer may not have delivered it, so it falls back here, once.
+    this.counters.rerouted += channel.outcomes.size;
+    const tail = [...channel.outcomes.values()];
+    channel.outcomes.clear();
+    for (const outcome of tail) outcome(false);
   }
 
-  /** After each registry refresh: dial new peers we are responsible for, drop links to dead ones. */
+  /** After each registry refresh: dial the live peers we are responsible for; forget dead ones we are not linked to. */
   private reconcile(live: ReadonlyMap<string, ClusterNodeRow>): void {
     if (this.stopped) return;
-    for (const [node, link] of this.links) {
-      if (!live.has(node)) link.close('its cluster_nodes row expired');
-    }
     for (const [node, entry] of this.dialing) {
-      if (!live.has(node)) {
-        clearTimeout(entry.timer);
-        entry.link?.close('its cluster_nodes row expired');
-        this.dialing.delete(node);
-      }
+      if (live.has(node) || this.channels.has(node)) continue;
+      clearTimeout(entry.timer);
+      entry.link?.close('its cluster_nodes row expired');
+      this.dialing.delete(node);
     }
     for (const node of live.keys()) {
       // The node with the smaller name dials: one link per pair.
-      if (node <= this.localNode || this.dialing.has(node)) continue;
-      this.dialing.set(node, { backoff: BACKOFF_MIN_MS });
-      this.dial(node);
+      if (node <= this.localNode) continue;
+      let entry = this.dialing.get(node);
+      if (!entry) {
+        entry = { backoff: BACKOFF_MIN_MS };
+        this.dialing.set(node, entry);
+      }
+      if (!entry.link && !entry.timer) this.dial(node);
     }
   }
 
   private dial(node: string): void {
     const entry = this.dialing.get(node);
     const row = this.registry.liveNodes().get(node);
-    if (!entry || !row || this.stopped || this.links.has(node) || entry.link) return;
+    if (!entry || !row || this.stopped || this.channels.has(node) || entry.link) return;
     entry.link = ClusterLink.dial({ hostname: node, address: row.address, port: row.port }, this.linkOptions(), this.linkEvents);
   }
 
@@ -297,14 +434,17 @@ export class Cluster {
     const entry = this.dialing.get(node);
     if (!entry || this.stopped) return;
     clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => this.dial(node), entry.backoff);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      this.dial(node);
+    }, entry.backoff);
     entry.timer.unref();
     entry.backoff = Math.min(entry.backoff * 2, BACKOFF_MAX_MS);
   }
 }
 
-function message(op: string, payload: Element | Element[] | undefined, attrs: Record<string, string>): Element {
-  const element = new Element('msg', { op, ...attrs });
+function message(kind: LinkKind, payload: Element | Element[] | undefined, attrs: Record<string, string>): Element {
+  const element = new Element('m', { k: kind, ...attrs });
   // Children are only serialised: pushed without re-parenting, so a stanza sent to several nodes stays intact.
   for (const child of payload ? (Array.isArray(payload) ? payload : [payload]) : []) element.children.push(child);
   return element;

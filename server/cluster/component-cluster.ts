@@ -1,12 +1,17 @@
 import type { Element } from 'ltx';
 import type { ComponentCluster } from '../../components/component';
 import { tryParseJID, type JID } from '../jid';
+import { LINK } from './catalogue';
 import type { Cluster } from './cluster';
+
+/** The component message that carries a stanza to the item's owner node. */
+const STANZA_OP = 'stanza';
 import type { Ownership } from './ownership';
 
 /**
  * A component's view of the cluster: its items' owners (Ownership, per component name), stanza
- * forwarding to the owner, and its own namespaced messages on the links.
+ * forwarding to the owner, and its own messages on the links (kind `component`, kept apart by
+ * the component's name).
  */
 export function componentCluster(
   name: string,
@@ -14,8 +19,8 @@ export function componentCluster(
   ownership: Ownership,
   deliver: (stanza: Element, from: JID, to: JID, forwardedBy: string) => Promise<void>,
 ): ComponentCluster {
-  const op = (suffix: string) => `${name}:${suffix}`;
-  cluster.handle(op('stanza'), async (node, message) => {
+  const component = (op: string, attrs: Record<string, string> = {}) => ({ ...attrs, c: name, op });
+  cluster.handleComponent(name, STANZA_OP, async (node, message) => {
     const stanza = message.getChildElements()[0];
     const from = tryParseJID(message.attrs.from ?? '');
     const to = tryParseJID(message.attrs.to ?? '');
@@ -27,10 +32,10 @@ export function componentCluster(
     localNode: cluster.localNode,
     ownerOf: (item) => ownership.ownerOf(name, item),
     release: (item) => ownership.release(name, item),
-    forward: (node, stanza, from, to) => cluster.send(node, op('stanza'), stanza, { from: from.toString(), to: to.toString() }),
-    send: (node, suffix, payload, attrs) => cluster.send(node, op(suffix), payload, attrs),
-    request: (node, suffix, payload, attrs, timeoutMs) => cluster.request(node, op(suffix), payload, attrs, timeoutMs),
-    handle: (suffix, handler) => cluster.handle(op(suffix), handler),
+    forward: (node, stanza, from, to) => cluster.send(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString() })),
+    send: (node, op, payload, attrs) => cluster.send(node, LINK.component, payload, component(op, attrs)),
+    request: (node, op, payload, attrs, timeoutMs) => cluster.request(node, LINK.component, payload, component(op, attrs), timeoutMs),
+    handle: (op, handler) => cluster.handleComponent(name, op, handler),
     connectedNodes: () => cluster.connectedNodes(),
     onNodeUp: (listener) => cluster.onNodeUp(listener),
     onNodeDown: (listener) => cluster.onNodeDown((node) => listener(node)),

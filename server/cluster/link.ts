@@ -26,7 +26,10 @@ export interface LinkOptions {
 
 export interface LinkEvents {
   ready(link: ClusterLink): void;
-  message(link: ClusterLink, element: Element): void;
+  /** A counted message; `seq` is its number on this link (1, 2, ...), as the sender numbered it. */
+  message(link: ClusterLink, element: Element, seq: number): void;
+  /** The peer has handled our messages 1..handled; `misses` are those among them that found no recipient. */
+  ack(link: ClusterLink, handled: number, misses: number[]): void;
   closed(link: ClusterLink, reason: string): void;
 }
 
@@ -38,6 +41,11 @@ type LinkState = 'handshake' | 'ready' | 'closed';
  * published password and of the shared secret (HMAC over both nonces), and checks the protocol
  * version (same major version interoperates: rolling upgrades). Heartbeats find a dead peer
  * within timeoutMs.
+ *
+ * After the handshake every message is numbered implicitly, in order, on both sides (as XEP-0198
+ * counts stanzas): the receiver acknowledges cumulatively with `<a h='N'/>` once it has handled
+ * messages 1..N, so the sender knows exactly which tail is unacknowledged when the link is lost.
+ * Heartbeats and acknowledgements are not counted.
  */
 export class ClusterLink {
   peer: string;
@@ -49,6 +57,9 @@ export class ClusterLink {
   private lastReceived = Date.now();
   private lastSent = Date.now();
   private corked = false;
+  /** Messages sent and received on this link since the handshake (their sequence numbers). */
+  private sentCount = 0;
+  private receivedCount = 0;
   private readonly timer: NodeJS.Timeout;
   readonly counters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
 
@@ -93,12 +104,23 @@ export class ClusterLink {
     return this.socket.writableLength;
   }
 
-  /** Sends one message; false when the link is down or its queue is full (the caller answers or stores). */
-  send(element: Element): boolean {
-    if (this.state !== 'ready' || this.socket.writableLength > LINK_MAX_QUEUE_BYTES) return false;
+  /**
+   * Sends one counted message and returns its sequence number; 0 when the link is down or its
+   * socket queue is full (the caller re-routes: nothing is dropped silently).
+   */
+  send(element: Element): number {
+    if (this.state !== 'ready' || this.socket.writableLength > LINK_MAX_QUEUE_BYTES) return 0;
     this.counters.stanzasOut++;
     this.write(element.toString());
-    return true;
+    return ++this.sentCount;
+  }
+
+  /** Tells the peer we have handled its messages 1..handled; `misses` found no recipient here. */
+  acknowledge(handled: number, misses: number[]): void {
+    if (this.state !== 'ready') return;
+    const attrs: Record<string, string> = { h: String(handled) };
+    if (misses.length > 0) attrs.miss = misses.join(' ');
+    this.write(new Element('a', attrs).toString());
   }
 
   close(reason: string): void {
@@ -193,12 +215,27 @@ export class ClusterLink {
       return this.fail('bad-protocol', `<${element.name}/> before the handshake ended`);
     }
     if (element.name === 'hb') return;
+    if (element.name === 'a') {
+      const handled = Number(element.attrs.h);
+      if (!Number.isSafeInteger(handled) || handled < 0 || handled > this.sentCount) return this.fail('bad-protocol', `acknowledgement of ${element.attrs.h} messages, ${this.sentCount} sent`);
+      const misses = element.attrs.miss ? String(element.attrs.miss).split(' ').map(Number) : [];
+      this.events.ack(this, handled, misses);
+      return;
+    }
     this.counters.stanzasIn++;
-    this.events.message(this, element);
+    this.events.message(this, element, ++this.receivedCount);
   }
 
   private feed(chunk: Buffer): void {
-    this.lastReceived = Date.now();
+    const now = Date.now();
+    // A link silent for longer than the timeout is dead for the peer too, even if our own timer
+    // has not fired yet (this process was frozen, e.g. SIGSTOP, or starved): the peer has already
+    // re-routed what it sent, so bytes that waited in our socket buffer must not be delivered late.
+    if (this.state === 'ready' && now - this.lastReceived > this.opts.timeoutMs) {
+      this.close(`no traffic for ${now - this.lastReceived} ms (stale input discarded)`);
+      return;
+    }
+    this.lastReceived = now;
     this.counters.bytesIn += chunk.length;
     try {
       this.parser.write(chunk);

@@ -14,18 +14,24 @@ export interface RegistryOptions {
   timeout: number;
   /** Client connections now, published in the row. */
   connections: () => number;
+  /** Whether a live link to the node is up: a linked node is alive, however old its row looks. */
+  isConnected: (node: string) => boolean;
   logger: Logger;
 }
 
 /**
  * This node's row in cluster_nodes, refreshed every heartbeat, and the table as last read: the
- * live rows (younger than the timeout). Dead rows are deleted by whichever node sees them first;
- * deleting is idempotent, so no lease is needed.
+ * live rows (younger than the timeout, or of a node we hold a live link to). The table is
+ * discovery and the admin's view; it never decides that a linked node is dead: after a database
+ * outage every row looks old until its node writes again. Dead rows of nodes nobody here is linked
+ * to are deleted by whichever node sees them first; deleting is idempotent, so no lease is needed.
  */
 export class ClusterRegistry {
   /** Random per start: peers key the link handshake with it; a restarted node is a new identity. */
   readonly password = randomBytes(24).toString('base64');
   private live = new Map<string, ClusterNodeRow>();
+  /** Every row as last read, stale ones included: the link handshake checks a peer's published password. */
+  private rows = new Map<string, ClusterNodeRow>();
   private timer?: NodeJS.Timeout;
   private readonly startedAt = new Date();
   private lastCpu = process.cpuUsage();
@@ -57,10 +63,15 @@ export class ClusterRegistry {
     return this.live;
   }
 
-  /** A live node's password; reads the table again for a node we have not seen yet (it may just have started). */
+  /**
+   * A node's published password; reads the table again for a node we have not seen yet (it may
+   * just have started). A row that looks stale still counts: the password is random per start, so
+   * only the node that wrote it (and knows the secret) can pass the handshake, and a node whose
+   * writes were slowed by a busy database must not be refused.
+   */
   async passwordOf(hostname: string): Promise<string | undefined> {
-    if (!this.live.has(hostname)) await this.refresh();
-    return this.live.get(hostname)?.password;
+    if (!this.rows.has(hostname)) await this.refresh();
+    return this.rows.get(hostname)?.password;
   }
 
   /** Upserts our row, reads the table, deletes dead rows. Concurrent calls share one run. */
@@ -78,16 +89,20 @@ export class ClusterRegistry {
       const cutoff = new Date(now.getTime() - this.opts.timeout * 1000);
       const rows = await this.store.list();
       const live = new Map<string, ClusterNodeRow>();
-      const dead: string[] = [];
+      const linked: string[] = [];
+      let dead = 0;
       for (const row of rows) {
-        if (row.lastUpdate >= cutoff || row.hostname === this.opts.hostname) live.set(row.hostname, row);
-        else dead.push(row.hostname);
+        const connected = this.opts.isConnected(row.hostname);
+        if (row.lastUpdate >= cutoff || row.hostname === this.opts.hostname || connected) live.set(row.hostname, row);
+        else dead++;
+        if (connected) linked.push(row.hostname);
       }
-      if (dead.length > 0) {
-        const removed = await this.store.removeOlderThan(cutoff);
+      this.rows = new Map(rows.map((row) => [row.hostname, row]));
+      this.live = live;
+      if (dead > 0) {
+        const removed = await this.store.removeOlderThan(cutoff, linked);
         if (removed.length > 0) this.opts.logger.info('deleted dead cluster_nodes rows', { nodes: removed });
       }
-      this.live = live;
     } catch (err) {
       // The database is out of reach: keep the last view; links and their heartbeats still work.
       this.opts.logger.warn('cluster registry refresh failed', { err: String(err) });

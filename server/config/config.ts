@@ -82,6 +82,9 @@ const KEYS: Record<string, Kind> = {
   '--max-account-auth-failures': 'integer',
   '--auth-lockout': 'seconds',
   '--offline-queue-length': 'integer',
+  '--offline-write-queue': 'integer',
+  '--offline-write-timeout': 'seconds',
+  '--user-db-pool-size': 'integer',
   // Tigase writes this into generated files; it means nothing here and is ignored.
   'config-type': 'string',
 };
@@ -128,6 +131,9 @@ const DEFAULTS = {
     maxAccountAuthFailures: 10,      // --max-account-auth-failures [10]
     authLockout: 300,                // --auth-lockout [300 s]
     offlineQueueLength: 1000,        // --offline-queue-length [1000]
+    offlineWriteQueue: 10000,        // --offline-write-queue [10000]
+    offlineWriteTimeout: 60,         // --offline-write-timeout [60 s]
+    dbPoolSize: 10,                  // --user-db-pool-size [10]
   } satisfies Limits,
 };
 
@@ -751,6 +757,11 @@ function readLimits(r: Reader): Limits {
     authLockout: r.seconds('--auth-lockout', d.authLockout),
     // 0 keeps no offline messages: every message to an offline user is bounced.
     offlineQueueLength: r.integer('--offline-queue-length', d.offlineQueueLength, 0),
+    // At least 100: one failover batch of writes must fit.
+    offlineWriteQueue: r.integer('--offline-write-queue', d.offlineWriteQueue, 100),
+    offlineWriteTimeout: r.seconds('--offline-write-timeout', d.offlineWriteTimeout),
+    // At least 3: the offline writer may hold two while logins and the registry need one.
+    dbPoolSize: r.integer('--user-db-pool-size', d.dbPoolSize, 3, 1000),
   };
 }
 

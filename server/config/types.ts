@@ -18,6 +18,12 @@ export interface Limits {
   authLockout: number;
   /** Messages kept offline per user; more are bounced with service-unavailable [1000]. */
   offlineQueueLength: number;
+  /** Offline-storage writes waiting for the database, per node; past it senders wait [10000]. */
+  offlineWriteQueue: number;
+  /** Seconds an offline write waits for a slow or unreachable database before its sender gets an error [60]. */
+  offlineWriteTimeout: number;
+  /** Database connections per node (MySQL; SQLite always uses one) [10]. */
+  dbPoolSize: number;
 }
 
 export interface ComponentConfig {

@@ -7,23 +7,34 @@ import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import type { Session } from './session';
 import type { SessionManager } from './session-manager';
+import type { OfflineWriter } from './offline-writer';
 import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 
+/** Users known to exist, remembered for offline writes (a failover storm checks each once) [10,000]. */
+const KNOWN_USERS_MAX = 10_000;
+
 /**
- * Message delivery for one server (RFC 6121 §8.5), offline storage (XEP-0160) with delay
- * stamps (XEP-0203), and message carbons (XEP-0280).
+ * Message delivery (RFC 6121 §8.5) on this node and, through `remote`, on the others; offline
+ * storage (XEP-0160) with delay stamps (XEP-0203) through the batched OfflineWriter; message
+ * carbons (XEP-0280). A message the server took is delivered, stored, or bounced with an error.
  */
 export class MessageService {
+  private readonly knownUsers = new Set<string>();
+  /** Users whose stored messages are being delivered to an online resource right now. */
+  private readonly delivering = new Map<string, boolean>();
+
   constructor(
     private readonly router: Router,
     private readonly sessions: SessionManager,
     private readonly storage: Storage,
-    private readonly offlineQueueLength: number,
+    private readonly offline: OfflineWriter,
     private readonly logger: Logger,
     private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {}
 
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
+    // Back-pressure: while offline storage cannot keep up, senders wait here rather than pile up work.
+    await this.offline.waitForRoom();
     // XEP-0280 §8: copies of what one resource sends go to the user's other carbons-enabled resources.
     if (carbonEligible(stanza)) {
       this.carbonsHere('sent', stanza, session.bare, session.full);
@@ -38,20 +49,28 @@ export class MessageService {
     const copies = carbonEligible(stanza);
     stanza.remove('private', NS.CARBONS);
     if (!to.resource) return this.toBare(stanza, to.bareString(), type);
-    if (this.messageToResource(stanza, to)) return this.receivedCarbons(stanza, to, copies);
+    if (this.deliverToResource(stanza, to, copies)) return;
     if (!this.remote.clustered) return this.noSuchResource(stanza, to, type);
-    // Elsewhere in the cluster: the stanza leaves now, in order; the answer is awaited off the
-    // sender's stream, so one sender's messages never wait for each other's round trips.
-    this.afterwards(stanza, this.remote.messageToResource(stanza, to).then((delivered) =>
-      delivered ? this.receivedCarbons(stanza, to, copies) : this.noSuchResource(stanza, to, type),
+    // Elsewhere in the cluster: the stanza leaves now, in order; its outcome comes back in the
+    // link's acknowledgements, off the sender's stream, so one sender's messages never wait for each other.
+    this.afterwards(stanza, this.remote.messageToResource(stanza, to, copies).then((delivered) =>
+      delivered ? undefined : this.noSuchResource(stanza, to, type),
     ));
   }
 
-  /** XEP-0280 §7: carbons of a message delivered to one resource, for the user's other resources. */
-  private receivedCarbons(stanza: Element, to: JID, copies: boolean): void {
-    if (!copies) return;
-    this.carbonsHere('received', stanza, to.bareString(), to.toString());
-    this.remote.carbons('received', stanza, to.bareString(), to.toString());
+  /**
+   * Delivers to the exact full JID when it is bound here, with received carbons (XEP-0280 §7) for
+   * the user's other resources on every node; false when it is not bound here.
+   */
+  deliverToResource(stanza: Element, to: JID, copies: boolean): boolean {
+    const session = this.sessions.get(to);
+    if (!session) return false;
+    session.send(stanza);
+    if (copies) {
+      this.carbonsHere('received', stanza, to.bareString(), to.toString());
+      this.remote.carbons('received', stanza, to.bareString(), to.toString());
+    }
+    return true;
   }
 
   /** RFC 6121 §8.5.3.2.1: no such resource: chat and normal go to the bare JID. */
@@ -68,7 +87,7 @@ export class MessageService {
     const here = this.messageToUser(stanza, user);
     const elsewhere = this.remote.messageToUser(stanza, user);
     if (here > 0) return;
-    // Only "delivered nowhere" needs the peers' answers: then the message is stored, exactly once, here.
+    // Only "delivered nowhere" needs the peers' outcomes: then the message is stored, exactly once, here.
     const storeUnlessDelivered = async (count: number) => {
       if (count > 0 || type === 'headline') return;
       await this.storeOffline(stanza, user);
@@ -83,14 +102,6 @@ export class MessageService {
   }
 
   // ---- this node's sessions only (also what peers ask of this node) ----
-
-  /** Delivers to the exact full JID when it is bound here; 1 when delivered. */
-  messageToResource(stanza: Element, to: JID): number {
-    const session = this.sessions.get(to);
-    if (!session) return 0;
-    session.send(stanza);
-    return 1;
-  }
 
   /**
    * §8.5.2.1.1: "deliver the message to all of the non-negative resources" (our policy for chat
@@ -120,13 +131,20 @@ export class MessageService {
 
   /** XEP-0160: keep a chat/normal message for a user with no available resource, stamped with XEP-0203. */
   private async storeOffline(stanza: Element, user: string): Promise<void> {
-    if (!(await this.storage.users.get(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
+    if (!(await this.userExists(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
     if (!worthStoring(stanza)) return;
     const copy = cloneElement(stanza);
     copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
-    const stored = await this.storage.offline.store(user, copy.toString(), this.offlineQueueLength);
-    // Nothing accepted is lost: a full queue bounces the message back to its sender.
-    if (!stored) throw new StanzaError('service-unavailable', 'offline storage is full');
+    // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
+    await this.offline.write(user, copy.toString());
+  }
+
+  private async userExists(user: string): Promise<boolean> {
+    if (this.knownUsers.has(user)) return true;
+    if (!(await this.storage.users.get(user))) return false;
+    if (this.knownUsers.size >= KNOWN_USERS_MAX) this.knownUsers.clear();
+    this.knownUsers.add(user);
+    return true;
   }
 
   /**
@@ -148,6 +166,52 @@ export class MessageService {
         this.logger.warn('unreadable offline message dropped', { conn: session.id, id: message.id, err: String(err) });
       }
     }
+  }
+
+  /**
+   * Nothing parked for an online user (RFC 6121 §8.5.2.1): messages stored for `users` (by any
+   * node, in a race, a partition or a failover) go at once to one of their available resources
+   * here with priority ≥ 0. Runs once at a time per user; a call during a run runs it again.
+   */
+  deliverStored(users: string[]): void {
+    for (const user of users) {
+      if (!this.onlineHere(user)) continue;
+      if (this.delivering.has(user)) {
+        this.delivering.set(user, true);
+        continue;
+      }
+      this.delivering.set(user, false);
+      void (async () => {
+        try {
+          do {
+            this.delivering.set(user, false);
+            const session = this.onlineHere(user);
+            if (session) await this.flushOffline(session);
+          } while (this.delivering.get(user));
+        } catch (err) {
+          this.logger.warn('stored messages not delivered yet', { user, err: String(err) });
+        } finally {
+          this.delivering.delete(user);
+        }
+      })();
+    }
+  }
+
+  /** After a link comes back: this node's online users who have stored messages get them now. */
+  async deliverStoredToOnlineUsers(): Promise<void> {
+    const online = new Set<string>();
+    for (const session of this.sessions.all()) if (session.available && session.priority >= 0) online.add(session.bare);
+    if (online.size === 0) return;
+    this.deliverStored(await this.storage.offline.usersWithMessages([...online]));
+  }
+
+  /** The user's available resource here with the highest non-negative priority. */
+  private onlineHere(user: string): Session | undefined {
+    let best: Session | undefined;
+    for (const session of this.sessions.resources(user)) {
+      if (session.available && session.priority >= 0 && (!best || session.priority > best.priority)) best = session;
+    }
+    return best;
   }
 }
 

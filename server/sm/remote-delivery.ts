@@ -10,8 +10,11 @@ import type { ResourceEntry } from '../../strategies/clustering-strategy';
 export interface RemoteDelivery {
   /** False on a single node: callers may skip building what only peers would need. */
   readonly clustered: boolean;
-  /** A message to this exact full JID on whichever node holds it; resolves with 1 when delivered, else 0. */
-  messageToResource(stanza: Element, to: JID): Promise<number>;
+  /**
+   * A message to this exact full JID on whichever node holds it, which also sends the received
+   * carbons when `carbons`; resolves with 1 when delivered, else 0 (also when a node died first).
+   */
+  messageToResource(stanza: Element, to: JID, carbons: boolean): Promise<number>;
   /** A message to the available non-negative resources of `bare` on other nodes; resolves with how many got it. */
   messageToUser(stanza: Element, bare: string): Promise<number>;
   /** Any other stanza (IQ, presence, error) to a full JID elsewhere; 1 when delivered, else 0. */
@@ -33,6 +36,8 @@ export interface RemoteDelivery {
    * entity capabilities (XEP-0115), as their own node knows them, include `feature` ('<node>+notify').
    */
   notifyInterested(stanza: Element, users: string[], feature: string): void;
+  /** Messages were stored offline for `users`: the nodes where they are online deliver them now. */
+  offlineStored(users: string[]): void;
 }
 
 /** A single node: nothing is elsewhere. */
@@ -48,4 +53,5 @@ export const LOCAL_ONLY: RemoteDelivery = {
   blocklistChanged: () => undefined,
   remoteResources: () => [],
   notifyInterested: () => undefined,
+  offlineStored: () => undefined,
 };

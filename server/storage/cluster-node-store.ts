@@ -44,8 +44,8 @@ export class KnexClusterNodeStore implements ClusterNodeStore {
     return (await this.knex('cluster_nodes').where({ hostname }).delete()) > 0;
   }
 
-  async removeOlderThan(cutoff: Date): Promise<string[]> {
-    const dead = (await this.list()).filter((row) => row.lastUpdate < cutoff).map((row) => row.hostname);
+  async removeOlderThan(cutoff: Date, keep: string[] = []): Promise<string[]> {
+    const dead = (await this.list()).filter((row) => row.lastUpdate < cutoff && !keep.includes(row.hostname)).map((row) => row.hostname);
     // Only rows still stale at delete time go: a node that just came back keeps its row.
     for (const hostname of dead) await this.knex('cluster_nodes').where({ hostname }).andWhere('last_update', '<', cutoff).delete();
     return dead;

@@ -28,6 +28,47 @@ export class KnexOfflineStore implements OfflineStore {
     });
   }
 
+  /**
+   * store() for many messages in one transaction (a failover storm writes in batches, not one
+   * connection per message). Users are locked in sorted order, so two nodes writing overlapping
+   * batches cannot deadlock. Returns, per item, whether it was stored (false: that queue is full).
+   */
+  async storeMany(items: { user: string; stanzaXml: string }[], limit: number): Promise<boolean[]> {
+    if (items.length === 0) return [];
+    if (limit <= 0) return items.map(() => false);
+    for (const item of items) assertFits('user JID', item.user, STORAGE_LIMITS.jid);
+    const users = [...new Set(items.map((item) => item.user))].sort();
+    return inWriteTransaction(this.knex, async (trx) => {
+      await trx('offline_queue_locks').insert(users.map((user) => ({ user }))).onConflict('user').merge(['user']);
+      const counts = new Map<string, number>();
+      const rows: { user: string; n: number | string }[] = await trx('offline_messages').whereIn('user', users).groupBy('user').select('user').count({ n: '*' });
+      for (const row of rows) counts.set(row.user, Number(row.n));
+      const now = new Date();
+      const accepted: boolean[] = [];
+      const inserts: { user: string; stanza: string; stored_at: Date }[] = [];
+      for (const item of items) {
+        const queued = counts.get(item.user) ?? 0;
+        const ok = queued < limit;
+        accepted.push(ok);
+        if (!ok) continue;
+        counts.set(item.user, queued + 1);
+        inserts.push({ user: item.user, stanza: item.stanzaXml, stored_at: now });
+      }
+      if (inserts.length > 0) await trx('offline_messages').insert(inserts);
+      return accepted;
+    });
+  }
+
+  /** Which of `users` have stored messages (one query per chunk). */
+  async usersWithMessages(users: string[]): Promise<string[]> {
+    const found: string[] = [];
+    for (let i = 0; i < users.length; i += DELETE_CHUNK) {
+      const rows: { user: string }[] = await this.knex('offline_messages').whereIn('user', users.slice(i, i + DELETE_CHUNK)).distinct('user');
+      for (const row of rows) found.push(row.user);
+    }
+    return found;
+  }
+
   count(user: string): Promise<number> {
     return countWhere(this.knex('offline_messages').where({ user }));
   }

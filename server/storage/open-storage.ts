@@ -15,6 +15,8 @@ export interface OpenStorageOptions {
   /** Apply pending migrations before returning [true]. */
   migrate?: boolean;
   logger?: StorageLogger;
+  /** MySQL connections per node [10] (--user-db-pool-size). */
+  poolSize?: number;
 }
 
 /** SQLite: how long a statement waits for another process's write lock before SQLITE_BUSY [5000 ms]. */
@@ -46,7 +48,7 @@ export async function openStorage(uri: string, opts: OpenStorageOptions = {}): P
     storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger);
   } else {
     await ensureMysqlDatabase(config);
-    storage = new KnexStorage('mysql', openMysql(config, logger), mysqlMigrationLock(config, logger), logger);
+    storage = new KnexStorage('mysql', openMysql(config, logger, opts.poolSize ?? MYSQL_POOL_MAX), mysqlMigrationLock(config, logger), logger);
   }
   try {
     if (opts.migrate !== false) await storage.migrate();
@@ -89,7 +91,7 @@ function openSqlite(filename: string, logger: StorageLogger): Knex {
   });
 }
 
-function openMysql(config: MysqlConfig, logger: StorageLogger): Knex {
+function openMysql(config: MysqlConfig, logger: StorageLogger, poolSize: number): Knex {
   return knexFactory({
     client: 'mysql2',
     connection: {
@@ -108,7 +110,7 @@ function openMysql(config: MysqlConfig, logger: StorageLogger): Knex {
     acquireConnectionTimeout: MYSQL_ACQUIRE_TIMEOUT_MS,
     pool: {
       min: 0,
-      max: MYSQL_POOL_MAX,
+      max: poolSize,
       afterCreate(conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
         conn.query(MYSQL_SESSION_SQL, (err) => done(err, conn));
       },

@@ -99,6 +99,10 @@ export interface OfflineStore {
    * atomically). Returns false when full.
    */
   store(user: string, stanzaXml: string, limit: number): Promise<boolean>;
+  /** store() for many messages in one transaction; per item, whether it was stored. */
+  storeMany(items: { user: string; stanzaXml: string }[], limit: number): Promise<boolean[]>;
+  /** Which of `users` have stored messages. */
+  usersWithMessages(users: string[]): Promise<string[]>;
   count(user: string): Promise<number>;
   /** Oldest first. */
   fetch(user: string): Promise<OfflineMessage[]>;
@@ -163,8 +167,8 @@ export interface ClusterNodeStore {
   upsert(row: ClusterNodeRow): Promise<void>;
   list(): Promise<ClusterNodeRow[]>;
   remove(hostname: string): Promise<boolean>;
-  /** Deletes rows last updated before `cutoff`; returns their hostnames. */
-  removeOlderThan(cutoff: Date): Promise<string[]>;
+  /** Deletes rows older than `cutoff`, except those of `keep` (nodes known alive); returns the hostnames deleted. */
+  removeOlderThan(cutoff: Date, keep?: string[]): Promise<string[]>;
 }
 
 export interface Storage {
