@@ -5,7 +5,8 @@
  *
  * A custom strategy is a JS module whose default export is a class (or factory function) taking
  * a StrategyContext and returning a ClusteringStrategy; name it with
- * `--sm-cluster-strategy-class = ./my-strategy.js`. Every strategy passes the same conformance tests.
+ * `--sm-cluster-strategy-class = ./my-strategy.js`. Every strategy passes the same conformance suite
+ * (strategies/conformance/); `npm run test:strategy -- ./my-strategy.js` runs it against a module.
  */
 
 /** One bound resource somewhere in the cluster. */

@@ -1,20 +1,22 @@
 // An example custom ClusteringStrategy, in plain JavaScript, for operators who want their own
 // routing policy. Use it with:
 //   --sm-cluster-strategy-class = ./strategies/examples/least-known-nodes.js
+// and check a strategy of your own with:
+//   npm run test:strategy -- ./my-strategy.js
 //
-// It remembers, like online-users-caching, which node each resource is bound on, but keeps only
-// users that have at least one *available* resource: a stanza for a user who is online but has not
-// sent presence yet goes to every node. It shows the whole interface; the server checks that every
-// method exists when it loads the module.
+// It remembers, like online-users-caching, which node each resource is bound on, and sends a
+// stanza only to the nodes it knows hold the user; but it does not trust an empty answer: for a
+// user or resource it has no entry for, a stanza goes to every connected node. It shows the whole
+// interface; the server checks that every method exists when it loads the module.
 'use strict';
 
 class LeastKnownNodesStrategy {
   constructor(ctx) {
     this.ctx = ctx;
     this.name = 'least-known-nodes';
-    // Unavailable resources are not tracked, so "nobody listed" does not mean "online nowhere".
+    // "Nobody listed" falls back to every node, so it does not claim to know where users are.
     this.knowsRemoteSessions = false;
-    this.entries = new Map(); // full JID -> entry
+    this.entries = new Map(); // full JID -> entry, for every bound resource, available or not
   }
 
   nodesForUser(bare) {
@@ -37,10 +39,14 @@ class LeastKnownNodesStrategy {
 
   sessionEvent(event) {
     const { entry } = event;
-    if (event.type === 'unbound' || !entry.available) {
-      if (this.entries.get(entry.jid)?.node === entry.node) this.entries.delete(entry.jid);
+    const known = this.entries.get(entry.jid);
+    if (event.type === 'unbound') {
+      // Only the session that ended: a newer one with the same JID on another node stays.
+      if (known?.node === entry.node) this.entries.delete(entry.jid);
       return;
     }
+    // A late presence from the node that lost the resource to another must not move it back.
+    if (event.type === 'presence' && known && known.node !== entry.node) return;
     this.entries.set(entry.jid, { ...entry });
   }
 
