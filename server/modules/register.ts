@@ -35,6 +35,8 @@ export const register: ServerModule = (ctx) => {
       if (payload.getChildElements().length !== 1) throw new StanzaError('bad-request', '<remove/> must be alone');
       await cancelSubscriptions(ctx, user);
       await storage.users.delete(user);
+      // The roster went with the account: the sessions' own unavailable broadcast must not find it cached.
+      ctx.roster.forget(user);
       ctx.logger.info('account removed in band', { conn: session?.id, jid: user });
       // §3.2: "the server SHOULD then return a <not-authorized/> stream error and terminate all
       // active sessions for the entity" (after the result, which the router sends now).

@@ -31,7 +31,7 @@ interface Entry {
  * user's sessions, so nothing would tell this node of a change made elsewhere.
  *
  * A write patches the cached copy when nothing else touched it meanwhile; otherwise the copy is
- * dropped and read again on next use. A load that a write or forget() overtook is never installed.
+ * dropped and read again on next use, so a load that a write or forget() overtook is never used.
  * Cached items are frozen: callers copy before changing one.
  */
 export class RosterCache {
@@ -96,13 +96,13 @@ export class RosterCache {
     this.entries.set(user, entry);
     entry.loading = this.store.getItems(user).then(
       (list) => {
-        const items = new Map(list.map((item) => [item.jid, storedItem(item)]));
+        // Installed even when a write or forget() overtook the load: the entry is then no longer in `entries`.
+        entry.items = new Map(list.map((item) => [item.jid, storedItem(item)]));
         entry.loading = undefined;
-        if (this.entries.get(user) === entry) entry.items = items;
-        return items;
+        return entry.items;
       },
       (err: unknown) => {
-        if (this.entries.get(user) === entry) this.entries.delete(user);
+        if (this.entries.get(user) === entry) this.entries.delete(user); // the next reader tries again
         throw err;
       },
     );
