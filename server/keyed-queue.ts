@@ -21,6 +21,26 @@ export class KeyedQueue {
     return result;
   }
 
+  /**
+   * Like run(), but when nothing is queued for the key the task runs at once, synchronously, and
+   * its result is returned as it is (a promise only if the task returned one). Cluster deliveries
+   * use it so that a chunk of routed stanzas is handled, and acknowledged, before the tick ends.
+   */
+  runOrNow<T>(key: string, task: () => T | Promise<T>): T | Promise<T> {
+    if (this.tails.has(key)) return this.run(key, task);
+    const result = task();
+    if (!(result instanceof Promise)) return result;
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return result;
+  }
+
   /** Resolves once everything queued so far has run. */
   async idle(): Promise<void> {
     await Promise.all([...this.tails.values()]);

@@ -80,6 +80,10 @@ export class ClusterSessions implements RemoteDelivery {
     this.local = local;
   }
 
+  get localDelivery(): LocalDelivery | undefined {
+    return this.local;
+  }
+
   /** Resolves once every live peer is connected and synced, or after timeoutMs (DESIGN: sync before serving). */
   async waitForSync(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -281,17 +285,14 @@ export class ClusterSessions implements RemoteDelivery {
   // ---- handlers: peers ask this node ----
 
   private registerHandlers(): void {
-    const local = () => {
-      if (!this.local) throw new Error('cluster sessions used before local delivery was attached');
-      return this.local;
-    };
+    const local = () => localOf(this);
     this.cluster.handle(LINK.session, (from, msg) => {
       const child = msg.getChildElements()[0];
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
     });
     this.cluster.handle(LINK.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
     this.cluster.handle(LINK.route, (from, msg) =>
-      this.ordered(from, async () => {
+      this.ordered(from, (): boolean | Promise<boolean> => {
         const stanza = detach(msg);
         const to = tryParseJID(msg.attrs.to ?? '');
         if (!stanza || !to) return false;
@@ -302,12 +303,9 @@ export class ClusterSessions implements RemoteDelivery {
             return local().messageToUser(stanza, to.bareString()) > 0;
           case 'stanza-resource': {
             const sender = tryParseJID(stanza.attrs.from ?? '');
-            // Filtered out by the recipient's block list: handled (nothing to fall back to).
-            if (stanza.name === 'presence' && sender && !(await local().presenceAllowed(stanza, sender, to))) return true;
-            const delivered = local().stanzaToResource(stanza, to) > 0;
-            const viewer = this.sessions.get(to);
-            if (viewer) this.trackPresence(from, stanza, [viewer]);
-            return delivered;
+            if (stanza.name !== 'presence' || !sender) return this.stanzaHere(from, stanza, to);
+            // The recipient's block list is checked here, where it lives; filtered out is handled (nothing to fall back to).
+            return local().presenceAllowed(stanza, sender, to).then((allowed) => (allowed ? this.stanzaHere(from, stanza, to) : true));
           }
           default:
             this.logger.warn('routed stanza with an unknown mode ignored', { from, mode: msg.attrs.mode });
@@ -363,10 +361,19 @@ export class ClusterSessions implements RemoteDelivery {
 
   /**
    * What peers send for delivery to this node's clients runs in arrival order per sending node:
-   * a stanza that needs an asynchronous check (e.g. the block list) never lets a later one overtake it.
+   * a stanza that needs an asynchronous check (e.g. the block list) never lets a later one overtake
+   * it. With nothing waiting, it runs at once, so the link acknowledges it before the tick ends.
    */
-  private ordered<T>(node: string, work: () => T | Promise<T>): Promise<T> {
-    return this.inOrder.run(node, work);
+  private ordered<T>(node: string, work: () => T | Promise<T>): T | Promise<T> {
+    return this.inOrder.runOrNow(node, work);
+  }
+
+  /** A presence or IQ for a full JID bound here; false when it is not. */
+  private stanzaHere(from: string, stanza: Element, to: JID): boolean {
+    const delivered = localOf(this).stanzaToResource(stanza, to) > 0;
+    const viewer = this.sessions.get(to);
+    if (viewer) this.trackPresence(from, stanza, [viewer]);
+    return delivered;
   }
 
   /** A strategy that keeps no map (broadcast) still tells a new peer about our sessions, for conflicts. */
@@ -374,6 +381,12 @@ export class ClusterSessions implements RemoteDelivery {
     if (this.strategy.knowsRemoteSessions) return [];
     return [...this.sessions.all()].map((session) => entryOf(session, this.cluster.localNode));
   }
+}
+
+function localOf(sessions: ClusterSessions): LocalDelivery {
+  const delivery = sessions.localDelivery;
+  if (!delivery) throw new Error('cluster sessions used before local delivery was attached');
+  return delivery;
 }
 
 function entryOf(session: Session, node: string): ResourceEntry {

@@ -67,6 +67,8 @@ interface Channel {
   handled: number;
   readonly done: Set<number>;
   misses: number[];
+  /** An acknowledgement is owed: sent at the end of the input chunk, or on the next turn for work that finished later. */
+  ackDue: boolean;
   ackScheduled: boolean;
 }
 
@@ -309,13 +311,20 @@ export class Cluster {
     } else {
       channel.done.add(seq);
     }
+    channel.ackDue = true;
     if (channel.ackScheduled) return;
     channel.ackScheduled = true;
     setImmediate(() => {
       channel.ackScheduled = false;
-      channel.link.acknowledge(channel.handled, channel.misses);
-      channel.misses = [];
+      this.sendAck(channel);
     });
+  }
+
+  private sendAck(channel: Channel): void {
+    if (!channel.ackDue) return;
+    channel.ackDue = false;
+    channel.link.acknowledge(channel.handled, channel.misses);
+    channel.misses = [];
   }
 
   /** The peer has handled 1..handled; `misses` (any of ours) found nobody. */
@@ -345,6 +354,10 @@ export class Cluster {
       const channel = this.channels.get(link.peer);
       if (channel?.link === link) this.dispatch(channel, element, seq);
     },
+    chunkHandled: (link) => {
+      const channel = this.channels.get(link.peer);
+      if (channel?.link === link) this.sendAck(channel);
+    },
     ack: (link, handled, misses) => {
       const channel = this.channels.get(link.peer);
       if (channel?.link === link) this.acknowledged(channel, handled, misses);
@@ -371,7 +384,7 @@ export class Cluster {
     }
     const entry = this.dialing.get(link.peer);
     if (entry) entry.backoff = BACKOFF_MIN_MS;
-    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackScheduled: false });
+    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackDue: false, ackScheduled: false });
     this.opts.logger.info('cluster node connected', { node: link.peer, version: link.peerVersion });
     for (const listener of this.upListeners) void listener(link.peer);
   }

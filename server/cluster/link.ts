@@ -28,6 +28,8 @@ export interface LinkEvents {
   ready(link: ClusterLink): void;
   /** A counted message; `seq` is its number on this link (1, 2, ...), as the sender numbered it. */
   message(link: ClusterLink, element: Element, seq: number): void;
+  /** Every message of one chunk of input has been dispatched (synchronous handling is done). */
+  chunkHandled(link: ClusterLink): void;
   /** The peer has handled our messages 1..handled; `misses` are those among them that found no recipient. */
   ack(link: ClusterLink, handled: number, misses: number[]): void;
   closed(link: ClusterLink, reason: string): void;
@@ -115,12 +117,21 @@ export class ClusterLink {
     return ++this.sentCount;
   }
 
-  /** Tells the peer we have handled its messages 1..handled; `misses` found no recipient here. */
+  /**
+   * Tells the peer we have handled its messages 1..handled (`misses` found no recipient here),
+   * written to the socket at once: the acknowledgement leaves before the deliveries it covers,
+   * which the client streams write at the end of the tick, so a node killed in between loses the
+   * few stanzas of that instant rather than making their senders deliver them twice.
+   */
   acknowledge(handled: number, misses: number[]): void {
     if (this.state !== 'ready') return;
     const attrs: Record<string, string> = { h: String(handled) };
     if (misses.length > 0) attrs.miss = misses.join(' ');
     this.write(new Element('a', attrs).toString());
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
   }
 
   close(reason: string): void {
@@ -242,6 +253,7 @@ export class ClusterLink {
     } catch (err) {
       this.fail(err instanceof StreamError ? err.condition : 'bad-protocol', err instanceof Error ? err.message : undefined);
     }
+    if (this.state === 'ready') this.events.chunkHandled(this);
   }
 
   private tick(): void {

@@ -42,6 +42,10 @@ export interface NodeProcess {
   kill(): Promise<void>;
   /** SIGTERM and wait for the exit. */
   stop(): Promise<void>;
+  /** SIGSTOP: the process freezes, its sockets stay open. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
 }
 
 export interface TestCluster {
@@ -182,6 +186,7 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
       const child = node.process;
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGCONT'); // a frozen process dies at once too
       child.kill('SIGKILL');
       await exited;
     },
@@ -191,6 +196,12 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
+    },
+    freeze() {
+      node.process?.kill('SIGSTOP');
+    },
+    thaw() {
+      node.process?.kill('SIGCONT');
     },
   };
   return node;

@@ -1,0 +1,55 @@
+import t from 'tap';
+import { eventually, startCluster } from '../helpers/cluster';
+import { createClusterDatabase } from '../helpers/databases';
+import { OFFERED_RATE, failoverPairs, sentAtLeast } from '../helpers/failover-traffic';
+
+// Three real nodes on MySQL, numbered traffic at OFFERED_RATE, most receivers on node 3, which is
+// killed with SIGKILL mid-stream. Every message the server took must end up exactly once:
+// delivered live, stored offline (and fetched at the receiver's next login), or bounced.
+t.test('SIGKILL of a node under load: nothing lost, nothing twice, and it rejoins without refusals', async (t) => {
+  const dbUri = await createClusterDatabase(t);
+  if (!dbUri) return;
+  for (const strategy of ['broadcast', 'online-users-caching']) {
+    await t.test(strategy, async (t) => {
+      const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
+      const victim = 2;
+      const tag = strategy === 'broadcast' ? 'kb' : 'kc';
+      const { traffic, victimReceivers } = await failoverPairs(cluster, victim, tag);
+
+      traffic.start(OFFERED_RATE);
+      await sentAtLeast(traffic, 2500);
+      await cluster.nodes[victim].kill();
+      const atKill = traffic.sent.size;
+      await sentAtLeast(traffic, atKill + 4000);
+      traffic.stop();
+      t.ok(traffic.offeredRate >= 1000, `at least 1000 msgs/s offered (${Math.round(traffic.offeredRate)}/s)`);
+
+      // Everything not delivered live or bounced must now be in offline storage (nothing in flight).
+      const stored = async () => {
+        let n = 0;
+        for (const i of victimReceivers) n += await cluster.storage.offline.count(`${tag}r${i}@localhost`);
+        return n;
+      };
+      await eventually('every message is delivered, bounced or stored', async () => traffic.unaccounted().length === (await stored()), 60000).catch(async (err) => {
+        t.comment(`${traffic.summary()}; stored ${await stored()}`);
+        throw err;
+      });
+      t.ok((await stored()) > 0, 'messages for the dead node\'s users were stored offline');
+
+      // The dead node's users come back on a survivor and fetch what was stored for them.
+      for (const i of victimReceivers) traffic.watchReceiver(await cluster.login(0, `${tag}r${i}`, { resource: 'phone' }));
+      await eventually('every message is accounted for', () => traffic.unaccounted().length === 0, 60000).catch(() => undefined);
+      t.comment(traffic.summary());
+      t.equal(traffic.unaccounted().length, 0, 'sent = delivered + stored + bounced: nothing lost');
+      t.equal(traffic.duplicates().length, 0, 'nothing delivered twice');
+      t.equal(await stored(), 0, 'offline storage is empty after the receivers fetched it');
+
+      // The killed node restarts and rejoins; nobody refuses anyone.
+      const before = cluster.nodes.map((n) => n.output.length);
+      await cluster.nodes[victim].start();
+      for (let i = 0; i < 3; i++) await cluster.waitConnected(i, 3, 30000);
+      const after = cluster.nodes.map((n, i) => (i === victim ? n.output : n.output.slice(before[i]))).join('\n');
+      t.notMatch(after, /cluster link refused|unknown-node/, 'the restarted node rejoins without a refused link');
+    });
+  }
+});
