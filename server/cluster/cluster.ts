@@ -4,6 +4,7 @@ import type { Logger } from '../log';
 import type { ClusterNodeRow, ClusterNodeStore } from '../storage/types';
 import { ClusterLink, type LinkEvents, type LinkOptions } from './link';
 import { LINK, isLinkKind, type LinkKind } from './catalogue';
+import { deliveryHold } from '../sm/session';
 import { ClusterRegistry } from './registry';
 
 /**
@@ -92,6 +93,7 @@ export class Cluster {
   private readonly upListeners: ((node: string) => void | Promise<void>)[] = [];
   private readonly downListeners: ((node: string, reason: string) => void | Promise<void>)[] = [];
   private readonly unknownKinds = new Set<string>();
+  private chunkStartedAt = 0;
   private server?: net.Server;
   private nextId = 0;
   private stopped = false;
@@ -354,9 +356,24 @@ export class Cluster {
       const channel = this.channels.get(link.peer);
       if (channel?.link === link) this.dispatch(channel, element, seq);
     },
+    chunkStart: () => {
+      this.chunkStartedAt = Date.now();
+      deliveryHold.hold();
+    },
     chunkHandled: (link) => {
       const channel = this.channels.get(link.peer);
-      if (channel?.link === link) this.sendAck(channel);
+      // Frozen (SIGSTOP, a stalled host) for longer than the link timeout while handling this
+      // chunk: the peer has given up on the link and re-routed what we did not acknowledge, so
+      // the deliveries held for it must not leave now.
+      const frozen = Date.now() - this.chunkStartedAt > this.opts.linkTimeout * 1000;
+      if (frozen || channel?.link !== link) {
+        const dropped = deliveryHold.release(true);
+        link.close(`input handled too late (${Date.now() - this.chunkStartedAt} ms); ${dropped} deliveries left to the peer's re-routing`);
+        return;
+      }
+      // The acknowledgement leaves first, then the deliveries it covers.
+      this.sendAck(channel);
+      deliveryHold.release();
     },
     ack: (link, handled, misses) => {
       const channel = this.channels.get(link.peer);

@@ -28,7 +28,9 @@ export interface LinkEvents {
   ready(link: ClusterLink): void;
   /** A counted message; `seq` is its number on this link (1, 2, ...), as the sender numbered it. */
   message(link: ClusterLink, element: Element, seq: number): void;
-  /** Every message of one chunk of input has been dispatched (synchronous handling is done). */
+  /** A chunk of input is about to be parsed and its messages dispatched. */
+  chunkStart(link: ClusterLink): void;
+  /** Every message of that chunk has been dispatched (synchronous handling is done). */
   chunkHandled(link: ClusterLink): void;
   /** The peer has handled our messages 1..handled; `misses` are those among them that found no recipient. */
   ack(link: ClusterLink, handled: number, misses: number[]): void;
@@ -248,12 +250,14 @@ export class ClusterLink {
     }
     this.lastReceived = now;
     this.counters.bytesIn += chunk.length;
+    const ready = this.state === 'ready';
+    if (ready) this.events.chunkStart(this);
     try {
       this.parser.write(chunk);
     } catch (err) {
       this.fail(err instanceof StreamError ? err.condition : 'bad-protocol', err instanceof Error ? err.message : undefined);
     }
-    if (this.state === 'ready') this.events.chunkHandled(this);
+    if (ready) this.events.chunkHandled(this);
   }
 
   private tick(): void {

@@ -43,6 +43,29 @@ export class Session {
   }
 
   send(element: Element): void {
-    if (!this.ended) this.sink.send(element);
+    if (this.ended) return;
+    if (held) held.push([this, element]);
+    else this.sink.send(element);
   }
 }
+
+/** Deliveries made while a hold is on, in order; undefined when none is. */
+let held: [Session, Element][] | undefined;
+
+/**
+ * Holds every delivery to a session until release(): the cluster acknowledges a chunk of routed
+ * stanzas to their senders before the stanzas leave, and drops them instead when the process was
+ * frozen past the link timeout in between (the senders have re-routed them by then).
+ */
+export const deliveryHold = {
+  hold(): void {
+    held ??= [];
+  },
+  /** Sends what was held (or forgets it, when `drop`); returns how many deliveries there were. */
+  release(drop = false): number {
+    const deliveries = held ?? [];
+    held = undefined;
+    if (!drop) for (const [session, element] of deliveries) if (!session.ended) session.sink.send(element);
+    return deliveries.length;
+  },
+};
