@@ -1,0 +1,62 @@
+import t from 'tap';
+import { eventually, startCluster } from '../helpers/cluster';
+import { createClusterDatabase } from '../helpers/databases';
+import { linkProxy } from '../helpers/link-proxy';
+import { NumberedTraffic, type Pair } from '../helpers/numbered-traffic';
+import { freePort } from '../helpers/server';
+
+/** Messages per second across the partitioned link [300]. */
+const RATE = 300;
+
+// The link between two nodes is cut (bytes vanish both ways) while users on one node write to
+// users on the other, who stay online throughout; then it heals. What could not cross was stored
+// offline; it must reach the receivers as soon as the link is back, not at their next login.
+t.test('a partition parks nothing for users who stay online, and loses nothing', async (t) => {
+  const dbUri = await createClusterDatabase(t);
+  if (!dbUri) return;
+  for (const strategy of ['broadcast', 'online-users-caching']) {
+    await t.test(strategy, async (t) => {
+      const clusterPort = await freePort();
+      const proxy = await linkProxy(clusterPort);
+      t.teardown(() => proxy.close());
+      // node1 dials node2 (the smaller name dials), through the proxy node2 advertises.
+      const cluster = await startCluster(t, {
+        nodes: 2,
+        dbUri,
+        strategy,
+        nodeArgs: (i) => (i === 1 ? [`--cluster-port=${clusterPort}`, `--cluster-advertise-port=${proxy.port}`] : []),
+      });
+      const tag = strategy === 'broadcast' ? 'pb' : 'pc';
+      const pairs: Pair[] = [];
+      for (let i = 0; i < 4; i++) {
+        await cluster.addUser(`${tag}s${i}`);
+        await cluster.addUser(`${tag}r${i}`);
+        const receiver = await cluster.login(1, `${tag}r${i}`, { resource: 'phone' });
+        const sender = await cluster.login(0, `${tag}s${i}`, { resource: 'desk' });
+        pairs.push({ sender, receiver, to: `${tag}r${i}@localhost/phone` });
+      }
+      const traffic = new NumberedTraffic(pairs);
+      traffic.start(RATE);
+      await eventually('traffic flows', () => traffic.live.size >= 300, 30000);
+      proxy.forwarding = false;
+      await cluster.waitConnected(0, 1, 15000);
+      await cluster.waitConnected(1, 1, 15000);
+      const cut = traffic.sent.size;
+      await eventually('traffic goes on during the partition', () => traffic.sent.size >= cut + RATE * 2, 30000);
+      proxy.forwarding = true;
+      await cluster.waitConnected(0, 2, 30000);
+      await cluster.waitConnected(1, 2, 30000);
+      const healed = traffic.sent.size;
+      await eventually('traffic goes on after healing', () => traffic.sent.size >= healed + RATE, 30000);
+      traffic.stop();
+
+      await eventually('every message reaches its receiver', () => traffic.unaccounted().length === 0, 30000).catch(() => undefined);
+      t.comment(traffic.summary());
+      t.equal(traffic.unaccounted().length, 0, 'nothing lost, nothing parked: receivers got everything without logging in again');
+      t.ok(traffic.offline.size > 0, 'what could not cross was stored, then delivered when the link came back');
+      let stored = 0;
+      for (let i = 0; i < 4; i++) stored += await cluster.storage.offline.count(`${tag}r${i}@localhost`);
+      t.equal(stored, 0, 'offline storage holds nothing for the online receivers');
+    });
+  }
+});
