@@ -378,7 +378,7 @@ export class C2SStream implements TransportListener {
       }
     }
     this.session = this.ctx.sessions.bind(
-      { id: this.transport.id, send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el), close: (err) => this.close(err) },
+      { id: this.transport.id, send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el), flush: () => this.transport.flush?.(), whenWritten: () => this.transport.whenWritten?.(), close: (err) => this.close(err) },
       this.authenticated!,
       this.domain,
       requested,

@@ -20,6 +20,13 @@ export interface Transport {
   /** Opens (or re-opens after a restart) the server's side of the stream. */
   sendHeader(attrs: Record<string, string>): void;
   send(element: Element): void;
+  /** Hands what send() queued in this tick to the socket now rather than at the end of the tick (optional). */
+  flush?(): void;
+  /**
+   * Undefined when everything sent so far is in the kernel's hands; otherwise resolves once it is
+   * (or the connection is gone). Optional: a transport without it counts as written.
+   */
+  whenWritten?(): Promise<void> | undefined;
   /** Sends the stream error (if any) and the closing of the stream, then closes the connection. */
   close(error?: StreamError): void;
   /** Upgrades to TLS (RFC 6120 §5.4.3.3), resetting the parser; resolves once the handshake is done. */

@@ -71,6 +71,9 @@ interface Channel {
   /** An acknowledgement is owed: sent at the end of the input chunk, or on the next turn for work that finished later. */
   ackDue: boolean;
   ackScheduled: boolean;
+  /** Acknowledgements waiting for slow clients' sockets to take what they cover, in order. */
+  ackChain?: Promise<void>;
+  acksWaiting: number;
 }
 
 /**
@@ -322,11 +325,28 @@ export class Cluster {
     });
   }
 
-  private sendAck(channel: Channel): void {
+  /**
+   * Acknowledges what is handled so far. A routed stanza counts as handled once its delivery is in
+   * the kernel's hands: when a slow client's socket still holds some in memory (`unwritten`), the
+   * acknowledgement waits for it, so a node killed meanwhile leaves it to the sender to re-route.
+   */
+  private sendAck(channel: Channel, unwritten: Promise<void>[] = []): void {
     if (!channel.ackDue) return;
     channel.ackDue = false;
-    channel.link.acknowledge(channel.handled, channel.misses);
+    const handled = channel.handled;
+    const misses = channel.misses;
     channel.misses = [];
+    if (unwritten.length === 0 && channel.acksWaiting === 0) {
+      channel.link.acknowledge(handled, misses);
+      return;
+    }
+    channel.acksWaiting++;
+    channel.ackChain = (channel.ackChain ?? Promise.resolve())
+      .then(() => Promise.all(unwritten))
+      .then(() => {
+        channel.link.acknowledge(handled, misses);
+        if (--channel.acksWaiting === 0) channel.ackChain = undefined;
+      });
   }
 
   /** The peer has handled 1..handled; `misses` (any of ours) found nobody. */
@@ -367,13 +387,18 @@ export class Cluster {
       // the deliveries held for it must not leave now.
       const frozen = Date.now() - this.chunkStartedAt > this.opts.linkTimeout * 1000;
       if (frozen || channel?.link !== link) {
-        const dropped = deliveryHold.release(true);
+        const dropped = deliveryHold.drop();
         link.close(`input handled too late (${Date.now() - this.chunkStartedAt} ms); ${dropped} deliveries left to the peer's re-routing`);
         return;
       }
-      // The acknowledgement leaves first, then the deliveries it covers.
-      this.sendAck(channel);
-      deliveryHold.release();
+      // The deliveries go to the clients' sockets, then at once the acknowledgement that covers
+      // them: a node killed in that instant makes its peers deliver a few stanzas twice, never lose them.
+      let unwritten: Promise<void>[] = [];
+      try {
+        unwritten = deliveryHold.release();
+      } finally {
+        this.sendAck(channel, unwritten);
+      }
     },
     ack: (link, handled, misses) => {
       const channel = this.channels.get(link.peer);
@@ -401,7 +426,7 @@ export class Cluster {
     }
     const entry = this.dialing.get(link.peer);
     if (entry) entry.backoff = BACKOFF_MIN_MS;
-    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackDue: false, ackScheduled: false });
+    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackDue: false, ackScheduled: false, acksWaiting: 0 });
     this.opts.logger.info('cluster node connected', { node: link.peer, version: link.peerVersion });
     for (const listener of this.upListeners) void listener(link.peer);
   }

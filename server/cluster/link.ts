@@ -121,9 +121,8 @@ export class ClusterLink {
 
   /**
    * Tells the peer we have handled its messages 1..handled (`misses` found no recipient here),
-   * written to the socket at once: the acknowledgement leaves before the deliveries it covers,
-   * which the client streams write at the end of the tick, so a node killed in between loses the
-   * few stanzas of that instant rather than making their senders deliver them twice.
+   * handed to the socket at once, right after the deliveries it covers: the window in which a
+   * node killed would leave delivered stanzas unacknowledged is as short as it can be.
    */
   acknowledge(handled: number, misses: number[]): void {
     if (this.state !== 'ready') return;

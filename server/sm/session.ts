@@ -6,6 +6,10 @@ import type { StreamError } from '../errors';
 export interface StanzaSink {
   readonly id: string;
   send(element: Element): void;
+  /** Writes what send() queued to the socket now (optional; otherwise at the end of the tick). */
+  flush?(): void;
+  /** Undefined when all that was sent is in the kernel's hands, else a promise of it (optional). */
+  whenWritten?(): Promise<void> | undefined;
   close(error?: StreamError): void;
 }
 
@@ -53,19 +57,45 @@ export class Session {
 let held: [Session, Element][] | undefined;
 
 /**
- * Holds every delivery to a session until release(): the cluster acknowledges a chunk of routed
- * stanzas to their senders before the stanzas leave, and drops them instead when the process was
- * frozen past the link timeout in between (the senders have re-routed them by then).
+ * Holds every delivery to a session until release(): the cluster hands a chunk of routed stanzas
+ * to the clients' sockets in one go, right before acknowledging them to their senders, and drops
+ * them instead when the process was frozen past the link timeout meanwhile (the senders have
+ * re-routed them by then).
  */
 export const deliveryHold = {
   hold(): void {
     held ??= [];
   },
-  /** Sends what was held (or forgets it, when `drop`); returns how many deliveries there were. */
-  release(drop = false): number {
+  /** Forgets what was held; returns how many deliveries that was. */
+  drop(): number {
+    const count = held?.length ?? 0;
+    held = undefined;
+    return count;
+  },
+  /**
+   * Sends what was held and returns, for the streams that could not
+   * yet hand all of it to the kernel (slow readers), promises that resolve when they have.
+   */
+  release(): Promise<void>[] {
     const deliveries = held ?? [];
     held = undefined;
-    if (!drop) for (const [session, element] of deliveries) if (!session.ended) session.sink.send(element);
-    return deliveries.length;
+    const sinks = new Set<StanzaSink>();
+    for (const [session, element] of deliveries) {
+      // One broken stream must not keep the others' stanzas (its transport closes it by itself).
+      try {
+        if (session.ended) continue;
+        session.sink.send(element);
+        sinks.add(session.sink);
+      } catch {
+        continue;
+      }
+    }
+    const unwritten: Promise<void>[] = [];
+    for (const sink of sinks) {
+      sink.flush?.();
+      const written = sink.whenWritten?.();
+      if (written) unwritten.push(written);
+    }
+    return unwritten;
   },
 };

@@ -43,6 +43,9 @@ export class TcpTransport implements Transport {
   private closing = false;
   private closedReason?: string;
   private corked = false;
+  /** Writes not yet handed to the kernel, and who waits for them (see whenWritten). */
+  private unwritten = 0;
+  private writtenWaiters: (() => void)[] = [];
   private lastWrite = Date.now();
   private readonly keepalive: NodeJS.Timeout;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
@@ -85,6 +88,25 @@ export class TcpTransport implements Transport {
   send(element: Element): void {
     this.write(element.toString());
   }
+
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  whenWritten(): Promise<void> | undefined {
+    if (this.unwritten === 0 || this.socket.destroyed) return undefined;
+    return new Promise<void>((resolve) => this.writtenWaiters.push(resolve));
+  }
+
+  /** The callback of every socket write: the data has gone to the kernel (or the socket is gone). */
+  private readonly written = (): void => {
+    if (--this.unwritten > 0) return;
+    const waiters = this.writtenWaiters;
+    this.writtenWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
 
   close(error?: StreamError): void {
     if (this.closing) return;
@@ -166,7 +188,8 @@ export class TcpTransport implements Transport {
         socket.uncork();
       });
     }
-    socket.write(data);
+    this.unwritten++;
+    socket.write(data, this.written);
   }
 
   private configureSocket(socket: net.Socket): void {

@@ -22,13 +22,23 @@ type Test = { teardown(fn: () => unknown): void };
 export { xml };
 export type XmppClient = ReturnType<typeof xmppClient>;
 
-/** A port the kernel says is free now (the contract reserves port 0 for "disabled"). */
+/** Ports this test process has handed out: the kernel may offer a just-closed port again. */
+const handedOut = new Set<number>();
+
+/**
+ * A port the kernel says is free now (the contract reserves port 0 for "disabled"), never one
+ * this process handed out before, so one server's listeners never get the same port twice.
+ */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (;;) {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export interface TestServer {
