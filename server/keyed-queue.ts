@@ -9,16 +9,7 @@ export class KeyedQueue {
 
   run<T>(key: string, task: () => T | Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
-    const result = previous.then(task);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return result;
+    return this.track(key, previous.then(task));
   }
 
   /**
@@ -29,7 +20,11 @@ export class KeyedQueue {
   runOrNow<T>(key: string, task: () => T | Promise<T>): T | Promise<T> {
     if (this.tails.has(key)) return this.run(key, task);
     const result = task();
-    if (!(result instanceof Promise)) return result;
+    return result instanceof Promise ? this.track(key, result) : result;
+  }
+
+  /** Makes `result` the key's tail until it settles. */
+  private track<T>(key: string, result: Promise<T>): Promise<T> {
     const tail = result.then(
       () => undefined,
       () => undefined,
