@@ -1,10 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
-import { eventually, startCluster } from '../helpers/cluster';
+import { eventually, startCluster, startPartitionableCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { linkProxy } from '../helpers/link-proxy';
-import { freePort, nextStanza, xml } from '../helpers/server';
+import { nextStanza, xml } from '../helpers/server';
 
 t.test('kill -9 of a node: survivors drop it and its users, store their messages, and take it back when it restarts', async (t) => {
   const dbUri = await createClusterDatabase(t);
@@ -77,16 +76,7 @@ t.test('a partitioned link is detected within seconds and heals when the network
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
-      const clusterPort = await freePort();
-      const proxy = await linkProxy(clusterPort);
-      t.teardown(() => proxy.close());
-      // node1 dials node2 (the smaller name dials), through the proxy node2 advertises.
-      const cluster = await startCluster(t, {
-        nodes: 2,
-        dbUri,
-        strategy,
-        nodeArgs: (i) => (i === 1 ? [`--cluster-port=${clusterPort}`, `--cluster-advertise-port=${proxy.port}`] : []),
-      });
+      const { cluster, proxy } = await startPartitionableCluster(t, { dbUri, strategy });
       for (const user of ['dora', 'emil']) await cluster.addUser(user).catch(() => undefined);
       await cluster.storage.roster.setItem('dora@localhost', { jid: 'emil@localhost', subscription: 'both', groups: [] });
       await cluster.storage.roster.setItem('emil@localhost', { jid: 'dora@localhost', subscription: 'both', groups: [] });

@@ -1,9 +1,8 @@
 import t from 'tap';
 import type { Element } from 'ltx';
 import { rendezvousOwner } from '../../server/cluster/ownership';
-import { eventually, startCluster } from '../helpers/cluster';
+import { eventually, startCluster, startPartitionableCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { linkProxy } from '../helpers/link-proxy';
 import {
   MUC_ARGS,
   adminSet,
@@ -18,7 +17,7 @@ import {
   say,
   statusCodes,
 } from '../helpers/muc';
-import { collect, freePort, nextStanza, xml, type XmppClient } from '../helpers/server';
+import { collect, nextStanza, xml, type XmppClient } from '../helpers/server';
 
 const ROOM = 'plaza@muc.localhost';
 
@@ -154,17 +153,7 @@ for (const strategy of ['broadcast', 'online-users-caching']) {
   t.test(`after a partition heals, the room is served by one node again (${strategy})`, async (t) => {
     const dbUri = await createClusterDatabase(t);
     if (!dbUri) return;
-    // node1 dials node2 through a proxy that the test can cut (node2 advertises the proxy's port).
-    const clusterPort = await freePort();
-    const proxy = await linkProxy(clusterPort);
-    t.teardown(() => proxy.close());
-    const cluster = await startCluster(t, {
-      nodes: 2,
-      dbUri,
-      strategy,
-      args: MUC_ARGS,
-      nodeArgs: (i) => (i === 1 ? [`--cluster-port=${clusterPort}`, `--cluster-advertise-port=${proxy.port}`] : []),
-    });
+    const { cluster, proxy } = await startPartitionableCluster(t, { dbUri, strategy, args: MUC_ARGS });
     for (const user of ['erin', 'finn']) await cluster.addUser(user).catch(() => undefined);
     // A room that node1 serves, with erin on node1 and finn on node2.
     const names = cluster.nodes.map((n) => n.name).sort();

@@ -1,9 +1,7 @@
 import t from 'tap';
-import { eventually, startCluster } from '../helpers/cluster';
+import { eventually, startPartitionableCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { linkProxy } from '../helpers/link-proxy';
 import { NumberedTraffic, type Pair } from '../helpers/numbered-traffic';
-import { freePort } from '../helpers/server';
 
 /** Messages per second across the partitioned link [300]. */
 const RATE = 300;
@@ -16,16 +14,7 @@ t.test('a partition parks nothing for users who stay online, and loses nothing',
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
-      const clusterPort = await freePort();
-      const proxy = await linkProxy(clusterPort);
-      t.teardown(() => proxy.close());
-      // node1 dials node2 (the smaller name dials), through the proxy node2 advertises.
-      const cluster = await startCluster(t, {
-        nodes: 2,
-        dbUri,
-        strategy,
-        nodeArgs: (i) => (i === 1 ? [`--cluster-port=${clusterPort}`, `--cluster-advertise-port=${proxy.port}`] : []),
-      });
+      const { cluster, proxy } = await startPartitionableCluster(t, { dbUri, strategy });
       const tag = strategy === 'broadcast' ? 'pb' : 'pc';
       const pairs: Pair[] = [];
       for (let i = 0; i < 4; i++) {

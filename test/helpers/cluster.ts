@@ -7,6 +7,7 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { openStorage } from '../../server/storage/open-storage';
 import type { Storage } from '../../server/storage/types';
 import { connectClient, type XmppClient } from './client';
+import { linkProxy, type LinkProxy } from './link-proxy';
 import { PASSWORD, freePort } from './server';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -73,6 +74,22 @@ export interface ClusterOptions {
   names?: string[];
   /** Wait until every node sees all the others [true]. */
   waitConnected?: boolean;
+}
+
+/**
+ * Two nodes whose link runs through a proxy the test can cut (a partition): node1 dials node2
+ * (the smaller name dials) on the proxy's port, which node2 advertises.
+ */
+export async function startPartitionableCluster(t: Test, opts: Omit<ClusterOptions, 'nodes' | 'nodeArgs'>): Promise<{ cluster: TestCluster; proxy: LinkProxy }> {
+  const clusterPort = await freePort();
+  const proxy = await linkProxy(clusterPort);
+  t.teardown(() => proxy.close());
+  const cluster = await startCluster(t, {
+    ...opts,
+    nodes: 2,
+    nodeArgs: (i) => (i === 1 ? [`--cluster-port=${clusterPort}`, `--cluster-advertise-port=${proxy.port}`] : []),
+  });
+  return { cluster, proxy };
 }
 
 /** Starts N real node processes on loopback sharing one database, all connected to each other. */
