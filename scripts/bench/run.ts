@@ -156,6 +156,7 @@ async function rss(httpPort: number): Promise<number> {
 
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
+  const loadAtStart = os.loadavg();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-bench-'));
   const dbUri = `sqlite:${path.join(dir, 'bench.sqlite')}`;
   const storage = await openStorage(dbUri);
@@ -229,6 +230,8 @@ async function main(): Promise<void> {
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossRuns.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
       `Memory per idle authenticated TLS connection (server RSS growth over ${o.idle} connections): ${perConnection} KB.`,
+      '',
+      `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). Prosody and ejabberd were not installed, so this run has no anchors.`,
       '',
       'The load generator shares the 2-core machine with the server processes, so these figures are a floor for the server, not a ceiling:',
       'in the two-node run, two busy server processes and the generator share two cores (the one-node run has one server process).',
