@@ -92,8 +92,6 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   router.setAccountCheck(async (bare) => (await storage.users.get(bare)) !== undefined);
   const rosterService = new RosterService(storage, sessions, remote);
   const presence = new PresenceService(router, sessions, rosterService, storage, logger, remote);
-  // Stored messages for users who are online somewhere go to them at once (a race, a failover).
-  let messages: MessageService | undefined;
   const offlineWriter = new OfflineWriter(
     storage.offline,
     {
@@ -103,12 +101,13 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       perUserLimit: config.limits.offlineQueueLength,
     },
     logger.category('db'),
-    (users) => {
-      messages?.deliverStored(users);
-      remote.offlineStored(users);
-    },
   );
-  messages = new MessageService(router, sessions, storage, offlineWriter, logger, remote);
+  const messages = new MessageService(router, sessions, storage, offlineWriter, logger, remote);
+  // Stored messages for users who are online somewhere go to them at once (a race, a failover).
+  offlineWriter.onStored((users) => {
+    messages.deliverStored(users);
+    remote.offlineStored(users);
+  });
   router.setDelivery({
     outboundMessage: (session, stanza, to) => messages.outbound(session, stanza, to),
     inboundMessage: (stanza, from, to) => messages.inbound(stanza, from, to),

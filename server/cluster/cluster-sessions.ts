@@ -80,7 +80,8 @@ export class ClusterSessions implements RemoteDelivery {
     this.local = local;
   }
 
-  get localDelivery(): LocalDelivery | undefined {
+  private localOrFail(): LocalDelivery {
+    if (!this.local) throw new Error('cluster sessions used before local delivery was attached');
     return this.local;
   }
 
@@ -285,7 +286,7 @@ export class ClusterSessions implements RemoteDelivery {
   // ---- handlers: peers ask this node ----
 
   private registerHandlers(): void {
-    const local = () => localOf(this);
+    const local = () => this.localOrFail();
     this.cluster.handle(LINK.session, (from, msg) => {
       const child = msg.getChildElements()[0];
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
@@ -370,7 +371,7 @@ export class ClusterSessions implements RemoteDelivery {
 
   /** A presence or IQ for a full JID bound here; false when it is not. */
   private stanzaHere(from: string, stanza: Element, to: JID): boolean {
-    const delivered = localOf(this).stanzaToResource(stanza, to) > 0;
+    const delivered = this.localOrFail().stanzaToResource(stanza, to) > 0;
     const viewer = this.sessions.get(to);
     if (viewer) this.trackPresence(from, stanza, [viewer]);
     return delivered;
@@ -381,12 +382,6 @@ export class ClusterSessions implements RemoteDelivery {
     if (this.strategy.knowsRemoteSessions) return [];
     return [...this.sessions.all()].map((session) => entryOf(session, this.cluster.localNode));
   }
-}
-
-function localOf(sessions: ClusterSessions): LocalDelivery {
-  const delivery = sessions.localDelivery;
-  if (!delivery) throw new Error('cluster sessions used before local delivery was attached');
-  return delivery;
 }
 
 function entryOf(session: Session, node: string): ResourceEntry {

@@ -34,7 +34,7 @@ export class MessageService {
 
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
     // Back-pressure: while offline storage cannot keep up, senders wait here rather than pile up work.
-    await this.offline.waitForRoom();
+    if (this.offline.full) await this.offline.waitForRoom();
     // XEP-0280 §8: copies of what one resource sends go to the user's other carbons-enabled resources.
     if (carbonEligible(stanza)) {
       this.carbonsHere('sent', stanza, session.bare, session.full);

@@ -47,15 +47,24 @@ export class OfflineWriter {
   private running = 0;
   private roomWaiters: (() => void)[] = [];
   private lastFailureLog = 0;
+  private readonly storedListeners: ((users: string[]) => void)[] = [];
   readonly counters = { stored: 0, full: 0, failed: 0, batches: 0, retries: 0 };
 
   constructor(
     private readonly store: OfflineStore,
     private readonly opts: OfflineWriterOptions,
     private readonly logger: Logger,
-    /** Told after each batch which users got new messages (so online ones get them at once). */
-    private readonly onStored: (users: string[]) => void,
   ) {}
+
+  /** Told after each batch which users got new messages (so online ones get them at once). */
+  onStored(listener: (users: string[]) => void): void {
+    this.storedListeners.push(listener);
+  }
+
+  /** No room for one more message: waitForRoom() would wait. */
+  get full(): boolean {
+    return this.queue.length >= this.opts.queueLimit;
+  }
 
   get pending(): number {
     return this.queue.length + this.running * this.opts.batchSize;
@@ -82,7 +91,7 @@ export class OfflineWriter {
 
   /** Stores one message for `user`; resolves once it is in the database, or rejects with the StanzaError for its sender. */
   async write(user: string, stanzaXml: string): Promise<void> {
-    await this.waitForRoom();
+    if (this.full) await this.waitForRoom();
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ user, stanzaXml, since: Date.now(), resolve, reject });
       this.pump();
@@ -119,7 +128,7 @@ export class OfflineWriter {
             item.reject(new StanzaError('service-unavailable', 'offline storage is full'));
           }
         });
-        if (users.size > 0) this.onStored([...users]);
+        if (users.size > 0) for (const listener of this.storedListeners) listener([...users]);
         return;
       } catch (err) {
         const now = Date.now();

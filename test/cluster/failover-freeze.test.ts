@@ -1,7 +1,6 @@
 import t from 'tap';
-import { startCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { OFFERED_RATE, failoverPairs, sentAtLeast } from '../helpers/failover-traffic';
+import { OFFERED_RATE, VICTIM, sentAtLeast, startFailoverCluster } from '../helpers/failover-traffic';
 import { eventually } from '../helpers/cluster';
 
 // Node 3 is frozen with SIGSTOP for longer than the link timeout while numbered traffic flows,
@@ -14,10 +13,9 @@ t.test('SIGSTOP of a node beyond the link timeout under load: nothing lost, noth
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
-      const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
-      const victim = 2;
+      const victim = VICTIM;
       const tag = strategy === 'broadcast' ? 'fb' : 'fc';
-      const { traffic } = await failoverPairs(cluster, victim, tag);
+      const { cluster, traffic } = await startFailoverCluster(t, dbUri, strategy, tag);
 
       traffic.start(OFFERED_RATE);
       await sentAtLeast(traffic, 2500);

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { eventually, startCluster } from '../helpers/cluster';
+import { eventually } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { OFFERED_RATE, failoverPairs, sentAtLeast } from '../helpers/failover-traffic';
+import { OFFERED_RATE, VICTIM, sentAtLeast, startFailoverCluster } from '../helpers/failover-traffic';
 
 // Three real nodes on MySQL, numbered traffic at OFFERED_RATE, most receivers on node 3, which is
 // killed with SIGKILL mid-stream. Every message the server took must end up exactly once:
@@ -11,10 +11,9 @@ t.test('SIGKILL of a node under load: nothing lost, nothing twice, and it rejoin
   if (!dbUri) return;
   for (const strategy of ['broadcast', 'online-users-caching']) {
     await t.test(strategy, async (t) => {
-      const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
-      const victim = 2;
+      const victim = VICTIM;
       const tag = strategy === 'broadcast' ? 'kb' : 'kc';
-      const { traffic, victimReceivers } = await failoverPairs(cluster, victim, tag);
+      const { cluster, traffic, victimReceivers } = await startFailoverCluster(t, dbUri, strategy, tag);
 
       traffic.start(OFFERED_RATE);
       await sentAtLeast(traffic, 2500);

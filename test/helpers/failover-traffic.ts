@@ -1,5 +1,6 @@
 import type { XmppClient } from './client';
-import { eventually, type TestCluster } from './cluster';
+import { eventually, startCluster, type TestCluster } from './cluster';
+import type { TapTest } from './databases';
 import { NumberedTraffic, type Pair } from './numbered-traffic';
 
 /** Messages per second offered in total by the failure tests [1200]. */
@@ -33,6 +34,18 @@ export async function failoverPairs(cluster: TestCluster, victim: number, tag: s
     pairs.push({ sender, receiver, to: `${tag}r${i}@localhost/phone` });
   }
   return { traffic: new NumberedTraffic(pairs), pairs, victimReceivers };
+}
+
+/** The node the failure tests kill or freeze: node 3. */
+export const VICTIM = 2;
+
+/**
+ * Three real nodes on `dbUri` with the failover pairs logged in, ready for traffic. `tag`
+ * prefixes the users, so each strategy's run has its own.
+ */
+export async function startFailoverCluster(t: TapTest, dbUri: string, strategy: string, tag: string): Promise<FailoverSetup & { cluster: TestCluster }> {
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
+  return { cluster, ...(await failoverPairs(cluster, VICTIM, tag)) };
 }
 
 /** Waits until `count` more messages have been sent (time measured in traffic, not sleeps). */
