@@ -3,11 +3,14 @@ import net from 'node:net';
 import { Element, escapeXML } from 'ltx';
 import { StreamError } from '../errors';
 import type { Logger } from '../log';
-import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+import type { ParserLimits } from '../xml/stream-parser';
+import { TrustedStreamParser } from '../xml/trusted-stream-parser';
 import { CLUSTER_NS, PROTOCOL_VERSION, compatibleVersion } from './protocol';
 
 /** Largest element on a link: client stanzas plus wrappers, and sync batches [4 MiB]. */
 const LINK_LIMITS: ParserLimits = { maxStanzaSize: 4 * 1024 * 1024, maxXmlDepth: 64, maxAttributes: 64 };
+/** Until the peer has proven who it is: the header and the proof are small [16 KiB, depth 4]. */
+const HANDSHAKE_LIMITS: ParserLimits = { maxStanzaSize: 16 * 1024, maxXmlDepth: 4, maxAttributes: 16 };
 /** Bytes waiting in a link's socket buffer before send() refuses more [16 MiB]. */
 export const LINK_MAX_QUEUE_BYTES = 16 * 1024 * 1024;
 
@@ -57,7 +60,8 @@ export class ClusterLink {
   private state: LinkState = 'handshake';
   private readonly nonce = randomBytes(18).toString('base64');
   private peerNonce = '';
-  private parser: StreamParser;
+  /** Peers are our own nodes, which serialise what their strict client parsers accepted. */
+  private parser: TrustedStreamParser;
   private lastReceived = Date.now();
   private lastSent = Date.now();
   private corked = false;
@@ -79,7 +83,7 @@ export class ClusterLink {
     socket.on('error', (err) => this.close(`socket error: ${err.message}`));
     socket.on('close', () => this.close('connection closed'));
     socket.on('data', (chunk: Buffer) => this.feed(chunk));
-    this.parser = new StreamParser(LINK_LIMITS, {
+    this.parser = new TrustedStreamParser(HANDSHAKE_LIMITS, {
       streamStart: (name, attrs) => void this.onHeader(name, attrs).catch((err) => this.close(String(err))),
       element: (element) => this.onElement(element),
       streamEnd: () => this.close('peer closed the link'),
@@ -102,6 +106,16 @@ export class ClusterLink {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /** Names what this node sends on this link (its nonce): the peer knows it as `peerId`. */
+  get id(): string {
+    return this.nonce;
+  }
+
+  /** Names what the peer sends on this link. */
+  get peerId(): string {
+    return this.peerNonce;
   }
 
   get queuedBytes(): number {
@@ -188,6 +202,7 @@ export class ClusterLink {
       this.sendRaw(new Element('auth', { proof: this.proof(peerPassword, 'accept') }));
     }
     this.state = 'ready';
+    this.parser.limits = LINK_LIMITS;
     this.opts.logger.debug('cluster link up', { peer: this.peer, dialer: this.dialer, version: this.peerVersion });
     this.events.ready(this);
   }
