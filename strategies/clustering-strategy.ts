@@ -21,10 +21,17 @@ export interface ResourceEntry {
   priority: number;
   /** When the resource was bound (ms since the epoch): the older of two equal full JIDs loses. */
   boundAt: number;
+  /**
+   * Has enabled XEP-0280 carbons; undefined when the node did not say. Carbons travel only to
+   * nodes that may hold a carbons-enabled resource of the user, so a strategy that keeps entries
+   * should keep this field as it came.
+   */
+  carbons?: boolean;
 }
 
 export type SessionEvent =
   | { type: 'bound'; entry: ResourceEntry }
+  /** Availability, priority or carbons changed. */
   | { type: 'presence'; entry: ResourceEntry }
   | { type: 'unbound'; entry: ResourceEntry };
 

@@ -4,7 +4,7 @@ import { StreamError } from '../errors';
 import { KeyedQueue } from '../keyed-queue';
 import { tryParseJID, type JID } from '../jid';
 import type { Logger } from '../log';
-import type { RemoteDelivery } from '../sm/remote-delivery';
+import type { RemoteDelivery, RouteTrace } from '../sm/remote-delivery';
 import type { Session } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
 import { LINK, type LinkKind } from './catalogue';
@@ -55,6 +55,9 @@ export class ClusterSessions implements RemoteDelivery {
   /** Remote full JID -> (node it lives on, local sessions that saw it available). */
   private readonly seenPresence = new Map<string, { node: string; viewers: Set<Session> }>();
   private readonly synced = new Set<string>();
+  /** This node's sessions with carbons enabled, and how many each peer said it has (absent: not said). */
+  private readonly carbonsHere = new Set<Session>();
+  private readonly carbonsThere = new Map<string, number>();
   private readonly inOrder = new KeyedQueue();
   readonly counters = { forwarded: new Map<string, number>() };
 
@@ -67,6 +70,7 @@ export class ClusterSessions implements RemoteDelivery {
     sessions.onBind((session) => this.publish('bound', session));
     sessions.onPresenceChange((session) => this.publish('presence', session));
     sessions.onEnd((session) => {
+      this.carbonsHere.delete(session);
       this.publish('unbound', session);
       for (const entry of this.seenPresence.values()) entry.viewers.delete(session);
     });
@@ -127,9 +131,23 @@ export class ClusterSessions implements RemoteDelivery {
   }
 
   carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void {
+    const nodes = this.strategy.nodesForUser(user).filter((node) => this.mayHoldCarbons(node, user));
+    if (nodes.length === 0) return;
     const attrs: Record<string, string> = { kind, user };
     if (exclude) attrs.exclude = exclude;
-    this.sendTo(this.strategy.nodesForUser(user), LINK.carbons, stanza, attrs, 'carbons');
+    this.sendTo(nodes, LINK.carbons, stanza, attrs, 'carbons');
+  }
+
+  /**
+   * Whether `node` may hold a carbons-enabled resource of `user`: not when it said it has no
+   * carbons-enabled session at all, nor when the strategy lists the user's resources there and
+   * none has carbons on. What a node did not say counts as "may".
+   */
+  private mayHoldCarbons(node: string, user: string): boolean {
+    if (this.carbonsThere.get(node) === 0) return false;
+    if (!this.strategy.knowsRemoteSessions) return true;
+    const there = this.strategy.remoteResources(user).filter((entry) => entry.node === node);
+    return there.length === 0 || there.some((entry) => entry.carbons !== false);
   }
 
   rosterPush(user: string, query: Element): void {
@@ -169,6 +187,14 @@ export class ClusterSessions implements RemoteDelivery {
     for (const node of nodes) this.cluster.send(node, LINK.offlineStored, list);
   }
 
+  lostRoute(stanza: Element): RouteTrace | undefined {
+    return this.cluster.lostRoute(stanza);
+  }
+
+  deliveredBefore(trace: RouteTrace): boolean {
+    return this.cluster.deliveredBefore(trace);
+  }
+
   /** Routes to each node; resolves with how many delivered (a node lost before it answered counts as 0). */
   private async deliver(nodes: string[], mode: RouteMode, stanza: Element, to: string, reason: string, carbons = false): Promise<number> {
     if (this.logger.debugEnabled) this.logger.debug('routing decision', { strategy: this.strategy.name, mode, to, nodes });
@@ -195,10 +221,15 @@ export class ClusterSessions implements RemoteDelivery {
   // ---- session events ----
 
   private publish(type: SessionEvent['type'], session: Session): void {
+    if (session.carbons && !session.ended) this.carbonsHere.add(session);
+    else this.carbonsHere.delete(session);
     const entry = entryOf(session, this.cluster.localNode);
     this.strategy.sessionEvent({ type, entry } as SessionEvent);
     const element = new Element('r', encodeEntry(entry));
-    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.session, element, { type });
+    // Every event also says how many carbons-enabled sessions this node has (`cc`): a peer sends
+    // carbons here only while there is one.
+    const attrs = { type, cc: String(this.carbonsHere.size) };
+    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.session, element, attrs);
   }
 
   private applyRemote(type: SessionEvent['type'], entry: ResourceEntry): void {
@@ -218,7 +249,9 @@ export class ClusterSessions implements RemoteDelivery {
     this.strategy.nodeJoined(node);
     try {
       const res = await this.cluster.request(node, LINK.sync, undefined, {}, SYNC_TIMEOUT_MS);
-      for (const child of res.getChildElements()) this.applyRemote('bound', decodeEntry(child));
+      for (const child of res.getChildren('r')) this.applyRemote('bound', decodeEntry(child));
+      // A session event that arrived after the reply already said something newer.
+      if (!this.carbonsThere.has(node)) this.noteCarbons(node, res.getChild('carbons')?.attrs.n);
       this.synced.add(node);
       this.logger.debug('synced sessions from peer', { node, entries: res.getChildElements().length });
     } catch (err) {
@@ -249,6 +282,7 @@ export class ClusterSessions implements RemoteDelivery {
 
   private nodeDown(node: string): void {
     this.synced.delete(node);
+    this.carbonsThere.delete(node);
     this.strategy.nodeLeft(node);
     // The node's users are gone: whoever here saw them available sees them go (RFC 6121 §4.5.2 on their behalf).
     for (const [jid, seen] of this.seenPresence) {
@@ -290,8 +324,12 @@ export class ClusterSessions implements RemoteDelivery {
     this.cluster.handle(LINK.session, (from, msg) => {
       const child = msg.getChildElements()[0];
       if (child) this.applyRemote(msg.attrs.type, { ...decodeEntry(child), node: from });
+      this.noteCarbons(from, msg.attrs.cc);
     });
-    this.cluster.handle(LINK.sync, () => this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))));
+    this.cluster.handle(LINK.sync, () => [
+      ...this.strategy.snapshot().concat(this.localEntriesIfNotTracked()).map((e) => new Element('r', encodeEntry(e))),
+      new Element('carbons', { n: String(this.carbonsHere.size) }),
+    ]);
     this.cluster.handle(LINK.route, (from, msg) =>
       this.ordered(from, (): boolean | Promise<boolean> => {
         const stanza = detach(msg);
@@ -360,6 +398,11 @@ export class ClusterSessions implements RemoteDelivery {
     );
   }
 
+  private noteCarbons(node: string, count: string | undefined): void {
+    const n = Number(count);
+    if (count !== undefined && Number.isSafeInteger(n) && n >= 0) this.carbonsThere.set(node, n);
+  }
+
   /**
    * What peers send for delivery to this node's clients runs in arrival order per sending node:
    * a stanza that needs an asynchronous check (e.g. the block list) never lets a later one overtake
@@ -385,11 +428,13 @@ export class ClusterSessions implements RemoteDelivery {
 }
 
 function entryOf(session: Session, node: string): ResourceEntry {
-  return { jid: session.full, node, available: session.available, priority: session.priority, boundAt: session.startedAt };
+  return { jid: session.full, node, available: session.available, priority: session.priority, boundAt: session.startedAt, carbons: session.carbons };
 }
 
 function encodeEntry(entry: ResourceEntry): Record<string, string> {
-  return { jid: entry.jid, node: entry.node, available: entry.available ? '1' : '0', priority: String(entry.priority), at: String(entry.boundAt) };
+  const attrs: Record<string, string> = { jid: entry.jid, node: entry.node, available: entry.available ? '1' : '0', priority: String(entry.priority), at: String(entry.boundAt) };
+  if (entry.carbons !== undefined) attrs.c = entry.carbons ? '1' : '0';
+  return attrs;
 }
 
 function decodeEntry(element: Element): ResourceEntry {
@@ -399,6 +444,7 @@ function decodeEntry(element: Element): ResourceEntry {
     available: element.attrs.available === '1',
     priority: Number(element.attrs.priority) || 0,
     boundAt: Number(element.attrs.at) || 0,
+    carbons: element.attrs.c === undefined ? undefined : element.attrs.c === '1',
   };
 }
 

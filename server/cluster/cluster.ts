@@ -5,6 +5,7 @@ import type { ClusterNodeRow, ClusterNodeStore } from '../storage/types';
 import { ClusterLink, type LinkEvents, type LinkOptions } from './link';
 import { LINK, isLinkKind, type LinkKind } from './catalogue';
 import { deliveryHold } from '../sm/session';
+import type { RouteTrace } from '../sm/remote-delivery';
 import { ClusterRegistry } from './registry';
 
 /**
@@ -24,6 +25,34 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
  * keeping up and new messages are refused (routed ones count as missed and fall back).
  */
 export const LINK_WINDOW = 100_000;
+/** Closed links whose deliveries are remembered, so a stanza a peer re-routed to offline storage is not delivered twice [64, for an hour]. */
+const CLOSED_LINKS_KEPT = 64;
+const CLOSED_LINK_MEMORY_MS = 3600_000;
+
+
+/**
+ * Which of the last LINK_WINDOW routed messages from a peer were delivered here, one bit each.
+ * A sender never has more than LINK_WINDOW unacknowledged, so whatever it re-routes after losing
+ * the link is covered.
+ */
+class DeliveredRing {
+  private readonly bits = new Uint8Array(LINK_WINDOW / 8);
+  /** The highest sequence number recorded. */
+  last = 0;
+
+  set(seq: number, delivered: boolean): void {
+    const i = seq % LINK_WINDOW;
+    if (delivered) this.bits[i >> 3] |= 1 << (i & 7);
+    else this.bits[i >> 3] &= ~(1 << (i & 7));
+    if (seq > this.last) this.last = seq;
+  }
+
+  has(seq: number): boolean {
+    if (seq <= 0 || seq > this.last || seq <= this.last - LINK_WINDOW) return false;
+    const i = seq % LINK_WINDOW;
+    return (this.bits[i >> 3] & (1 << (i & 7))) !== 0;
+  }
+}
 
 export interface ClusterOptions {
   hostname: string;
@@ -60,7 +89,7 @@ interface Pending {
 interface Channel {
   readonly link: ClusterLink;
   /** Outbound: routed messages awaiting their outcome, by sequence number. */
-  readonly outcomes: Map<number, (delivered: boolean) => void>;
+  readonly outcomes: Map<number, { resolve: (delivered: boolean) => void; stanza: Element }>;
   /** Outbound: messages 1..acked are handled by the peer. */
   acked: number;
   sent: number;
@@ -68,6 +97,10 @@ interface Channel {
   handled: number;
   readonly done: Set<number>;
   misses: number[];
+  /** Inbound: which routed messages were delivered here; the first sequence number of the chunk being handled. */
+  readonly delivered: DeliveredRing;
+  chunkFirst: number;
+  lastReceived: number;
   /** An acknowledgement is owed: sent at the end of the input chunk, or on the next turn for work that finished later. */
   ackDue: boolean;
   ackScheduled: boolean;
@@ -96,6 +129,10 @@ export class Cluster {
   private readonly upListeners: ((node: string) => void | Promise<void>)[] = [];
   private readonly downListeners: ((node: string, reason: string) => void | Promise<void>)[] = [];
   private readonly unknownKinds = new Set<string>();
+  /** Routed stanzas whose link was lost before they were acknowledged, for the fallback to record. */
+  private readonly lostRoutes = new WeakMap<Element, RouteTrace>();
+  /** What closed links from peers delivered here, by the peer's name for its side of the link. */
+  private readonly closedLinks = new Map<string, { delivered: DeliveredRing; at: number }>();
   private chunkStartedAt = 0;
   private server?: net.Server;
   private nextId = 0;
@@ -214,7 +251,20 @@ export class Cluster {
     const seq = this.transmit(node, message(LINK.route, payload, { ...attrs, r: '1' }));
     if (seq === 0) return Promise.resolve(false);
     const channel = this.channels.get(node)!;
-    return new Promise<boolean>((resolve) => channel.outcomes.set(seq, resolve));
+    return new Promise<boolean>((resolve) => channel.outcomes.set(seq, { resolve, stanza: payload }));
+  }
+
+  /** Where `stanza` went before its link was lost unacknowledged (it is being re-routed), if it did. */
+  lostRoute(stanza: Element): RouteTrace | undefined {
+    return this.lostRoutes.get(stanza);
+  }
+
+  /**
+   * Whether this node delivered the routed message `seq` of a link that has closed since: then
+   * the copy its sender re-routed (stored offline) must not be delivered again.
+   */
+  deliveredBefore(trace: RouteTrace): boolean {
+    return this.closedLinks.get(trace.link)?.delivered.has(trace.seq) ?? false;
   }
 
   /** Request/response; rejects with ClusterRequestError when the link is down, the peer fails, or time runs out. */
@@ -261,7 +311,7 @@ export class Cluster {
         this.opts.logger.warn('unknown cluster message ignored', { from, kind: what });
       }
       if (id) this.reply(channel, new Element('res', { id, error: `unknown message ${what}` }));
-      return this.handled(channel, seq, element.attrs.r === '1');
+      return this.handled(channel, seq, element.attrs.r === '1', element.attrs.r === '1');
     }
     const finish = (result: HandlerResult) => {
       if (id) {
@@ -269,12 +319,12 @@ export class Cluster {
         if (result && typeof result === 'object') for (const child of Array.isArray(result) ? result : [result]) res.cnode(child);
         this.reply(channel, res);
       }
-      this.handled(channel, seq, element.attrs.r === '1' && result === false);
+      this.handled(channel, seq, element.attrs.r === '1' && result === false, element.attrs.r === '1');
     };
     const fail = (err: unknown) => {
       this.opts.logger.error('cluster handler failed', { kind, from, err: String((err as Error)?.stack ?? err) });
       if (id) this.reply(channel, new Element('res', { id, error: 'internal error' }));
-      this.handled(channel, seq, element.attrs.r === '1');
+      this.handled(channel, seq, element.attrs.r === '1', element.attrs.r === '1');
     };
     try {
       const result = handler(from, element);
@@ -308,8 +358,9 @@ export class Cluster {
   }
 
   /** Message `seq` from the peer is handled; acknowledgements go out once per turn of the event loop. */
-  private handled(channel: Channel, seq: number, missed: boolean): void {
+  private handled(channel: Channel, seq: number, missed: boolean, routed = false): void {
     if (missed) channel.misses.push(seq);
+    channel.delivered.set(seq, routed && !missed);
     if (seq === channel.handled + 1) {
       channel.handled = seq;
       while (channel.done.delete(channel.handled + 1)) channel.handled++;
@@ -355,14 +406,14 @@ export class Cluster {
       const outcome = channel.outcomes.get(seq);
       if (!outcome) continue;
       channel.outcomes.delete(seq);
-      outcome(false);
+      outcome.resolve(false);
     }
     if (channel.outcomes.size > 0) {
       for (let seq = channel.acked + 1; seq <= handled; seq++) {
         const outcome = channel.outcomes.get(seq);
         if (!outcome) continue;
         channel.outcomes.delete(seq);
-        outcome(true);
+        outcome.resolve(true);
       }
     }
     if (handled > channel.acked) channel.acked = handled;
@@ -374,10 +425,14 @@ export class Cluster {
     ready: (link) => this.linkReady(link),
     message: (link, element, seq) => {
       const channel = this.channels.get(link.peer);
-      if (channel?.link === link) this.dispatch(channel, element, seq);
+      if (channel?.link !== link) return;
+      channel.lastReceived = seq;
+      this.dispatch(channel, element, seq);
     },
-    chunkStart: () => {
+    chunkStart: (link) => {
       this.chunkStartedAt = Date.now();
+      const channel = this.channels.get(link.peer);
+      if (channel?.link === link) channel.chunkFirst = channel.lastReceived + 1;
       deliveryHold.hold();
     },
     chunkHandled: (link) => {
@@ -388,6 +443,7 @@ export class Cluster {
       const frozen = Date.now() - this.chunkStartedAt > this.opts.linkTimeout * 1000;
       if (frozen || channel?.link !== link) {
         const dropped = deliveryHold.drop();
+        if (channel?.link === link) for (let seq = channel.chunkFirst; seq <= channel.lastReceived; seq++) channel.delivered.set(seq, false);
         link.close(`input handled too late (${Date.now() - this.chunkStartedAt} ms); ${dropped} deliveries left to the peer's re-routing`);
         return;
       }
@@ -426,7 +482,10 @@ export class Cluster {
     }
     const entry = this.dialing.get(link.peer);
     if (entry) entry.backoff = BACKOFF_MIN_MS;
-    this.channels.set(link.peer, { link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [], ackDue: false, ackScheduled: false, acksWaiting: 0 });
+    this.channels.set(link.peer, {
+      link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [],
+      delivered: new DeliveredRing(), chunkFirst: 1, lastReceived: 0, ackDue: false, ackScheduled: false, acksWaiting: 0,
+    });
     this.opts.logger.info('cluster node connected', { node: link.peer, version: link.peerVersion });
     for (const listener of this.upListeners) void listener(link.peer);
   }
@@ -450,11 +509,25 @@ export class Cluster {
     this.opts.logger.warn('cluster node disconnected', { node: link.peer, reason, rerouted: channel.outcomes.size });
     // The peer's state is void from now on (strategies forget its users) before the tail re-routes.
     for (const listener of this.downListeners) void listener(link.peer, reason);
-    // The unacknowledged routed tail: the peer may not have delivered it, so it falls back here, once.
+    this.rememberClosed(link.peerId, channel.delivered);
+    // The unacknowledged routed tail: the peer may not have delivered it, so it falls back here,
+    // once. Each stanza keeps its trace: stored offline, it names what the peer can recognise.
     this.counters.rerouted += channel.outcomes.size;
-    const tail = [...channel.outcomes.values()];
+    const tail = [...channel.outcomes];
     channel.outcomes.clear();
-    for (const outcome of tail) outcome(false);
+    for (const [seq, { resolve, stanza }] of tail) {
+      this.lostRoutes.set(stanza, { link: link.id, seq });
+      resolve(false);
+    }
+  }
+
+  private rememberClosed(peerId: string, delivered: DeliveredRing): void {
+    const now = Date.now();
+    for (const [id, entry] of this.closedLinks) {
+      if (this.closedLinks.size < CLOSED_LINKS_KEPT && now - entry.at < CLOSED_LINK_MEMORY_MS) break;
+      this.closedLinks.delete(id);
+    }
+    this.closedLinks.set(peerId, { delivered, at: now });
   }
 
   /** After each registry refresh: dial the live peers we are responsible for; forget dead ones we are not linked to. */

@@ -134,6 +134,10 @@ export class MessageService {
     if (!(await this.userExists(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
     if (!worthStoring(stanza)) return;
     const copy = cloneElement(stanza);
+    // Only the server writes a trace: one a client put in is not kept.
+    copy.remove('routed', NS.ROUTE_TRACE);
+    const trace = this.remote.lostRoute(stanza);
+    if (trace) copy.c('routed', { xmlns: NS.ROUTE_TRACE, link: trace.link, seq: String(trace.seq) });
     copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
     // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
     await this.offline.write(user, copy.toString());
@@ -161,11 +165,28 @@ export class MessageService {
         return;
       }
       try {
-        session.send(parseXml(message.stanzaXml));
+        const stanza = parseXml(message.stanzaXml);
+        if (this.deliveredBefore(stanza)) {
+          this.logger.debug('stored copy of a message delivered before its link was lost skipped', { conn: session.id, id: message.id });
+          continue;
+        }
+        session.send(stanza);
       } catch (err) {
         this.logger.warn('unreadable offline message dropped', { conn: session.id, id: message.id, err: String(err) });
       }
     }
+  }
+
+  /**
+   * A message re-routed to storage because its cluster link was lost carries where it had gone
+   * (removed here, before delivery): when this node is the one that delivered it then, the stored
+   * copy is a duplicate.
+   */
+  private deliveredBefore(stanza: Element): boolean {
+    const routed = stanza.getChild('routed', NS.ROUTE_TRACE);
+    if (!routed) return false;
+    stanza.remove(routed);
+    return this.remote.deliveredBefore({ link: String(routed.attrs.link), seq: Number(routed.attrs.seq) });
   }
 
   /**

@@ -2,6 +2,12 @@ import type { Element } from 'ltx';
 import type { JID } from '../jid';
 import type { ResourceEntry } from '../../strategies/clustering-strategy';
 
+/** Where a routed stanza went before its link was lost: the link (as its sender names it) and its number there. */
+export interface RouteTrace {
+  link: string;
+  seq: number;
+}
+
 /**
  * What RFC 6121 delivery needs from the rest of the cluster: the same operations the session
  * manager performs on its own sessions, performed by the other nodes on theirs. On a single
@@ -38,6 +44,10 @@ export interface RemoteDelivery {
   notifyInterested(stanza: Element, users: string[], feature: string): void;
   /** Messages were stored offline for `users`: the nodes where they are online deliver them now. */
   offlineStored(users: string[]): void;
+  /** Where `stanza`, now falling back (e.g. to offline storage), was routed before its link was lost. */
+  lostRoute(stanza: Element): RouteTrace | undefined;
+  /** Whether this node delivered that routed stanza before the link closed: its stored copy is then not delivered again. */
+  deliveredBefore(trace: RouteTrace): boolean;
 }
 
 /** A single node: nothing is elsewhere. */
@@ -54,4 +64,6 @@ export const LOCAL_ONLY: RemoteDelivery = {
   remoteResources: () => [],
   notifyInterested: () => undefined,
   offlineStored: () => undefined,
+  lostRoute: () => undefined,
+  deliveredBefore: () => false,
 };

@@ -21,7 +21,7 @@ export class SessionManager {
     this.bindListeners.push(listener);
   }
 
-  /** Called when a session's availability or priority changes (RFC 6121 §4). */
+  /** Called when what the cluster knows of a session changes: availability, priority (RFC 6121 §4) or carbons (XEP-0280). */
   onPresenceChange(listener: SessionListener): void {
     this.presenceListeners.push(listener);
   }
@@ -30,6 +30,13 @@ export class SessionManager {
   presenceChanged(session: Session): void {
     if (session.ended) return;
     for (const listener of this.presenceListeners) void listener(session);
+  }
+
+  /** XEP-0280: the session enabled or disabled carbons. */
+  setCarbons(session: Session, enabled: boolean): void {
+    if (session.carbons === enabled) return;
+    session.carbons = enabled;
+    this.presenceChanged(session);
   }
 
   /** Called once when a session ends, however it ends (before it is forgotten). */

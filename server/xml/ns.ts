@@ -44,6 +44,8 @@ export const NS = {
   PUBSUB_ERRORS: 'http://jabber.org/protocol/pubsub#errors',
   HTTPBIND: 'http://jabber.org/protocol/httpbind',
   XBOSH: 'urn:xmpp:xbosh',
+  /** Ours, only in offline storage: where a re-routed message had gone before its cluster link was lost. */
+  ROUTE_TRACE: 'urn:xmpp-cluster-server:route',
 } as const;
 
 export type Namespace = (typeof NS)[keyof typeof NS];

@@ -99,6 +99,12 @@ for (const strategy of STRATEGIES) {
     });
 
     await t.test('message carbons reach the user\'s resources on other nodes, sent and received', async (t) => {
+      const carbonsForwarded = async () => {
+        let sum = 0;
+        for (const index of [0, 1, 2]) sum += (await cluster.status(index)).cluster.forwarded.carbons ?? 0;
+        return sum;
+      };
+      t.equal(await carbonsForwarded(), 0, 'until a resource enables carbons, no node sends carbons to another (earlier tests sent messages between resources)');
       const desk = await cluster.login(0, 'frank', { resource: 'desk' });
       const phone = await cluster.login(2, 'frank', { resource: 'phone' });
       for (const client of [desk, phone]) await client.iqCaller.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:carbons:2' })));
@@ -111,6 +117,7 @@ for (const strategy of STRATEGIES) {
       await desk.send(xml('message', { to: 'bob@localhost/carbon', type: 'chat' }, xml('body', {}, 'from the desk')));
       const sentCopy = (await sent).getChild('sent')!.getChild('forwarded')!.getChild('message')!;
       t.equal(sentCopy.getChildText('body'), 'from the desk', 'and a sent carbon of what the desk sends');
+      t.ok((await carbonsForwarded()) >= 2, 'the carbons crossed the links');
       await Promise.all([desk.stop(), phone.stop(), bob.stop()]);
     });
 
