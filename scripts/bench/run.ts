@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,16 +14,22 @@ import { LoadClient } from './xmpp-load';
  * pairs and 10 messages in flight each, latency at a steady 2,000 msgs/s, the same across two
  * cluster nodes, and memory per idle TLS connection. Writes BENCHMARKS.md.
  *
- *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=1000]
+ *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=1000 --rounds=3]
+ *
+ * The closed-loop runs (one node, and two nodes for each strategy) take turns, `rounds` times, and
+ * the medians are reported: on a shared 2-core host one run can be off by a third.
+ *
+ * BENCH_NODE_ARGS passes Node options to the server processes, e.g. to profile them:
+ *   BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench
  */
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PASSWORD = 'bench-password';
 
-interface Options { seconds: number; pairs: number; inflight: number; rate: number; idle: number }
+interface Options { seconds: number; pairs: number; inflight: number; rate: number; idle: number; rounds: number }
 
 function options(argv: string[]): Options {
-  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 1000 };
+  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 1000, rounds: 3 };
   for (const arg of argv) {
     const [key, value] = arg.replace(/^--/, '').split('=');
     if (key in o && Number(value) > 0) (o as unknown as Record<string, number>)[key] = Number(value);
@@ -44,6 +50,7 @@ interface Node { process: ChildProcess; port: number; httpPort: number }
 async function startNode(dir: string, dbUri: string, name: string, extra: string[]): Promise<Node> {
   const [port, httpPort, clusterPort] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, [
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
     path.join(ROOT, 'dist', 'server', 'main.js'),
     '--virt-hosts=localhost', `--c2s-ports=${port}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0',
     `--http-port=${httpPort}`, '--bind-address=127.0.0.1', `--user-db-uri=${dbUri}`, `--data-dir=${path.join(dir, name)}`,
@@ -77,11 +84,25 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** `sent` counts every message of the run, warm-up included; the rest is the measured window. */
-interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; max: number }
+/**
+ * `sent` counts every message of the run, warm-up included; the rest is the measured window,
+ * including the CPU time the server processes and the generator spent per delivered message (µs).
+ */
+interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; max: number; serverCpuUs: number; generatorCpuUs: number }
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
 
 /** Closed loop (rate 0: each sender keeps `inflight` messages outstanding) or a steady total rate. */
-async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Options, rate: number): Promise<Result> {
+async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Options, rate: number, servers: Node[]): Promise<Result> {
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
   let next = 0;
@@ -121,13 +142,28 @@ async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Option
   await sleep(warmup);
   measuring = true;
   const measuredFrom = performance.now();
+  const serverCpuFrom = servers.reduce((sum, node) => sum + cpuSeconds(node.process.pid), 0);
+  const generatorCpuFrom = process.cpuUsage();
   await sleep(o.seconds * 1000);
   measuring = false;
   const elapsed = (performance.now() - measuredFrom) / 1000;
+  const serverCpu = servers.reduce((sum, node) => sum + cpuSeconds(node.process.pid), 0) - serverCpuFrom;
+  const generatorUsage = process.cpuUsage(generatorCpuFrom);
+  const generatorCpu = (generatorUsage.user + generatorUsage.system) / 1e6;
   clearInterval(timer);
   await sleep(1000);
   latencies.sort((a, b) => a - b);
-  return { messages: delivered, sent: next, perSecond: Math.round(delivered / elapsed), p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? NaN };
+  const perMessage = (cpu: number) => Math.round((cpu * 1e6) / Math.max(1, delivered));
+  return {
+    messages: delivered, sent: next, perSecond: Math.round(delivered / elapsed), p50: percentile(latencies, 50), p99: percentile(latencies, 99),
+    max: latencies[latencies.length - 1] ?? NaN, serverCpuUs: perMessage(serverCpu), generatorCpuUs: perMessage(generatorCpu),
+  };
+}
+
+/** The run with the median throughput (the lower middle one for an even count). */
+function median(runs: Result[]): Result {
+  const sorted = [...runs].sort((a, b) => a.perSecond - b.perSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 async function clients(count: number, prefix: string, port: number): Promise<LoadClient[]> {
@@ -169,18 +205,16 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const children: ChildProcess[] = [];
   try {
-    // One node.
-    const single = await startNode(dir, dbUri, 'bench1.local', []);
+    // One node: the steady rate and the idle connections once; then the closed-loop runs, one
+    // node and two nodes for each strategy taking turns, `rounds` times.
+    let single = await startNode(dir, dbUri, 'bench1.local', []);
     children.push(single.process);
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
-    const closed = await traffic(senders, receivers, o, 0);
-    console.log('single node, closed loop', closed);
-    const steady = await traffic(senders, receivers, o, o.rate);
+    const steady = await traffic(senders, receivers, o, o.rate, [single]);
     console.log(`single node, steady ${o.rate}/s`, steady);
     for (const c of [...senders, ...receivers]) c.close();
     await sleep(500);
-
     const before = await rss(single.httpPort);
     const idle = await clients(o.idle, 'idle', single.port);
     await sleep(2000);
@@ -191,26 +225,46 @@ async function main(): Promise<void> {
     single.process.kill('SIGTERM');
     await sleep(1000);
 
-    // Two cluster nodes: every sender on one, every receiver on the other, for each shipped strategy.
-    const crossRuns: { strategy: string; result: Result; linkBytesPerMessage: number }[] = [];
-    for (const strategy of ['broadcast', 'online-users-caching']) {
-      const clusterArgs = ['--cluster-mode=true', `--sm-cluster-strategy-class=${strategy}`, '--min-cluster-nodes=2', '--cluster-heartbeat=1'];
-      // /health waits for both (--min-cluster-nodes=2), so the two start together.
-      const [a, b] = await Promise.all([startNode(dir, dbUri, `bench-a-${strategy}.local`, clusterArgs), startNode(dir, dbUri, `bench-b-${strategy}.local`, clusterArgs)]);
-      children.push(a.process, b.process);
-      senders = await clients(o.pairs, 's', a.port);
-      receivers = await clients(o.pairs, 'r', b.port);
-      await sleep(1000);
-      const bytesBefore = await linkBytes([a, b]);
-      const result = await traffic(senders, receivers, o, 0);
-      const linkBytesPerMessage = ((await linkBytes([a, b])) - bytesBefore) / Math.max(1, result.sent);
-      console.log(`two nodes (${strategy}), cross-node, closed loop`, result, `link bytes per message: ${linkBytesPerMessage.toFixed(0)}`);
-      crossRuns.push({ strategy, result, linkBytesPerMessage });
+    const strategies = ['broadcast', 'online-users-caching'];
+    const singleRuns: Result[] = [];
+    const crossRuns = new Map<string, { result: Result; linkBytesPerMessage: number }[]>(strategies.map((s) => [s, []]));
+    for (let round = 1; round <= o.rounds; round++) {
+      single = await startNode(dir, dbUri, `bench1-${round}.local`, []);
+      children.push(single.process);
+      senders = await clients(o.pairs, 's', single.port);
+      receivers = await clients(o.pairs, 'r', single.port);
+      const closed = await traffic(senders, receivers, o, 0, [single]);
+      console.log(`round ${round}: single node, closed loop`, closed);
+      singleRuns.push(closed);
       for (const c of [...senders, ...receivers]) c.close();
-      a.process.kill('SIGTERM');
-      b.process.kill('SIGTERM');
+      single.process.kill('SIGTERM');
       await sleep(1000);
+
+      // Two cluster nodes: every sender on one, every receiver on the other.
+      for (const strategy of strategies) {
+        const clusterArgs = ['--cluster-mode=true', `--sm-cluster-strategy-class=${strategy}`, '--min-cluster-nodes=2', '--cluster-heartbeat=1'];
+        // /health waits for both (--min-cluster-nodes=2), so the two start together.
+        const [a, b] = await Promise.all([startNode(dir, dbUri, `bench-a-${strategy}-${round}.local`, clusterArgs), startNode(dir, dbUri, `bench-b-${strategy}-${round}.local`, clusterArgs)]);
+        children.push(a.process, b.process);
+        senders = await clients(o.pairs, 's', a.port);
+        receivers = await clients(o.pairs, 'r', b.port);
+        await sleep(1000);
+        const bytesBefore = await linkBytes([a, b]);
+        const result = await traffic(senders, receivers, o, 0, [a, b]);
+        const linkBytesPerMessage = ((await linkBytes([a, b])) - bytesBefore) / Math.max(1, result.sent);
+        console.log(`round ${round}: two nodes (${strategy}), cross-node, closed loop`, result, `link bytes per message: ${linkBytesPerMessage.toFixed(0)}`);
+        crossRuns.get(strategy)!.push({ result, linkBytesPerMessage });
+        for (const c of [...senders, ...receivers]) c.close();
+        a.process.kill('SIGTERM');
+        b.process.kill('SIGTERM');
+        await sleep(1000);
+      }
     }
+    const closed = median(singleRuns);
+    const crossMedians = strategies.map((strategy) => {
+      const runs = crossRuns.get(strategy)!;
+      return { strategy, result: median(runs.map((r) => r.result)), linkBytesPerMessage: runs.reduce((sum, r) => sum + r.linkBytesPerMessage, 0) / runs.length, runs };
+    });
 
     const ms = (v: number) => `${v.toFixed(2)} ms`;
     lines.push(
@@ -221,13 +275,15 @@ async function main(): Promise<void> {
       `${o.pairs} sender/receiver pairs, ${o.seconds} s measured after 3 s of warm-up. Latency is from send to receipt, measured by the generator.`,
       'Targets from DESIGN.md: ≥ 25,000 msgs/s at p99 ≤ 80 ms, p99 ≤ 1 ms at 2,000 msgs/s, ≤ 40 KB per idle connection, cross-node ≥ 0.8× single node.',
       '',
-      '| scenario | messages/s | p50 | p99 | max |',
-      '|---|---|---|---|---|',
-      `| one node, ${o.inflight} in flight per pair | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.max)} |`,
-      `| one node, steady ${o.rate}/s | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.max)} |`,
-      ...crossRuns.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.max)} |`),
+      '| scenario | messages/s | p50 | p99 | max | server CPU per message | generator CPU per message |',
+      '|---|---|---|---|---|---|---|',
+      `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
+      `| one node, steady ${o.rate}/s | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
+      ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
       '',
-      `Cluster link bytes (both directions, both nodes) per message sent: ${crossRuns.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
+      `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
+      '',
+      `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
       `Memory per idle authenticated TLS connection (server RSS growth over ${o.idle} connections): ${perConnection} KB.`,
       '',
@@ -235,6 +291,8 @@ async function main(): Promise<void> {
       '',
       'The load generator shares the 2-core machine with the server processes, so these figures are a floor for the server, not a ceiling:',
       'in the two-node run, two busy server processes and the generator share two cores (the one-node run has one server process).',
+      'CPU per message is the CPU time (user + system) of all server processes (both nodes in the two-node runs), and of the generator,',
+      'over the measured window, divided by the messages delivered: what a delivery costs, whatever the scheduler did to throughput.',
       'A message routed to another node travels as one link message; the receiving node acknowledges cumulatively, once per chunk of',
       'input, and the outcome (delivered, or nobody there) rides on those acknowledgements: no per-message round trip or timer.',
       '',
