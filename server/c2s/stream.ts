@@ -320,7 +320,7 @@ export class C2SStream implements TransportListener {
    * for an account also count cluster-wide (through the database) towards a lockout.
    */
   private async saslFailure(failure: SaslFailure, counts: boolean): Promise<void> {
-    const username = this.sasl?.username;
+    const username = this.sasl?.username ?? this.sasl?.exchange.username;
     this.sasl = undefined;
     this.state = 'features';
     const reply = new Element('failure', { xmlns: NS.SASL });
@@ -328,12 +328,17 @@ export class C2SStream implements TransportListener {
     if (failure.text) reply.c('text', { 'xml:lang': 'en' }).t(failure.text);
     this.transport.send(reply);
     if (!counts || failure.condition === 'aborted') return;
-    if (failure.condition === 'not-authorized' && username) {
+    // Only a wrong password counts towards the account's lockout: a channel-binding or protocol
+    // failure says nothing about who knows the password.
+    if (failure.wrongCredentials && username) {
       this.ctx.stats?.authFailure();
       const { authLockout } = this.ctx.config.limits;
       await this.ctx.storage.authFailures.record(`${username}@${this.domain}`, authLockout * 1000);
     }
-    this.log.info('authentication failed', { condition: failure.condition, user: username });
+    this.log.warn('authentication failed', {
+      condition: failure.condition, reason: failure.text ?? (failure.wrongCredentials ? 'wrong password or unknown user' : undefined),
+      user: username, remote: this.transport.remoteAddress, transport: this.transport.kind,
+    });
     if (++this.authFailures >= this.ctx.config.limits.maxAuthFailures) {
       throw new StreamError('policy-violation', 'too many failed authentication attempts');
     }

@@ -7,7 +7,11 @@ import { CHANNEL_BINDING_TYPES } from './mechanism';
  * when the connection cannot provide that type.
  * - tls-exporter (RFC 9266): TLS 1.3 only (on TLS 1.2 it is safe only with extended master secret).
  * - tls-unique (RFC 5929 §3.1): "the first TLS Finished message sent ... in the most recent TLS
- *   handshake"; TLS 1.2 and earlier only (undefined for TLS 1.3).
+ *   handshake". RFC 9266 leaves it undefined for TLS 1.3, but clients built on OpenSSL's
+ *   SSL_get_finished (CPython's ssl, hence slixmpp's default SCRAM-SHA-*-PLUS) compute it there
+ *   too, as on TLS 1.2: the client's Finished, or the server's after a resumed handshake. We compute
+ *   the same (as Prosody does in practice), so such clients log in with their defaults; on TLS 1.3
+ *   it is accepted but not advertised (availableChannelBindings).
  * - tls-server-end-point (RFC 5929 §4.1): hash of our certificate.
  */
 export function channelBindingFor(socket: TLSSocket, type: string): Buffer | undefined {
@@ -18,9 +22,10 @@ export function channelBindingFor(socket: TLSSocket, type: string): Buffer | und
       if (protocol !== 'TLSv1.3') return undefined;
       return socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
     case 'tls-unique':
-      if (!/^(TLSv1(\.[12])?|SSLv3)$/.test(protocol)) return undefined;
+      if (!/^(TLSv1(\.[123])?|SSLv3)$/.test(protocol)) return undefined;
       // In a full handshake the client sends the first Finished; in an abbreviated (resumed)
-      // handshake the server does.
+      // handshake the server does. (On TLS 1.3 the server's comes first on the wire, but clients
+      // take the same two messages as on TLS 1.2; see above.)
       return (socket.isSessionReused() ? socket.getFinished() : socket.getPeerFinished()) ?? undefined;
     case 'tls-server-end-point':
       return serverEndPoint(socket);
@@ -29,9 +34,10 @@ export function channelBindingFor(socket: TLSSocket, type: string): Buffer | und
   }
 }
 
-/** The channel-binding types this connection offers, in preference order (XEP-0440). */
+/** The channel-binding types this connection advertises, in preference order (XEP-0440): tls-unique not on TLS 1.3. */
 export function availableChannelBindings(socket: TLSSocket): string[] {
-  return CHANNEL_BINDING_TYPES.filter((type) => channelBindingFor(socket, type) !== undefined);
+  const tls13 = socket.getProtocol() === 'TLSv1.3';
+  return CHANNEL_BINDING_TYPES.filter((type) => !(tls13 && type === 'tls-unique') && channelBindingFor(socket, type) !== undefined);
 }
 
 /** Signature algorithm OIDs (DER content, hex) and the hash RFC 5929 §4.1 uses for each. */

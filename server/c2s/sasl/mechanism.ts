@@ -9,9 +9,19 @@ export type SaslCondition =
 
 /** Ends one SASL exchange with <failure><condition/></failure>; the stream lives on. */
 export class SaslFailure extends Error {
-  constructor(readonly condition: SaslCondition, readonly text?: string) {
+  constructor(
+    readonly condition: SaslCondition,
+    readonly text?: string,
+    /** The password (or proof) was wrong: only this counts towards the account's lockout, not a protocol or channel-binding failure. */
+    readonly wrongCredentials = false,
+  ) {
     super(text ? `${condition}: ${text}` : condition);
     this.name = 'SaslFailure';
+  }
+
+  /** not-authorized because the password or proof does not match the account (or there is no such account). */
+  static wrongCredentials(): SaslFailure {
+    return new SaslFailure('not-authorized', undefined, true);
   }
 }
 
@@ -36,6 +46,8 @@ export type SaslStep =
 /** One authentication attempt. step() rejects with SaslFailure; the exchange is then over. */
 export interface SaslExchange {
   step(response: Buffer): Promise<SaslStep>;
+  /** The prepared username once the client has named it (for logs, also of failures). */
+  readonly username?: string;
 }
 
 export interface SaslMechanism {
@@ -92,6 +104,7 @@ export function checkAuthzid(authzid: string, username: string, domain: string):
 
 /** Base state machine shared by the mechanisms: one step at a time, nothing after the end. */
 export abstract class ExchangeBase implements SaslExchange {
+  username?: string;
   private busy = false;
   private finished = false;
 

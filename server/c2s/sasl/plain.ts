@@ -47,6 +47,7 @@ class PlainExchange extends ExchangeBase {
       throw new SaslFailure('not-authorized', 'invalid username');
     }
     const username = prepareUsername(prepped, this.ctx.domain);
+    this.username = username;
     checkAuthzid(authzid, username, this.ctx.domain);
 
     let hash: ScramHash = 'SHA-256';
@@ -58,9 +59,9 @@ class PlainExchange extends ExchangeBase {
     if (!credential) {
       // Same PBKDF2 work as for a real user, so response time does not tell who exists.
       await verifyPasswordAsync(password, unknownUserCredential(username, 'SHA-256', this.options), 'SHA-256');
-      throw new SaslFailure('not-authorized');
+      throw SaslFailure.wrongCredentials();
     }
-    if (!(await verifyPasswordAsync(password, credential, hash))) throw new SaslFailure('not-authorized');
+    if (!(await verifyPasswordAsync(password, credential, hash))) throw SaslFailure.wrongCredentials();
     return { kind: 'success', username };
   }
 }

@@ -257,7 +257,6 @@ class ScramExchange extends ExchangeBase {
     const gs2Header = `${flag},${authzidPart},`;
     const clientFirstBare = message.slice(gs2Header.length);
 
-    const cbData = this.channelBindingFor(flag);
     let authzid = '';
     if (authzidPart !== '') authzid = decodeSaslname(attribute(authzidPart, 'a'));
     // RFC 5802 §5.1: "m" is reserved for mandatory extensions: the server MUST fail.
@@ -274,7 +273,9 @@ class ScramExchange extends ExchangeBase {
       throw new SaslFailure('not-authorized', 'invalid username');
     }
     const username = prepareUsername(prepped, this.ctx.domain);
+    this.username = username;
     checkAuthzid(authzid, username, this.ctx.domain);
+    const cbData = this.channelBindingFor(flag);
 
     const stored = await lookupOrFail(this.ctx, username, this.hash);
     const known = stored !== undefined && validCredential(stored);
@@ -334,7 +335,7 @@ class ScramExchange extends ExchangeBase {
     const clientKey = Buffer.alloc(proof.length);
     for (let i = 0; i < proof.length; i++) clientKey[i] = proof[i] ^ clientSignature[i];
     const matches = safeEqual(digest(this.hash, clientKey), storedKey);
-    if (!matches || !state.known) throw new SaslFailure('not-authorized');
+    if (!matches || !state.known) throw SaslFailure.wrongCredentials();
 
     const serverSignature = hmac(this.hash, Buffer.from(state.credential.serverKey, 'base64'), authMessage);
     return {

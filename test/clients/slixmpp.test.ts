@@ -1,0 +1,107 @@
+import { execFile, execFileSync } from 'node:child_process';
+import path from 'node:path';
+import tls from 'node:tls';
+import t from 'tap';
+import { eventually } from '../helpers/cluster';
+import { PASSWORD, startTestServer } from '../helpers/server';
+
+// Debian's python3-slixmpp, run with its default settings (it picks SCRAM-SHA-*-PLUS with
+// tls-unique channel binding, also on TLS 1.3), must log in over STARTTLS and direct TLS.
+const PYTHON = '/usr/bin/python3';
+const SCRIPT = path.join(__dirname, 'fixtures', 'slixmpp_login.py');
+
+function slixmppAvailable(): boolean {
+  try {
+    execFileSync(PYTHON, ['-c', 'import slixmpp'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface Run { code: number | null; lines: string[]; stderr: string }
+
+function runSlixmpp(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(PYTHON, [SCRIPT, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+      const code = err ? ((err as NodeJS.ErrnoException & { code?: number }).code as number | undefined) ?? 1 : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, lines: stdout.split('\n').filter(Boolean), stderr });
+    });
+  });
+}
+
+if (!slixmppAvailable()) {
+  t.comment('skipped: python3-slixmpp is not installed (apt-get install python3-slixmpp)');
+} else {
+  t.test('slixmpp logs in with its defaults over STARTTLS and direct TLS, with SCRAM-SHA-*-PLUS', async (t) => {
+    const server = await startTestServer(t);
+    const jid = await server.addUser('sli');
+    const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
+    for (const [mode, port] of [['starttls', server.port], ['direct', server.tlsPort]] as const) {
+      const run = await runSlixmpp([jid, PASSWORD, '127.0.0.1', String(port), mode, ca]);
+      const said = (what: string) => run.lines.find((line) => line.startsWith(`${what} `))?.slice(what.length + 1);
+      t.equal(run.code, 0, `${mode}: logged in and got its own message back\n${run.lines.join('\n')}\n${run.stderr.slice(-2000)}`);
+      t.notOk(run.lines.includes('FAILED_AUTH'), `${mode}: no mechanism failed on the way`);
+      t.match(said('MECHANISM') ?? '', /^SCRAM-SHA-(1|256|512)-PLUS$/, `${mode}: with channel binding (${said('MECHANISM')})`);
+      t.equal(said('TLS'), 'TLSv1.3', `${mode}: on TLS 1.3`);
+      t.equal(said('MESSAGE'), 'hello from slixmpp');
+    }
+    t.equal(await server.node.storage.authFailures.count(jid, 300_000), 0, 'no failure was counted against the account');
+  });
+}
+
+/** A bare TLS connection that collects what the server says and waits for patterns in it. */
+async function rawTls(port: number): Promise<{ send(text: string): void; until(pattern: RegExp): Promise<string>; close(): void }> {
+  const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false });
+  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  let text = '';
+  let waiter: (() => void) | undefined;
+  socket.on('data', (data: Buffer) => {
+    text += data.toString('utf8');
+    waiter?.();
+  });
+  return {
+    send: (data) => socket.write(data),
+    until: (pattern) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${pattern} in: ${text}`)), 30_000);
+      const check = () => {
+        const match = pattern.exec(text);
+        if (!match) return;
+        clearTimeout(timer);
+        waiter = undefined;
+        text = text.slice(match.index + match[0].length);
+        resolve(match[0]);
+      };
+      waiter = check;
+      check();
+    }),
+    close: () => socket.destroy(),
+  };
+}
+
+t.test('a channel-binding mismatch fails the exchange without counting against the account; a wrong password counts', async (t) => {
+  const server = await startTestServer(t);
+  const jid = await server.addUser('cbmismatch');
+  const conn = await rawTls(server.tlsPort);
+  t.teardown(() => conn.close());
+  conn.send("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+  await conn.until(/<\/stream:features>/);
+  const gs2 = 'p=tls-exporter,,';
+  const clientFirstBare = 'n=cbmismatch,r=abcdefghijklmnopqrstuvwx';
+  conn.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>${Buffer.from(gs2 + clientFirstBare).toString('base64')}</auth>`);
+  const challenge = await conn.until(/<challenge[^>]*>[^<]*<\/challenge>/);
+  const serverFirst = Buffer.from(challenge.replace(/<[^>]+>/g, ''), 'base64').toString('utf8');
+  const nonce = /r=([^,]+)/.exec(serverFirst)![1];
+  // Channel-binding data that is not this connection's (a man in the middle would present his own).
+  const wrongBinding = Buffer.concat([Buffer.from(gs2), Buffer.alloc(32, 7)]).toString('base64');
+  const proof = Buffer.alloc(32, 1).toString('base64');
+  conn.send(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>${Buffer.from(`c=${wrongBinding},r=${nonce},p=${proof}`).toString('base64')}</response>`);
+  t.match(await conn.until(/<failure[\s\S]*?<\/failure>/), /not-authorized[\s\S]*channel binding mismatch/, 'not-authorized, saying why');
+  t.equal(await server.node.storage.authFailures.count(jid, 300_000), 0, 'the mismatch is not counted against the account');
+
+  conn.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\0cbmismatch\0not-the-password').toString('base64')}</auth>`);
+  t.match(await conn.until(/<failure[\s\S]*?<\/failure>/), /not-authorized/);
+  // The stream records one failure before it reads the next element: had the mismatch counted, this would reach 2.
+  await eventually('the wrong password is counted', async () => (await server.node.storage.authFailures.count(jid, 300_000)) >= 1);
+  t.equal(await server.node.storage.authFailures.count(jid, 300_000), 1, 'a wrong password is, the mismatch is not');
+});
