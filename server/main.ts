@@ -5,7 +5,10 @@ import { createMechanisms } from './c2s/sasl';
 import { C2SStream, type C2SContext } from './c2s/stream';
 import { ConfigError, loadConfig } from './config/config';
 import type { Config } from './config/types';
-import { StreamError } from './errors';
+import { StanzaError, StreamError } from './errors';
+import { StreamManagementRegistry } from './c2s/stream-management';
+import { NS } from './xml/ns';
+import type { Session } from './sm/session';
 import { createLogger, type Logger } from './log';
 import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
@@ -57,6 +60,8 @@ export interface XmppNode {
   readonly ports: { c2s: number[]; c2sTls: number[]; ws: number[]; bosh: number[]; http: number | undefined };
   /** Prometheus metrics of this node (GET /metrics); the cluster adds its own to metrics.registry. */
   readonly metrics: NodeMetrics;
+  /** XEP-0198 sessions of this node. */
+  readonly streamManagement: StreamManagementRegistry;
   stop(): Promise<void>;
 }
 
@@ -166,7 +171,28 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   }
   for (const component of components) await component.start?.();
 
-  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter });
+  // XEP-0198: what a session that ends unresumed had not acknowledged is handled as undelivered
+  // to a resource that is gone (RFC 6121 §8.5.3.2.1): other resources, else offline storage.
+  const streamManagement = new StreamManagementRegistry(sessions, {
+    resumptionTimeout: config.limits.smResumptionTimeout,
+    logger: logger.category('c2s'),
+    undelivered: (stanza, session) => undelivered(stanza, session),
+  });
+  const undelivered = (stanza: Element, session: Session) => {
+    const from = tryParseJID(String(stanza.attrs.from ?? ''));
+    const to = tryParseJID(String(stanza.attrs.to ?? '')) ?? session.jid;
+    const type = String(stanza.attrs.type ?? (stanza.name === 'message' ? 'normal' : ''));
+    if (!from) return;
+    if (stanza.name === 'message') {
+      // Room traffic, errors and headlines are not kept (as for an offline user); carbons were copies.
+      if (type === 'groupchat' || type === 'error' || type === 'headline') return;
+      if (stanza.getChild('received', NS.CARBONS) || stanza.getChild('sent', NS.CARBONS)) return;
+      messages.inbound(stanza, from, to).catch((err) => router.replyError(stanza, err));
+    } else if (stanza.name === 'iq' && (type === 'get' || type === 'set')) {
+      router.replyError(stanza, new StanzaError('service-unavailable', 'the recipient\'s session ended before it answered'));
+    }
+  };
+  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const c2sContext: C2SContext = {
     config,
@@ -181,6 +207,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     }),
     preAuthIq: config.registration ? registrationHandler(moduleContext) : undefined,
     stats: metrics.stats,
+    sm: streamManagement,
   };
   const connections = new Set<TcpTransport>();
   metrics.trackConnections('tcp', () => connections.size);
@@ -251,11 +278,14 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     router,
     ports: allPorts,
     metrics,
+    streamManagement,
     async stop() {
       if (stopped) return;
       stopped = true;
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
+      // Sessions waiting to be resumed end now: what they hold goes to offline storage.
+      streamManagement.endHibernating();
       const webClosed = web.close();
       // Give unavailable broadcasts and offline writes a moment to finish before the database closes.
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -31,6 +31,8 @@ export interface MetricSources {
   offlineMessages(): Promise<number>;
   /** The batched offline writer: its queue and what became of the messages it took. */
   offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
+  /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
+  streamManagement?: { readonly hibernating: number; readonly counters: Readonly<Record<'enabled' | 'hibernated' | 'resumed' | 'failedResumptions' | 'expired' | 'requeued', number>> };
 }
 
 function kindIndex(name: string): KindIndex {
@@ -120,6 +122,28 @@ export class NodeMetrics {
         } catch {
           this.reset(); // database unreachable: no value rather than a stale one
         }
+      },
+    });
+    new Gauge({
+      name: 'xmpp_sm_hibernating_sessions', help: 'XEP-0198 sessions whose connection dropped, waiting to be resumed.', registers,
+      collect() { this.set(self.sources.streamManagement?.hibernating ?? 0); },
+    });
+    new Counter({
+      name: 'xmpp_sm_resumptions_total', help: 'XEP-0198 resumptions: resumed, failed (no such session, or a bad count), expired (not resumed in time).', labelNames: ['outcome'], registers,
+      collect() {
+        this.reset();
+        const counters = self.sources.streamManagement?.counters;
+        if (!counters) return;
+        this.inc({ outcome: 'resumed' }, counters.resumed);
+        this.inc({ outcome: 'failed' }, counters.failedResumptions);
+        this.inc({ outcome: 'expired' }, counters.expired);
+      },
+    });
+    new Counter({
+      name: 'xmpp_sm_requeued_total', help: 'Stanzas a client never acknowledged, handled as undelivered when its session ended (other resources or offline storage).', registers,
+      collect() {
+        this.reset();
+        this.inc(self.sources.streamManagement?.counters.requeued ?? 0);
       },
     });
     new Gauge({

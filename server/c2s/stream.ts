@@ -12,6 +12,7 @@ import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { offeredMechanisms } from './sasl';
 import { SaslFailure, type SaslExchange, type SaslMechanism } from './sasl/mechanism';
+import { ClientSink, isStanza, type StreamManagementRegistry, type StreamOutput } from './stream-management';
 import type { Transport, TransportListener } from './transport';
 
 /** A handler for IQs a client may send before it authenticates (XEP-0077 in-band registration). */
@@ -30,6 +31,8 @@ export interface C2SContext {
   preAuthIq?: PreAuthIqHandler;
   /** Counts for /metrics and /status. */
   stats?: StreamStats;
+  /** XEP-0198 stream management (offered when set). */
+  sm?: StreamManagementRegistry;
 }
 
 type State =
@@ -53,6 +56,8 @@ export class C2SStream implements TransportListener {
   private domain = '';
   private authenticated?: string; // localpart once SASL succeeded
   private session?: Session;
+  /** The session's sink while it is on this stream (stream management moves it between streams). */
+  private sink?: ClientSink;
   private sasl?: { exchange: SaslExchange; username?: string };
   private authFailures = 0;
   /** Our side of the stream is closed: nothing more from this client is processed. */
@@ -103,7 +108,8 @@ export class C2SStream implements TransportListener {
     if (this.state === 'closed') return;
     this.state = 'closed';
     for (const timer of this.timers) clearTimeout(timer);
-    if (this.session) this.ctx.sessions.end(this.session);
+    // A connection lost (not closed by either side on purpose) leaves a resumable session waiting (XEP-0198).
+    if (this.session && !(!this.closing && this.ctx.sm?.hibernate(this.session))) this.ctx.sessions.end(this.session);
     this.log.debug('disconnected', { reason });
   }
 
@@ -148,6 +154,27 @@ export class C2SStream implements TransportListener {
     this.transport.close(error);
   }
 
+  /** The session resumed on another stream (XEP-0198 §5): this one ends without ending it. */
+  private release(): void {
+    this.log.info('session resumed on another connection', { jid: this.session?.full });
+    this.session = undefined;
+    this.sink = undefined;
+    this.closing = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.transport.close();
+  }
+
+  /** What the session bound here writes to. */
+  private output(): StreamOutput {
+    return {
+      send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el),
+      flush: () => this.transport.flush?.(),
+      whenWritten: () => this.transport.whenWritten?.(),
+      close: (err) => this.close(err),
+      release: () => this.release(),
+    };
+  }
+
   /** RFC 6120 §4.7: validate the client's header, answer with ours and the features. */
   private onHeader(attrs: Record<string, string>): void {
     if (this.state !== 'wait-header' && this.state !== 'features') {
@@ -183,6 +210,7 @@ export class C2SStream implements TransportListener {
       features.c('session', { xmlns: NS.SESSION }).c('optional');
       features.c('ver', { xmlns: NS.ROSTER_VER });
       features.c('sub', { xmlns: NS.PRE_APPROVAL });
+      if (this.ctx.sm) features.c('sm', { xmlns: NS.SM });
       return features;
     }
     if (this.transport.canStartTls && !this.transport.secure) {
@@ -220,6 +248,7 @@ export class C2SStream implements TransportListener {
         throw new StreamError('not-authorized', 'authenticate first');
       case 'bind':
         if (element.name === 'iq' && (!xmlns || xmlns === NS.CLIENT)) return this.onBind(element);
+        if (xmlns === NS.SM && this.ctx.sm) return this.onResume(element);
         throw new StreamError('not-authorized', 'bind a resource first');
       default:
         throw new StreamError('not-authorized', 'stream not ready');
@@ -382,12 +411,8 @@ export class C2SStream implements TransportListener {
         return reply(undefined, new StanzaError('bad-request', 'invalid resource'));
       }
     }
-    this.session = this.ctx.sessions.bind(
-      { id: this.transport.id, send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el), flush: () => this.transport.flush?.(), whenWritten: () => this.transport.whenWritten?.(), close: (err) => this.close(err) },
-      this.authenticated!,
-      this.domain,
-      requested,
-    );
+    this.sink = new ClientSink(this.transport.id, this.output(), this.ctx.config.limits.smMaxUnacked);
+    this.session = this.ctx.sessions.bind(this.sink, this.authenticated!, this.domain, requested);
     for (const timer of this.timers) clearTimeout(timer);
     this.state = 'active';
     this.log.info('session bound', { jid: this.session.full });
@@ -398,12 +423,16 @@ export class C2SStream implements TransportListener {
 
   private async onStanza(element: Element): Promise<void> {
     const xmlns = element.attrs.xmlns as string | undefined;
+    if (xmlns === NS.SM && this.ctx.sm) return this.onStreamManagement(element);
     if (xmlns && xmlns !== NS.CLIENT) {
       throw new StreamError('invalid-namespace', `<${element.name}/> in namespace ${xmlns}`);
     }
+    const sm = this.sink?.sm;
+    // XEP-0198 §4: 'h' counts what the server has handled; a stanza routed is handled.
+    if (sm && isStanza(element)) sm.handled = (sm.handled + 1) >>> 0;
     // RFC 6120 §7.1 legacy session establishment (RFC 3921) is a no-op kept for old clients.
     if (element.name === 'iq' && element.attrs.type === 'set' && element.getChild('session', NS.SESSION) && !element.attrs.to) {
-      this.transport.send(new Element('iq', { type: 'result', id: element.attrs.id }));
+      this.session!.send(new Element('iq', { type: 'result', id: element.attrs.id }));
       return;
     }
     const stats = this.ctx.stats;
@@ -412,6 +441,58 @@ export class C2SStream implements TransportListener {
     const started = performance.now();
     await this.ctx.router.fromClient(this.session!, element);
     stats.routed(performance.now() - started);
+  }
+
+  // ---- stream management (XEP-0198) ----
+
+  /** <enable/>, <r/> and <a/> on a bound stream. */
+  private onStreamManagement(element: Element): void {
+    const sink = this.sink!;
+    switch (element.name) {
+      case 'enable': {
+        if (sink.sm) return this.transport.send(smFailed('unexpected-request', 'stream management is already enabled'));
+        const resume = element.attrs.resume === 'true' || element.attrs.resume === '1';
+        const max = Number(element.attrs.max);
+        this.transport.send(this.ctx.sm!.enable(this.session!, sink, resume, Number.isFinite(max) ? max : undefined));
+        this.log.debug('stream management enabled', { resume });
+        return;
+      }
+      case 'r':
+        if (!sink.sm) throw new StreamError('unsupported-stanza-type', 'stream management is not enabled');
+        this.transport.send(new Element('a', { xmlns: NS.SM, h: String(sink.sm.handled) }));
+        return;
+      case 'a': {
+        if (!sink.sm) throw new StreamError('unsupported-stanza-type', 'stream management is not enabled');
+        const h = Number(element.attrs.h);
+        if (!Number.isSafeInteger(h) || h < 0 || !sink.acknowledge(h)) throw handledCountTooHigh(h, sink);
+        return;
+      }
+      case 'resume':
+        return this.transport.send(smFailed('unexpected-request', 'a bound stream cannot resume another session'));
+      default:
+        throw new StreamError('unsupported-stanza-type', `<${element.name}/> in namespace ${NS.SM}`);
+    }
+  }
+
+  /** XEP-0198 §5: <resume previd h/> after authentication, instead of binding. */
+  private onResume(element: Element): void {
+    if (element.name === 'enable') return this.transport.send(smFailed('unexpected-request', 'bind a resource first'));
+    if (element.name !== 'resume') throw new StreamError('not-authorized', 'bind a resource first');
+    const h = Number(element.attrs.h);
+    const previd = String(element.attrs.previd ?? '');
+    if (!Number.isSafeInteger(h) || h < 0 || !previd) return this.transport.send(smFailed('bad-request', 'resume needs previd and h'));
+    const result = this.ctx.sm!.resume(previd, `${this.authenticated}@${this.domain}`, h, this.output());
+    if (typeof result === 'string') {
+      this.log.info('stream resumption failed', { previd, reason: result });
+      return this.transport.send(smFailed(result, result === 'item-not-found' ? 'no such session to resume (it expired or ended)' : 'the acknowledged count is higher than what was sent'));
+    }
+    this.session = result.session;
+    this.sink = result.sink;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.state = 'active';
+    this.log.info('session resumed', { jid: this.session.full, resent: result.resend.length });
+    this.transport.send(new Element('resumed', { xmlns: NS.SM, previd, h: String(result.sink.sm!.handled) }));
+    for (const stanza of result.resend) this.output().send(stanza);
   }
 
   private countedSend(element: Element): void {
@@ -425,4 +506,17 @@ function decodeBase64(text: string): Buffer {
   if (trimmed === '=') return Buffer.alloc(0);
   if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
   return Buffer.from(trimmed, 'base64');
+}
+
+function smFailed(condition: string, text?: string): Element {
+  const failed = new Element('failed', { xmlns: NS.SM });
+  failed.c(condition, { xmlns: NS.STANZAS });
+  if (text) failed.c('text', { xmlns: NS.STANZAS }).t(text);
+  return failed;
+}
+
+/** XEP-0198 §4: an acknowledgement of more than was sent ends the stream. */
+function handledCountTooHigh(h: number, sink: ClientSink): StreamError {
+  const sent = (sink.sm?.acked ?? 0) + (sink.sm?.unacked.length ?? 0);
+  return new StreamError('undefined-condition', `handled-count-too-high: h='${h}' but only ${sent} stanzas were sent`);
 }

@@ -85,6 +85,8 @@ const KEYS: Record<string, Kind> = {
   '--offline-write-queue': 'integer',
   '--offline-write-timeout': 'seconds',
   '--user-db-pool-size': 'integer',
+  '--sm-resumption-timeout': 'seconds',
+  '--sm-max-unacked': 'integer',
   // Tigase writes this into generated files; it means nothing here and is ignored.
   'config-type': 'string',
 };
@@ -134,6 +136,8 @@ const DEFAULTS = {
     offlineWriteQueue: 10000,        // --offline-write-queue [10000]
     offlineWriteTimeout: 60,         // --offline-write-timeout [60 s]
     dbPoolSize: 10,                  // --user-db-pool-size [10]
+    smResumptionTimeout: 300,        // --sm-resumption-timeout [300 s]
+    smMaxUnacked: 5000,              // --sm-max-unacked [5000]
   } satisfies Limits,
 };
 
@@ -762,6 +766,8 @@ function readLimits(r: Reader): Limits {
     offlineWriteTimeout: r.seconds('--offline-write-timeout', d.offlineWriteTimeout),
     // At least 3: the offline writer may hold two while logins and the registry need one.
     dbPoolSize: r.integer('--user-db-pool-size', d.dbPoolSize, 3, 1000),
+    smResumptionTimeout: r.seconds('--sm-resumption-timeout', d.smResumptionTimeout),
+    smMaxUnacked: r.integer('--sm-max-unacked', d.smMaxUnacked, 10),
   };
 }
 

@@ -24,6 +24,10 @@ export interface Limits {
   offlineWriteTimeout: number;
   /** Database connections per node (MySQL; SQLite always uses one) [10]. */
   dbPoolSize: number;
+  /** XEP-0198: longest a session waits for its client to resume after the connection dropped, in seconds [300]. */
+  smResumptionTimeout: number;
+  /** XEP-0198: stanzas sent to a client and not yet acknowledged; past it the stream is closed and they are handled as undelivered [5000]. */
+  smMaxUnacked: number;
 }
 
 export interface ComponentConfig {

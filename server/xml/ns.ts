@@ -24,6 +24,7 @@ export const NS = {
   BLOCKING: 'urn:xmpp:blocking',
   BLOCKING_ERRORS: 'urn:xmpp:blocking:errors',
   CARBONS: 'urn:xmpp:carbons:2',
+  SM: 'urn:xmpp:sm:3',
   FORWARD: 'urn:xmpp:forward:0',
   HINTS: 'urn:xmpp:hints',
   REGISTER: 'jabber:iq:register',

@@ -63,6 +63,8 @@ export interface LoginOptions {
   mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
   /** Send initial presence after binding [true]. */
   presence?: boolean;
+  /** Ask for XEP-0198 resumption when enabling stream management, as @xmpp/client does by default [true]. */
+  resumption?: boolean;
 }
 
 export const PASSWORD = 'secret-password';
@@ -132,6 +134,14 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
         },
       });
       client.on('error', () => undefined);
+      if (login.resumption === false) {
+        // A client that enables stream management without resumption: a lost connection ends its session at once.
+        const send = client.send.bind(client);
+        client.send = (element: Element) => {
+          if (element.is('enable', 'urn:xmpp:sm:3')) delete element.attrs.resume;
+          return send(element);
+        };
+      }
       clients.push(client);
       await client.start();
       if (login.presence ?? true) await client.send(xml('presence'));

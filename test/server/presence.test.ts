@@ -116,7 +116,7 @@ forEachDatabase('presence and subscriptions (RFC 6121 §3, §4)', async (t, dbUr
     t.pass('a clean logout');
 
     const online2 = nextStanza(kate, presenceFrom('judy@localhost/dropped'));
-    const dropped = await server.login('judy', { resource: 'dropped' });
+    const dropped = await server.login('judy', { resource: 'dropped', resumption: false });
     await online2;
     const lost = nextStanza(kate, presenceFrom('judy@localhost/dropped', 'unavailable'));
     dropConnection(dropped);
@@ -355,7 +355,7 @@ forEachDatabase('pre-approval, unsubscribe and unknown contacts (RFC 6121 §3.3,
 
   await t.test('a resource that only sent directed presence still says goodbye when its connection drops', async (t) => {
     const judy = await server.login('judy', { resource: 'j' });
-    const ivan = await server.login('ivan', { resource: 'bot', presence: false });
+    const ivan = await server.login('ivan', { resource: 'bot', presence: false, resumption: false });
     const hello = nextStanza(judy, presenceFrom('ivan@localhost/bot'));
     await ivan.send(xml('presence', { to: 'judy@localhost/j' }));
     await hello;

@@ -160,7 +160,10 @@ t.test('entering and leaving rooms', async (t) => {
     const bob = await server.login('bob', { resource: 'b' });
     await createRoom(alice, 'again@muc.localhost/Alice');
     await join(bob, 'again@muc.localhost/Bob');
+    // The message and the second join travel on two connections: the room has the message in its history once bob has it.
+    const live = nextStanza(bob, (s) => s.is('message') && s.getChildText('body') === 'remember me');
     await alice.send(xml('message', { to: 'again@muc.localhost', type: 'groupchat' }, xml('body', {}, 'remember me')));
+    await live;
     const aliceSeen = collect(alice);
     const rejoined = await join(bob, 'again@muc.localhost/Bob');
     t.same(statusCodes(rejoined.self), [110]);
