@@ -24,6 +24,7 @@ import { time } from './modules/time';
 import { vcard } from './modules/vcard';
 import { version } from './modules/version';
 import { Element } from 'ltx';
+import { LINK } from './cluster/catalogue';
 import { Cluster } from './cluster/cluster';
 import { componentCluster } from './cluster/component-cluster';
 import { Ownership } from './cluster/ownership';
@@ -50,6 +51,9 @@ import { listenTcp, type TcpTransport } from './transports/tcp';
 import { SERVER_VERSION } from './version';
 
 /** A running node: what tests and the process entry point hold on to. */
+/** How long a node waits for another to hand over a stream-managed session [10 s]. */
+const SM_HANDOVER_TIMEOUT_MS = 10_000;
+
 export interface XmppNode {
   readonly config: Config;
   readonly logger: Logger;
@@ -148,6 +152,37 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     components.push(component);
   }
 
+  // XEP-0198: what a session that ends unresumed had not acknowledged is handled as undelivered
+  // to a resource that is gone (RFC 6121 §8.5.3.2.1): other resources, else offline storage.
+  const streamManagement = new StreamManagementRegistry(sessions, {
+    resumptionTimeout: config.limits.smResumptionTimeout,
+    maxUnacked: config.limits.smMaxUnacked,
+    localNode: cluster ? config.clusterHostname : undefined,
+    logger: logger.category('c2s'),
+    undelivered: (stanza, session) => undelivered(stanza, session),
+  });
+  const undelivered = (stanza: Element, session: Session) => {
+    const from = tryParseJID(String(stanza.attrs.from ?? ''));
+    const to = tryParseJID(String(stanza.attrs.to ?? '')) ?? session.jid;
+    const type = String(stanza.attrs.type ?? (stanza.name === 'message' ? 'normal' : ''));
+    if (!from) return;
+    if (stanza.name === 'message') {
+      // Room traffic, errors and headlines are not kept (as for an offline user); carbons were copies.
+      if (type === 'groupchat' || type === 'error' || type === 'headline') return;
+      if (stanza.getChild('received', NS.CARBONS) || stanza.getChild('sent', NS.CARBONS)) return;
+      messages.inbound(stanza, from, to).catch((err) => router.replyError(stanza, err));
+    } else if (stanza.name === 'iq' && (type === 'get' || type === 'set')) {
+      router.replyError(stanza, new StanzaError('service-unavailable', 'the recipient\'s session ended before it answered'));
+    }
+  };
+  if (cluster) {
+    // Resumption on any node: the node named in the id hands the session over on the link.
+    const cl = cluster;
+    streamManagement.setHandOver(async (node, id, user, h) =>
+      (await cl.request(node, LINK.smResume, undefined, { sid: id, user, h: String(h) }, SM_HANDOVER_TIMEOUT_MS)).getChild('handover') ?? new Element('handover', { failed: 'item-not-found' }));
+    cl.handle(LINK.smResume, (from, msg) => streamManagement.handOver(String(msg.attrs.sid), String(msg.attrs.user), Number(msg.attrs.h), from));
+  }
+
   if (cluster && clusterSessions) {
     clusterSessions.attach({
       messageToResource: (stanza, to, carbons) => messages.deliverToResource(stanza, to, carbons),
@@ -171,27 +206,6 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   }
   for (const component of components) await component.start?.();
 
-  // XEP-0198: what a session that ends unresumed had not acknowledged is handled as undelivered
-  // to a resource that is gone (RFC 6121 §8.5.3.2.1): other resources, else offline storage.
-  const streamManagement = new StreamManagementRegistry(sessions, {
-    resumptionTimeout: config.limits.smResumptionTimeout,
-    logger: logger.category('c2s'),
-    undelivered: (stanza, session) => undelivered(stanza, session),
-  });
-  const undelivered = (stanza: Element, session: Session) => {
-    const from = tryParseJID(String(stanza.attrs.from ?? ''));
-    const to = tryParseJID(String(stanza.attrs.to ?? '')) ?? session.jid;
-    const type = String(stanza.attrs.type ?? (stanza.name === 'message' ? 'normal' : ''));
-    if (!from) return;
-    if (stanza.name === 'message') {
-      // Room traffic, errors and headlines are not kept (as for an offline user); carbons were copies.
-      if (type === 'groupchat' || type === 'error' || type === 'headline') return;
-      if (stanza.getChild('received', NS.CARBONS) || stanza.getChild('sent', NS.CARBONS)) return;
-      messages.inbound(stanza, from, to).catch((err) => router.replyError(stanza, err));
-    } else if (stanza.name === 'iq' && (type === 'get' || type === 'set')) {
-      router.replyError(stanza, new StanzaError('service-unavailable', 'the recipient\'s session ended before it answered'));
-    }
-  };
   const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const c2sContext: C2SContext = {

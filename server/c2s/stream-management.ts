@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Element } from 'ltx';
+import { Element, parse as parseXml } from 'ltx';
 import { StreamError } from '../errors';
 import type { Logger } from '../log';
 import type { Session, StanzaSink } from '../sm/session';
@@ -10,6 +10,22 @@ import { NS } from '../xml/ns';
 const REQUEST_AFTER = 16;
 /** Otherwise it asks this long after the last stanza sent [2 s]. */
 const REQUEST_IDLE_MS = 2000;
+
+/** Stanzas held for an inactive client (XEP-0352) before they are all sent anyway [100]. */
+const CSI_MAX_HELD = 100;
+
+/**
+ * XEP-0352: what can wait while the client is inactive: presence (only the latest from each
+ * sender is kept), chat states and PEP notifications without a body. Everything else (IQs,
+ * messages a person reads, errors) is urgent and goes at once, after what was held.
+ */
+function canWait(element: Element): boolean {
+  if (element.name === 'presence') return element.attrs.type === undefined || element.attrs.type === 'unavailable';
+  if (element.name !== 'message' || element.attrs.type === 'error') return false;
+  if (element.getChild('body') || element.getChild('subject')) return false;
+  const children = element.getChildElements();
+  return children.length > 0 && children.every((child) => child.attrs.xmlns === NS.CHATSTATES || child.attrs.xmlns === NS.PUBSUB_EVENT || child.name === 'delay');
+}
 
 /** XEP-0198 counts messages, presences and IQs, nothing else. */
 export function isStanza(element: Element): boolean {
@@ -50,6 +66,9 @@ export interface ManagedState {
  */
 export class ClientSink implements StanzaSink {
   sm?: ManagedState;
+  /** XEP-0352: the client said it is inactive; `held` is what waits for it to be active again. */
+  inactive = false;
+  readonly held: Element[] = [];
   /** Called when a hibernating session's queue passes the limit. */
   overflow?: () => void;
   private ackScheduled = false;
@@ -62,6 +81,35 @@ export class ClientSink implements StanzaSink {
   }
 
   send(element: Element): void {
+    if (this.inactive && this.output) {
+      if (canWait(element) && this.hold(element)) return;
+      this.release();
+    }
+    this.deliver(element);
+  }
+
+  /** XEP-0352 <inactive/> and <active/>: becoming active sends what was held. */
+  setActive(active: boolean): void {
+    this.inactive = !active;
+    if (active) this.release();
+  }
+
+  /** Keeps a stanza that can wait; false when the buffer is full (then everything goes). */
+  private hold(element: Element): boolean {
+    if (element.name === 'presence') {
+      const older = this.held.findIndex((held) => held.name === 'presence' && held.attrs.from === element.attrs.from);
+      if (older >= 0) this.held.splice(older, 1);
+    }
+    if (this.held.length >= CSI_MAX_HELD) return false;
+    this.held.push(element);
+    return true;
+  }
+
+  private release(): void {
+    for (const element of this.held.splice(0)) this.deliver(element);
+  }
+
+  private deliver(element: Element): void {
     const sm = this.sm;
     if (sm && isStanza(element)) {
       sm.unacked.push(element);
@@ -91,6 +139,8 @@ export class ClientSink implements StanzaSink {
 
   /** The stream is gone (hibernating) or another one took over. */
   detach(): StreamOutput | undefined {
+    // What was held for an inactive client joins the queue a resumed stream will get.
+    this.release();
     const output = this.output;
     this.output = undefined;
     clearTimeout(this.idleTimer);
@@ -157,6 +207,23 @@ export class ClientSink implements StanzaSink {
 /** Why a resumption failed (XEP-0198 §5: <failed/> with a stanza error condition). */
 export type ResumeFailure = 'item-not-found' | 'unexpected-request';
 
+export interface Resumed {
+  session: Session;
+  sink: ClientSink;
+  resend: Element[];
+}
+
+/** The node named in a resumption id (`<random>.<base64url(node)>`), or undefined. */
+export function resumptionOwner(id: string): string | undefined {
+  const dot = id.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const owner = Buffer.from(id.slice(dot + 1), 'base64url').toString('utf8');
+  return owner === '' ? undefined : owner;
+}
+
+/** How this node asks the node holding a session to hand it over (the cluster link). */
+export type HandOverRequest = (node: string, id: string, user: string, h: number) => Promise<Element>;
+
 /**
  * This node's stream-managed sessions: ids, hibernation after a dropped connection (the session
  * stays bound and keeps collecting stanzas for `max` seconds), resumption by a new stream of the
@@ -165,11 +232,21 @@ export type ResumeFailure = 'item-not-found' | 'unexpected-request';
  */
 export class StreamManagementRegistry {
   private readonly byId = new Map<string, { session: Session; sink: ClientSink }>();
-  readonly counters = { enabled: 0, hibernated: 0, resumed: 0, failedResumptions: 0, expired: 0, requeued: 0 };
+  /** Sessions that moved to another node, by id: a later resumption elsewhere is sent there [for max seconds]. */
+  private readonly moved = new Map<string, { node: string; timer: NodeJS.Timeout }>();
+  private handOverRequest?: HandOverRequest;
+  readonly counters = { enabled: 0, hibernated: 0, resumed: 0, failedResumptions: 0, expired: 0, requeued: 0, movedHere: 0, movedAway: 0 };
 
   constructor(
     private readonly sessions: SessionManager,
-    private readonly opts: { resumptionTimeout: number; logger: Logger; undelivered: (stanza: Element, session: Session) => void },
+    private readonly opts: {
+      resumptionTimeout: number;
+      logger: Logger;
+      undelivered: (stanza: Element, session: Session) => void;
+      /** In a cluster: this node's name, carried in every id so that any node can find the session. */
+      localNode?: string;
+      maxUnacked: number;
+    },
   ) {
     sessions.onEnd((session) => this.ended(session));
   }
@@ -184,7 +261,8 @@ export class StreamManagementRegistry {
   /** XEP-0198 §3: turns stream management on for a bound session; returns the <enabled/> answer. */
   enable(session: Session, sink: ClientSink, resume: boolean, requestedMax: number | undefined): Element {
     const max = resume ? Math.max(1, Math.min(requestedMax && requestedMax > 0 ? requestedMax : Infinity, this.opts.resumptionTimeout)) : 0;
-    const id = randomBytes(15).toString('base64url');
+    const random = randomBytes(15).toString('base64url');
+    const id = this.opts.localNode ? `${random}.${Buffer.from(this.opts.localNode).toString('base64url')}` : random;
     sink.sm = { id, max, handled: 0, unacked: [], acked: 0, requested: false };
     this.counters.enabled++;
     const enabled = new Element('enabled', { xmlns: NS.SM });
@@ -224,7 +302,116 @@ export class StreamManagementRegistry {
    * our stanzas. Returns the session and what to send again, or why not. A session still attached
    * to an old stream (its death not noticed yet) leaves that stream.
    */
-  resume(id: string, user: string, h: number, output: StreamOutput): { session: Session; sink: ClientSink; resend: Element[] } | ResumeFailure {
+  /** Lets a resumption of another node's session ask that node (set by the cluster). */
+  setHandOver(request: HandOverRequest): void {
+    this.handOverRequest = request;
+  }
+
+  /**
+   * XEP-0198 §5 anywhere in the cluster: the session is here, or on the node its id names (or
+   * where that node says it moved), which hands it over: it leaves there without any presence
+   * change and is bound here with its state, its counters and its unacknowledged stanzas.
+   */
+  async resumeAnywhere(id: string, user: string, h: number, output: StreamOutput, domain: string): Promise<Resumed | ResumeFailure> {
+    if (this.byId.has(id) || !this.handOverRequest) return this.resume(id, user, h, output);
+    let owner = this.moved.get(id)?.node ?? resumptionOwner(id);
+    for (let hop = 0; hop < 2 && owner && owner !== this.opts.localNode; hop++) {
+      let answer: Element;
+      try {
+        answer = await this.handOverRequest(owner, id, user, h);
+      } catch (err) {
+        this.opts.logger.info('session could not be fetched from its node', { node: owner, err: String(err) });
+        break;
+      }
+      const session = answer.getChild('session');
+      if (session) return this.adopt(session, id, output, domain, owner);
+      if (answer.attrs.moved) {
+        owner = String(answer.attrs.moved);
+        continue;
+      }
+      if (answer.attrs.failed === 'unexpected-request') {
+        this.counters.failedResumptions++;
+        return 'unexpected-request';
+      }
+      break;
+    }
+    this.counters.failedResumptions++;
+    return 'item-not-found';
+  }
+
+  /**
+   * The owner's side of a resumption on `to`: the session leaves this node (no presence change:
+   * it lives on there) and its state is the answer. Null payload attributes say why not.
+   */
+  handOver(id: string, user: string, h: number, to: string): Element {
+    const answer = new Element('handover');
+    const entry = this.byId.get(id);
+    if (!entry || entry.session.ended || entry.session.bare !== user) {
+      const moved = this.moved.get(id);
+      if (moved && moved.node !== to) answer.attrs.moved = moved.node;
+      else answer.attrs.failed = 'item-not-found';
+      return answer;
+    }
+    const { session, sink } = entry;
+    const sm = sink.sm!;
+    if (!sink.unackedSince(h)) {
+      answer.attrs.failed = 'unexpected-request';
+      return answer;
+    }
+    clearTimeout(sm.timer);
+    sink.detach()?.release();
+    const state = new Element('session', {
+      jid: session.full, available: session.available ? '1' : '0', priority: String(session.priority),
+      interested: session.interested ? '1' : '0', blocklist: session.blocklistInterested ? '1' : '0', carbons: session.carbons ? '1' : '0',
+      handled: String(sm.handled), acked: String(sm.acked), max: String(sm.max),
+    });
+    if (session.presence) state.c('presence-state').cnode(session.presence);
+    for (const jid of session.directedPresence) state.c('directed', { jid });
+    const queue = state.c('unacked');
+    for (const stanza of sm.unacked.splice(0)) queue.cnode(stanza);
+    this.byId.delete(id);
+    const timer = setTimeout(() => this.moved.delete(id), Math.max(1, sm.max) * 1000).unref();
+    this.moved.set(id, { node: to, timer });
+    session.movedTo = to;
+    this.sessions.end(session);
+    this.counters.movedAway++;
+    this.opts.logger.info('session handed over to another node', { conn: session.id, jid: session.full, node: to });
+    answer.cnode(state);
+    return answer;
+  }
+
+  /** Binds a session handed over by `from` on this node, on the resuming stream. */
+  private adopt(state: Element, id: string, output: StreamOutput, domain: string, from: string): Resumed | ResumeFailure {
+    const full = String(state.attrs.jid);
+    const slash = full.indexOf('/');
+    const at = full.indexOf('@');
+    if (slash < 0 || at < 0) return 'item-not-found';
+    const sink = new ClientSink(`resumed-${randomBytes(4).toString('hex')}`, output, this.opts.maxUnacked);
+    const unacked = state.getChild('unacked')?.getChildElements().map((el) => parseXml(el.toString())) ?? [];
+    sink.sm = {
+      id, max: Number(state.attrs.max) || this.opts.resumptionTimeout, handled: Number(state.attrs.handled) >>> 0,
+      unacked, acked: Number(state.attrs.acked) >>> 0, requested: false,
+    };
+    const session = this.sessions.bind(sink, full.slice(0, at), domain, full.slice(slash + 1));
+    session.interested = state.attrs.interested === '1';
+    session.blocklistInterested = state.attrs.blocklist === '1';
+    for (const directed of state.getChildren('directed')) session.directedPresence.add(String(directed.attrs.jid));
+    const presence = state.getChild('presence-state')?.getChildElements()[0];
+    if (state.attrs.available === '1' && presence) {
+      session.available = true;
+      session.priority = Number(state.attrs.priority) || 0;
+      session.presence = parseXml(presence.toString());
+    }
+    this.sessions.setCarbons(session, state.attrs.carbons === '1');
+    this.sessions.presenceChanged(session);
+    this.byId.set(id, { session, sink });
+    this.counters.resumed++;
+    this.counters.movedHere++;
+    this.opts.logger.info('session resumed from another node', { jid: session.full, node: from, unacked: unacked.length });
+    return { session, sink, resend: [...unacked] };
+  }
+
+  resume(id: string, user: string, h: number, output: StreamOutput): Resumed | ResumeFailure {
     const entry = this.byId.get(id);
     if (!entry || entry.session.ended || entry.session.bare !== user) {
       this.counters.failedResumptions++;
@@ -255,7 +442,7 @@ export class StreamManagementRegistry {
     const sm = sink?.sm;
     if (!sink || !sm) return;
     clearTimeout(sm.timer);
-    this.byId.delete(sm.id);
+    if (this.byId.get(sm.id)?.session === session) this.byId.delete(sm.id);
     const unacked = sm.unacked.splice(0);
     if (unacked.length === 0) return;
     this.counters.requeued += unacked.length;

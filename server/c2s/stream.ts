@@ -211,6 +211,7 @@ export class C2SStream implements TransportListener {
       features.c('ver', { xmlns: NS.ROSTER_VER });
       features.c('sub', { xmlns: NS.PRE_APPROVAL });
       if (this.ctx.sm) features.c('sm', { xmlns: NS.SM });
+      features.c('csi', { xmlns: NS.CSI });
       return features;
     }
     if (this.transport.canStartTls && !this.transport.secure) {
@@ -424,6 +425,11 @@ export class C2SStream implements TransportListener {
   private async onStanza(element: Element): Promise<void> {
     const xmlns = element.attrs.xmlns as string | undefined;
     if (xmlns === NS.SM && this.ctx.sm) return this.onStreamManagement(element);
+    if (xmlns === NS.CSI && (element.name === 'active' || element.name === 'inactive')) {
+      // XEP-0352: a nonza, not counted by stream management.
+      this.sink!.setActive(element.name === 'active');
+      return;
+    }
     if (xmlns && xmlns !== NS.CLIENT) {
       throw new StreamError('invalid-namespace', `<${element.name}/> in namespace ${xmlns}`);
     }
@@ -475,13 +481,19 @@ export class C2SStream implements TransportListener {
   }
 
   /** XEP-0198 §5: <resume previd h/> after authentication, instead of binding. */
-  private onResume(element: Element): void {
+  private async onResume(element: Element): Promise<void> {
     if (element.name === 'enable') return this.transport.send(smFailed('unexpected-request', 'bind a resource first'));
     if (element.name !== 'resume') throw new StreamError('not-authorized', 'bind a resource first');
     const h = Number(element.attrs.h);
     const previd = String(element.attrs.previd ?? '');
     if (!Number.isSafeInteger(h) || h < 0 || !previd) return this.transport.send(smFailed('bad-request', 'resume needs previd and h'));
-    const result = this.ctx.sm!.resume(previd, `${this.authenticated}@${this.domain}`, h, this.output());
+    const result = await this.ctx.sm!.resumeAnywhere(previd, `${this.authenticated}@${this.domain}`, h, this.output(), this.domain);
+    if (typeof result !== 'string' && (this.closing || this.state === 'closed')) {
+      // The connection went away while the session was being fetched: it waits for the next one.
+      result.sink.detach();
+      if (!this.ctx.sm!.hibernate(result.session)) this.ctx.sessions.end(result.session);
+      return;
+    }
     if (typeof result === 'string') {
       this.log.info('stream resumption failed', { previd, reason: result });
       return this.transport.send(smFailed(result, result === 'item-not-found' ? 'no such session to resume (it expired or ended)' : 'the acknowledged count is higher than what was sent'));

@@ -35,6 +35,8 @@ export const LINK = {
   sync: 'sync',
   /** Request: an HTTP request of a BOSH session this node owns (XEP-0124), forwarded by another node. */
   bosh: 'bosh',
+  /** Request: hand stream-managed session `id` of `user` over to the asking node, whose client resumed it with `h` (XEP-0198). */
+  smResume: 'sm-resume',
   /** One-way or request: a component's own traffic; `c` names the component, `op` its message. */
   component: 'component',
 } as const;

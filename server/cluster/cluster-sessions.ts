@@ -67,7 +67,11 @@ export class ClusterSessions implements RemoteDelivery {
     private readonly sessions: SessionManager,
     private readonly logger: Logger,
   ) {
-    sessions.onBind((session) => this.publish('bound', session));
+    sessions.onBind((session) => {
+      // A full JID bound here (e.g. a session resumed from another node) is no longer someone else's to report gone.
+      this.seenPresence.delete(session.full);
+      this.publish('bound', session);
+    });
     sessions.onPresenceChange((session) => this.publish('presence', session));
     sessions.onEnd((session) => {
       this.carbonsHere.delete(session);
@@ -235,6 +239,9 @@ export class ClusterSessions implements RemoteDelivery {
   private applyRemote(type: SessionEvent['type'], entry: ResourceEntry): void {
     this.strategy.sessionEvent({ type, entry } as SessionEvent);
     if (type !== 'bound') return;
+    // A session that moved (XEP-0198 resumption on another node) lives there now: if its old node dies, nobody is told it left.
+    const seen = this.seenPresence.get(entry.jid);
+    if (seen) seen.node = entry.node;
     // RFC 6120 §7.7.2.2 across nodes: the same full JID bound elsewhere later ends ours with <conflict/>.
     const jid = tryParseJID(entry.jid);
     const mine = jid && this.sessions.get(jid);

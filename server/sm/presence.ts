@@ -139,6 +139,8 @@ export class PresenceService {
 
   /** A session that ends goes unavailable for everyone who saw its presence (RFC 6121 §4.5.2, §4.6.2). */
   private async sessionEnded(session: Session): Promise<void> {
+    // A session that moved to another node lives on there: its contacts see no change.
+    if (session.movedTo) return;
     if (!session.available && session.directedPresence.size === 0) return;
     try {
       await this.broadcastUnavailable(session, new Element('presence', { type: 'unavailable', from: session.full }));

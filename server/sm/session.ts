@@ -36,6 +36,8 @@ export class Session {
   readonly full: string;
   readonly startedAt = Date.now();
   ended = false;
+  /** Set when the session ends because it moved to another node (XEP-0198 resumption there): no unavailable presence. */
+  movedTo?: string;
 
   constructor(readonly jid: JID, readonly sink: StanzaSink) {
     this.bare = jid.bareString();

@@ -25,6 +25,8 @@ export const NS = {
   BLOCKING_ERRORS: 'urn:xmpp:blocking:errors',
   CARBONS: 'urn:xmpp:carbons:2',
   SM: 'urn:xmpp:sm:3',
+  CSI: 'urn:xmpp:csi:0',
+  CHATSTATES: 'http://jabber.org/protocol/chatstates',
   FORWARD: 'urn:xmpp:forward:0',
   HINTS: 'urn:xmpp:hints',
   REGISTER: 'jabber:iq:register',

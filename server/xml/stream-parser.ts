@@ -14,6 +14,15 @@ export interface StreamParserHandler {
   streamEnd(): void;
 }
 
+/** The depth and attribute limits for an element opening at `depth`: the policy-violation, or undefined. */
+export function elementLimitViolation(depth: number, attrs: Record<string, string>, limits: ParserLimits): StreamError | undefined {
+  if (depth > limits.maxXmlDepth) return new StreamError('policy-violation', `elements nested deeper than ${limits.maxXmlDepth}`);
+  let count = 0;
+  for (const _ in attrs) count++;
+  if (count > limits.maxAttributes) return new StreamError('policy-violation', `more than ${limits.maxAttributes} attributes on one element`);
+  return undefined;
+}
+
 /**
  * Incremental parser for one XML stream (RFC 6120 §4), built on the strict, non-validating saxes
  * parser and producing ltx elements. Every violation throws a StreamError for the caller to send:
@@ -97,14 +106,8 @@ export class StreamParser {
   private open(tag: SaxesTagPlain): void {
     this.depth++;
     const attrs = tag.attributes as Record<string, string>;
-    if (this.depth > this.limits.maxXmlDepth) {
-      throw this.fail(new StreamError('policy-violation', `elements nested deeper than ${this.limits.maxXmlDepth}`));
-    }
-    let count = 0;
-    for (const _ in attrs) count++;
-    if (count > this.limits.maxAttributes) {
-      throw this.fail(new StreamError('policy-violation', `more than ${this.limits.maxAttributes} attributes on one element`));
-    }
+    const violation = elementLimitViolation(this.depth, attrs, this.limits);
+    if (violation) throw this.fail(violation);
     if (this.depth === 1) {
       this.checkSize(this.unitBytes + this.bytesSince(this.unitStart, this.sax.position));
       this.handler.streamStart(tag.name, attrs);

@@ -1,7 +1,7 @@
 import { Element } from 'ltx';
 import SaxLtx from 'ltx/lib/parsers/ltx.js';
 import { StreamError } from '../errors';
-import type { ParserLimits, StreamParserHandler } from './stream-parser';
+import { elementLimitViolation, type ParserLimits, type StreamParserHandler } from './stream-parser';
 
 /**
  * Incremental parser for an XML stream written by a peer that is ours: a cluster node, which
@@ -68,14 +68,8 @@ export class TrustedStreamParser {
   private open(name: string, attrs: Record<string, string>): void {
     if (this.failed || this.ended) return;
     this.depth++;
-    if (this.depth > this.limits.maxXmlDepth) {
-      throw this.fail(new StreamError('policy-violation', `elements nested deeper than ${this.limits.maxXmlDepth}`));
-    }
-    let count = 0;
-    for (const _ in attrs) count++;
-    if (count > this.limits.maxAttributes) {
-      throw this.fail(new StreamError('policy-violation', `more than ${this.limits.maxAttributes} attributes on one element`));
-    }
+    const violation = elementLimitViolation(this.depth, attrs, this.limits);
+    if (violation) throw this.fail(violation);
     if (this.depth === 1) {
       this.call(() => this.handler.streamStart(name, attrs));
       return;

@@ -1,9 +1,9 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { eventually } from '../helpers/cluster';
-import { PASSWORD, startTestServer } from '../helpers/server';
+import { PASSWORD, startTestServer, xml } from '../helpers/server';
 
 // Debian's python3-slixmpp, run with its default settings (it picks SCRAM-SHA-*-PLUS with
 // tls-unique channel binding, also on TLS 1.3), must log in over STARTTLS and direct TLS.
@@ -47,6 +47,50 @@ if (!slixmppAvailable()) {
       t.equal(said('MESSAGE'), 'hello from slixmpp');
     }
     t.equal(await server.node.storage.authFailures.count(jid, 300_000), 0, 'no failure was counted against the account');
+  });
+
+  t.test('slixmpp with its XEP-0198 and XEP-0352 plugins resumes after losing its connection, and misses nothing', async (t) => {
+    const server = await startTestServer(t);
+    const jid = await server.addUser('slisr');
+    await server.addUser('sender');
+    const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
+    const child = spawn(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_resume.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, '3']);
+    t.teardown(() => child.kill());
+    const lines: string[] = [];
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const waiters: (() => void)[] = [];
+    let partial = '';
+    child.stdout.on('data', (d: Buffer) => {
+      partial += d.toString();
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      lines.push(...parts.filter(Boolean));
+      for (const wake of waiters.splice(0)) wake();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const line = (prefix: string) => new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${prefix} line: ${lines.join(' | ')} ${stderr.slice(-1500)}`)), 60_000);
+      const check = () => {
+        const found = lines.find((l) => l.startsWith(prefix));
+        if (found !== undefined) {
+          clearTimeout(timer);
+          resolve(found.slice(prefix.length).trim());
+        } else {
+          waiters.push(check);
+        }
+      };
+      check();
+    });
+    const full = await line('SESSION');
+    await line('ENABLED');
+    await line('CUT');
+    const sender = await server.login('sender');
+    for (let i = 1; i <= 3; i++) await sender.send(xml('message', { to: full, type: 'chat' }, xml('body', {}, `while cut ${i}`)));
+    await line('RESUMED');
+    t.equal(await exited, 0, `the script saw every message on the resumed stream\n${lines.join('\n')}\n${stderr.slice(-1500)}`);
+    t.same(lines.filter((l) => l.startsWith('MESSAGE')), ['MESSAGE while cut 1', 'MESSAGE while cut 2', 'MESSAGE while cut 3'], 'each once, in order');
+    t.ok(server.node.streamManagement.counters.resumed >= 1);
   });
 }
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
+import { parseJID } from '../../server/jid';
 import { collect, startTestServer, xml, type XmppClient } from '../helpers/server';
 
 const SM = 'urn:xmpp:sm:3';
@@ -119,4 +120,32 @@ t.test('a clean close ends a stream-managed session at once: nothing waits to be
   await frank.send(xml('message', { to: 'erin@localhost/old', type: 'chat' }, xml('body', {}, 'gone?')));
   await eventually('a message to the old resource is stored offline', async () => (await server.node.storage.offline.count('erin@localhost')) === 1, WAIT_MS);
   await frank.stop();
+});
+
+t.test('XEP-0352: an inactive client gets presence later and chat messages at once', async (t) => {
+  const server = await startTestServer(t);
+  for (const user of ['gina', 'hank']) await server.addUser(user);
+  const gina = await server.login('gina', { resource: 'phone' });
+  const hank = await server.login('hank', { resource: 'desk' });
+  const seen = collect(gina);
+  const sink = () => server.node.sessions.get(parseJID('gina@localhost/phone'))!.sink as unknown as { held: Element[] };
+  await gina.send(xml('inactive', { xmlns: 'urn:xmpp:csi:0' }));
+  // Directed presence and a chat state can wait; the latest presence from hank replaces the older one.
+  await hank.send(xml('presence', { to: 'gina@localhost/phone' }, xml('show', {}, 'away')));
+  await hank.send(xml('presence', { to: 'gina@localhost/phone' }, xml('show', {}, 'dnd')));
+  await hank.send(xml('message', { to: 'gina@localhost/phone', type: 'chat' }, xml('composing', { xmlns: 'http://jabber.org/protocol/chatstates' })));
+  await eventually('held on the server', () => sink().held.length === 2, WAIT_MS);
+  t.equal(seen.filter((s) => s.attrs.from === 'hank@localhost/desk').length, 0, 'nothing from hank reached the inactive client yet');
+  await hank.send(xml('message', { to: 'gina@localhost/phone', type: 'chat' }, xml('body', {}, 'read this now')));
+  await eventually('the chat message arrives', () => bodies(seen).includes('read this now'), WAIT_MS);
+  const fromHank = seen.filter((s) => s.attrs.from === 'hank@localhost/desk');
+  t.same(fromHank.map((s) => s.getChildText('show') ?? s.getChildText('body') ?? s.getChildElements()[0]?.name), ['dnd', 'composing', 'read this now'],
+    'what was held goes first, in order, only the latest presence');
+  t.equal(sink().held.length, 0);
+  await gina.send(xml('inactive', { xmlns: 'urn:xmpp:csi:0' }));
+  await hank.send(xml('presence', { to: 'gina@localhost/phone' }, xml('show', {}, 'chat')));
+  await eventually('held again', () => sink().held.length === 1, WAIT_MS);
+  await gina.send(xml('active', { xmlns: 'urn:xmpp:csi:0' }));
+  await eventually('becoming active sends it', () => seen.some((s) => s.is('presence') && s.getChildText('show') === 'chat'), WAIT_MS);
+  await Promise.all([gina.stop(), hank.stop()]);
 });

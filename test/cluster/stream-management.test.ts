@@ -1,0 +1,83 @@
+import type { Element } from 'ltx';
+import { eventually, httpGet, startCluster } from '../helpers/cluster';
+import { forEachDatabase } from '../helpers/databases';
+import { xml } from '../helpers/server';
+import type { XmppClient } from '../helpers/client';
+
+const WAIT_MS = 30_000;
+
+type Sm = { enabled: boolean; id: string; on(event: string, listener: () => void): void };
+const smOf = (client: XmppClient) => (client as unknown as { streamManagement: Sm }).streamManagement;
+const bodies = (stanzas: Element[]) => stanzas.filter((s) => s.is('message')).map((s) => s.getChildText('body'));
+
+/** Cuts the client's connection; it reconnects, to `service`, and resumes (@xmpp/client does both by itself). */
+function cutAndReconnectTo(client: XmppClient, service: string): void {
+  const c = client as unknown as { options: { service: string }; reconnect: { start(): void }; socket: { socket?: { destroy(): void } } };
+  c.options.service = service;
+  c.reconnect.start();
+  (c.socket.socket as { destroy(): void }).destroy();
+}
+
+// XEP-0198 resumption on any node: a phone's connection drops and its reconnect lands on another
+// node (any balancer, no stickiness). That node fetches the session from the one named in its id.
+for (const strategy of ['broadcast', 'online-users-caching']) {
+  forEachDatabase(`a session resumes on another node, strategy ${strategy}`, async (t, dbUri) => {
+    const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
+    for (const user of ['alice', 'bob']) await cluster.addUser(user);
+    const alice = await cluster.login(0, 'alice', { resource: 'phone' });
+    const bob = await cluster.login(2, 'bob', { resource: 'desk' });
+    await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
+    const seen: Element[] = [];
+    alice.on('stanza', (s: Element) => seen.push(s));
+    const bobSeen: Element[] = [];
+    bob.on('stanza', (s: Element) => bobSeen.push(s));
+    const aliceGone = () => bobSeen.some((s) => s.is('presence') && s.attrs.from === 'alice@localhost/phone' && s.attrs.type === 'unavailable');
+    // Bob sees alice through directed presence: the move must not show her leaving.
+    await alice.send(xml('presence', { to: 'bob@localhost/desk' }));
+    await eventually('bob sees alice', () => bobSeen.some((s) => s.is('presence') && s.attrs.from === 'alice@localhost/phone'), WAIT_MS);
+    const say = (body: string) => bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, body)));
+
+    await say('before');
+    await eventually('the first message arrived on node 1', () => bodies(seen).includes('before'), WAIT_MS);
+    const resumed = new Promise<void>((resolve) => smOf(alice).on('resumed', resolve));
+    cutAndReconnectTo(alice, `xmpp://127.0.0.1:${cluster.nodes[1].c2sPort}`);
+    for (let i = 1; i <= 5; i++) await say(`during ${i}`);
+    await resumed;
+    t.pass('the client resumed its session on node 2');
+    await eventually('every message sent during the cut arrived', () => bodies(seen).filter((b) => b?.startsWith('during')).length >= 5, WAIT_MS);
+    await say('after');
+    await eventually('a later message reaches the session on its new node', () => bodies(seen).includes('after'), WAIT_MS);
+    t.same(bodies(seen), ['before', 'during 1', 'during 2', 'during 3', 'during 4', 'during 5', 'after'], 'each once, in order');
+    t.equal(await cluster.storage.offline.count('alice@localhost'), 0, 'nothing went to offline storage');
+    const pong = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'bob@localhost/desk' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+    t.equal(pong.attrs.type, 'result', 'the resumed session talks to the rest of the cluster');
+    const metrics = await httpGet(cluster.nodes[1].httpPort, '/metrics');
+    t.match(metrics.body, /xmpp_sm_resumptions_total\{outcome="resumed"[^}]*\} 1/, 'node 2 counts the resumption');
+    t.notOk(aliceGone(), 'bob never saw alice leave while her session moved');
+    await alice.stop();
+    await eventually('when the moved session ends, bob sees alice leave (its directed presence moved with it)', aliceGone, WAIT_MS);
+  });
+}
+
+// The node holding the session dies while its client is away: the client's resumption elsewhere
+// fails cleanly, it logs in again, and what was sent to it after the death was stored offline.
+forEachDatabase('the owner of a waiting session is killed: <failed/>, a new login, nothing sent meanwhile lost', async (t, dbUri) => {
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching' });
+  for (const user of ['alice', 'bob']) await cluster.addUser(user);
+  const alice = await cluster.login(0, 'alice', { resource: 'phone' });
+  const bob = await cluster.login(2, 'bob', { resource: 'desk' });
+  await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
+  const oldId = smOf(alice).id;
+  const online = new Promise<void>((resolve) => alice.once('online', () => resolve()));
+  cutAndReconnectTo(alice, `xmpp://127.0.0.1:${cluster.nodes[1].c2sPort}`);
+  await cluster.nodes[0].kill();
+  await cluster.waitConnected(2, 2, WAIT_MS);
+  for (let i = 1; i <= 5; i++) await bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, `meanwhile ${i}`)));
+  await online;
+  t.not(smOf(alice).id, oldId, 'the resumption failed and the client bound a new session');
+  const seen: Element[] = [];
+  alice.on('stanza', (s: Element) => seen.push(s));
+  await alice.send(xml('presence'));
+  await eventually('every message sent after the death arrives from offline storage', () => bodies(seen).length >= 5, WAIT_MS);
+  t.same(bodies(seen), ['meanwhile 1', 'meanwhile 2', 'meanwhile 3', 'meanwhile 4', 'meanwhile 5'], 'all of them, once, in order');
+});
