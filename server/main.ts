@@ -6,12 +6,13 @@ import { C2SStream, type C2SContext } from './c2s/stream';
 import { ConfigError, loadConfig } from './config/config';
 import type { Config } from './config/types';
 import { StanzaError, StreamError } from './errors';
-import { StreamManagementRegistry } from './c2s/stream-management';
+import { StreamManagementRegistry, isPersonal } from './c2s/stream-management';
 import { NS } from './xml/ns';
 import type { Session } from './sm/session';
 import { createLogger, type Logger } from './log';
 import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
+import { push, PushNotifier } from './modules/push';
 import { disco } from './modules/disco';
 import type { ModuleContext, ServerModule } from './modules/module';
 import { offline } from './modules/offline';
@@ -124,8 +125,9 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     inboundPresence: (stanza, from, to) => presence.inbound(stanza, from, to),
   });
 
-  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote };
-  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep];
+  const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
+  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote, pushNotifier };
+  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep, push];
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
@@ -152,6 +154,12 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     components.push(component);
   }
 
+  // XEP-0357: the node that stores a message offline, or holds it for a session waiting to be
+  // resumed, tells the user's app servers (once: only that node has the message).
+  messages.onStoredOffline((user, stanza) => {
+    const jid = tryParseJID(user);
+    if (isPersonal(stanza) && jid) pushNotifier.notify(jid, stanza, () => storage.offline.count(user));
+  });
   // XEP-0198: what a session that ends unresumed had not acknowledged is handled as undelivered
   // to a resource that is gone (RFC 6121 §8.5.3.2.1): other resources, else offline storage.
   const streamManagement = new StreamManagementRegistry(sessions, {
@@ -159,6 +167,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     maxUnacked: config.limits.smMaxUnacked,
     localNode: cluster ? config.clusterHostname : undefined,
     logger: logger.category('c2s'),
+    away: (session, message, pending) => pushNotifier.notify(session.jid.bare(), message, pending),
     undelivered: (stanza, session) => undelivered(stanza, session),
   });
   const undelivered = (stanza: Element, session: Session) => {
@@ -206,7 +215,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   }
   for (const component of components) await component.start?.();
 
-  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement });
+  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const c2sContext: C2SContext = {
     config,

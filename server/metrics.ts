@@ -32,6 +32,8 @@ export interface MetricSources {
   /** The batched offline writer: its queue and what became of the messages it took. */
   offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
   /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
+  /** XEP-0357 notifications sent to app servers (and those that could not be). */
+  push?: { readonly counters: Readonly<Record<'sent' | 'failed', number>> };
   streamManagement?: { readonly hibernating: number; readonly counters: Readonly<Record<'enabled' | 'hibernated' | 'resumed' | 'failedResumptions' | 'expired' | 'requeued', number>> };
 }
 
@@ -137,6 +139,16 @@ export class NodeMetrics {
         this.inc({ outcome: 'resumed' }, counters.resumed);
         this.inc({ outcome: 'failed' }, counters.failedResumptions);
         this.inc({ outcome: 'expired' }, counters.expired);
+      },
+    });
+    new Counter({
+      name: 'xmpp_push_notifications_total', help: 'XEP-0357 notifications to app servers, by outcome (sent, failed).', labelNames: ['outcome'], registers,
+      collect() {
+        this.reset();
+        const counters = self.sources.push?.counters;
+        if (!counters) return;
+        this.inc({ outcome: 'sent' }, counters.sent);
+        this.inc({ outcome: 'failed' }, counters.failed);
       },
     });
     new Counter({

@@ -27,6 +27,12 @@ function canWait(element: Element): boolean {
   return children.length > 0 && children.every((child) => child.attrs.xmlns === NS.CHATSTATES || child.attrs.xmlns === NS.PUBSUB_EVENT || child.name === 'delay');
 }
 
+/** A chat or normal message with a body: what a push notification is for. */
+export function isPersonal(element: Element): boolean {
+  const type = element.attrs.type ?? 'normal';
+  return element.name === 'message' && (type === 'chat' || type === 'normal') && Boolean(element.getChild('body'));
+}
+
 /** XEP-0198 counts messages, presences and IQs, nothing else. */
 export function isStanza(element: Element): boolean {
   return element.name === 'message' || element.name === 'presence' || element.name === 'iq';
@@ -71,6 +77,8 @@ export class ClientSink implements StanzaSink {
   readonly held: Element[] = [];
   /** Called when a hibernating session's queue passes the limit. */
   overflow?: () => void;
+  /** Called for each message a person would read that arrives while the session waits to be resumed (XEP-0357). */
+  away?: (message: Element) => void;
   private ackScheduled = false;
   private idleTimer?: NodeJS.Timeout;
 
@@ -113,6 +121,7 @@ export class ClientSink implements StanzaSink {
     const sm = this.sm;
     if (sm && isStanza(element)) {
       sm.unacked.push(element);
+      if (!this.output && this.away && isPersonal(element)) this.away(element);
       if (sm.unacked.length > this.maxUnacked) {
         // The client does not acknowledge (or stays away): the session ends, and what it holds
         // is handled as undelivered (it is queued, so nothing is lost).
@@ -245,6 +254,8 @@ export class StreamManagementRegistry {
       undelivered: (stanza: Element, session: Session) => void;
       /** In a cluster: this node's name, carried in every id so that any node can find the session. */
       localNode?: string;
+      /** A message a person would read arrived for a session waiting to be resumed; `pending` such messages wait in all (XEP-0357). */
+      away?: (session: Session, message: Element, pending: number) => void;
       maxUnacked: number;
     },
   ) {
@@ -287,6 +298,7 @@ export class StreamManagementRegistry {
     sm.requested = false;
     this.counters.hibernated++;
     sink.overflow = () => this.sessions.end(session);
+    sink.away = (message) => this.opts.away?.(session, message, sm.unacked.filter(isPersonal).length);
     sm.timer = setTimeout(() => {
       this.counters.expired++;
       this.opts.logger.info('stream management session expired', { conn: session.id, jid: session.full, unacked: sm.unacked.length });
@@ -426,6 +438,7 @@ export class StreamManagementRegistry {
     clearTimeout(sink.sm!.timer);
     sink.sm!.timer = undefined;
     sink.overflow = undefined;
+    sink.away = undefined;
     sink.detach()?.release();
     sink.attach(output);
     this.counters.resumed++;

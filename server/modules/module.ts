@@ -8,6 +8,7 @@ import type { SessionManager } from '../sm/session-manager';
 import type { Storage } from '../storage/types';
 import type { RemoteDelivery } from '../sm/remote-delivery';
 import type { Element } from 'ltx';
+import type { PushNotifier } from './push';
 
 /** What a module may use; it registers its routes and features on the router and nothing else at import time. */
 export interface ModuleContext {
@@ -21,6 +22,8 @@ export interface ModuleContext {
   messages: MessageService;
   /** The other nodes of the cluster (nothing on a single node). */
   remote: RemoteDelivery;
+  /** XEP-0357: tells app servers of waiting messages; the push module tells it of changed registrations. */
+  pushNotifier?: PushNotifier;
   /** Set by the blocking module: what this node does when a peer reports a changed block list. */
   blocklistChangedHere?: (user: string, command: Element) => void;
   /** Set by the PEP module: delivers a peer's PEP notification to this node's interested resources. */

@@ -22,6 +22,7 @@ export class MessageService {
   private readonly knownUsers = new Set<string>();
   /** Users whose stored messages are being delivered to an online resource right now. */
   private readonly delivering = new Map<string, boolean>();
+  private readonly storedListeners: ((user: string, stanza: Element) => void)[] = [];
 
   constructor(
     private readonly router: Router,
@@ -31,6 +32,11 @@ export class MessageService {
     private readonly logger: Logger,
     private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {}
+
+  /** Called once a message for `user` is in offline storage (e.g. for XEP-0357 push notifications). */
+  onStoredOffline(listener: (user: string, stanza: Element) => void): void {
+    this.storedListeners.push(listener);
+  }
 
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
     // Back-pressure: while offline storage cannot keep up, senders wait here rather than pile up work.
@@ -141,6 +147,7 @@ export class MessageService {
     copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
     // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
     await this.offline.write(user, copy.toString());
+    for (const listener of this.storedListeners) listener(user, stanza);
   }
 
   private async userExists(user: string): Promise<boolean> {

@@ -7,6 +7,7 @@ import { migrateToLatest, type MigrationLock } from './migrate';
 import { KnexOfflineStore } from './offline-store';
 import { KnexPrivateStore } from './private-store';
 import { KnexPubSubStore } from './pubsub-store';
+import { KnexPushStore } from './push-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -28,6 +29,7 @@ export class KnexStorage implements Storage {
   readonly clusterNodes: KnexClusterNodeStore;
   readonly pubsub: KnexPubSubStore;
   readonly caps: KnexCapsStore;
+  readonly push: KnexPushStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -47,6 +49,7 @@ export class KnexStorage implements Storage {
     this.clusterNodes = new KnexClusterNodeStore(knex);
     this.pubsub = new KnexPubSubStore(knex);
     this.caps = new KnexCapsStore(knex);
+    this.push = new KnexPushStore(knex);
   }
 
   migrate(): Promise<void> {

@@ -16,6 +16,9 @@ export const STORAGE_LIMITS = {
   namespace: 384,
   /** Auth-failure counter key. */
   authKey: 384,
+  /** XEP-0357 app server JID and node of a push registration. */
+  pushService: 192,
+  pushNode: 192,
 } as const;
 
 /** Throws ValueTooLongError when `value` has more code points than `max`. */

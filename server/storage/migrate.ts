@@ -3,6 +3,7 @@ import * as initial from './migrations/001-initial';
 import * as componentOwners from './migrations/002-component-owners';
 import * as muc from './migrations/003-muc';
 import * as pubsub from './migrations/004-pubsub';
+import * as push from './migrations/005-push';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -21,6 +22,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '002-component-owners', migration: componentOwners },
   { name: '003-muc', migration: muc },
   { name: '004-pubsub', migration: pubsub },
+  { name: '005-push', migration: push },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

@@ -171,6 +171,23 @@ export interface ClusterNodeStore {
   removeOlderThan(cutoff: Date, keep?: string[]): Promise<string[]>;
 }
 
+/** XEP-0357: an app server (JID and node) that wants to hear of messages for an account that is away. */
+export interface PushRegistration {
+  user: string;
+  service: string;
+  node: string;
+  /** The publish-options data form the client gave (XML), passed on with each notification. */
+  options?: string;
+}
+
+export interface PushStore {
+  /** Adds, or replaces the options of, the (user, service, node) registration. */
+  enable(registration: PushRegistration): Promise<void>;
+  /** Removes the user's registrations at `service`: one node, or all of them; how many went. */
+  disable(user: string, service: string, node?: string): Promise<number>;
+  list(user: string): Promise<PushRegistration[]>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -186,6 +203,8 @@ export interface Storage {
   readonly pubsub: PubSubStore;
   /** XEP-0115 verified entity capabilities, shared by every node. */
   readonly caps: CapsStore;
+  /** XEP-0357 push registrations, shared by every node. */
+  readonly push: PushStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

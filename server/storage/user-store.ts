@@ -21,6 +21,7 @@ const USER_DATA: readonly [table: string, column: string][] = [
   ['auth_failures', 'auth_key'],
   ['pubsub_subscriptions', 'bare'],
   ['pubsub_affiliations', 'jid'],
+  ['push_registrations', 'user'],
 ];
 
 interface UserRow {

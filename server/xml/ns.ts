@@ -26,6 +26,7 @@ export const NS = {
   CARBONS: 'urn:xmpp:carbons:2',
   SM: 'urn:xmpp:sm:3',
   CSI: 'urn:xmpp:csi:0',
+  PUSH: 'urn:xmpp:push:0',
   CHATSTATES: 'http://jabber.org/protocol/chatstates',
   FORWARD: 'urn:xmpp:forward:0',
   HINTS: 'urn:xmpp:hints',

@@ -81,3 +81,35 @@ forEachDatabase('the owner of a waiting session is killed: <failed/>, a new logi
   await eventually('every message sent after the death arrives from offline storage', () => bodies(seen).length >= 5, WAIT_MS);
   t.same(bodies(seen), ['meanwhile 1', 'meanwhile 2', 'meanwhile 3', 'meanwhile 4', 'meanwhile 5'], 'all of them, once, in order');
 });
+
+// XEP-0357 in a cluster: the node holding the waiting session tells the app server, once, wherever
+// the sender and the app server are.
+forEachDatabase('push: a message for a session waiting on one node notifies an app server on another, once', async (t, dbUri) => {
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching' });
+  for (const user of ['alice', 'bob', 'appserver']) await cluster.addUser(user);
+  const app = await cluster.login(1, 'appserver', { resource: 'push' });
+  const published: Element[] = [];
+  app.on('stanza', (s: Element) => {
+    if (!s.is('iq') || s.attrs.type !== 'set' || !s.getChild('pubsub')) return;
+    published.push(s);
+    void app.send(xml('iq', { type: 'result', id: s.attrs.id, to: s.attrs.from }));
+  });
+  const alice = await cluster.login(0, 'alice', { resource: 'phone' });
+  await alice.iqCaller.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:push:0', jid: 'appserver@localhost/push', node: 'n1' })));
+  await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
+  const bob = await cluster.login(2, 'bob', { resource: 'desk' });
+  (alice as unknown as { socket: { socket: { destroy(): void } } }).socket.socket.destroy();
+  await eventually('the session waits on node 1', async () => (await httpGet(cluster.nodes[0].httpPort, '/metrics')).body.includes('xmpp_sm_hibernating_sessions{node="node1.cluster.test"} 1'), WAIT_MS);
+  await bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, 'wake up')));
+  await eventually('the app server on node 2 is told', () => published.length >= 1, WAIT_MS);
+  const publish = published[0].getChild('pubsub')!.getChild('publish')!;
+  t.equal(publish.attrs.node, 'n1');
+  t.equal(published[0].attrs.from, 'alice@localhost', 'on behalf of the account');
+  // Another message, then the count: each message is told once, by the one node that holds it.
+  await bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, 'again')));
+  await eventually('the second is told', () => published.length >= 2, WAIT_MS);
+  const metrics = await Promise.all(cluster.nodes.map((node) => httpGet(node.httpPort, '/metrics')));
+  const sent = metrics.map((m) => Number(/xmpp_push_notifications_total\{outcome="sent"[^}]*\} (\d+)/.exec(m.body)?.[1] ?? 0));
+  t.same(sent, [2, 0, 0], 'node 1 sent both notifications, no other node sent any');
+  t.equal(published.length, 2);
+});
