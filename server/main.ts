@@ -167,7 +167,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     maxUnacked: config.limits.smMaxUnacked,
     localNode: cluster ? config.clusterHostname : undefined,
     logger: logger.category('c2s'),
-    away: (session, message, pending) => pushNotifier.notify(session.jid.bare(), message, pending),
+    resumed: (session) => messages.deliverStored([session.bare]),
     undelivered: (stanza, session) => undelivered(stanza, session),
   });
   const undelivered = (stanza: Element, session: Session) => {

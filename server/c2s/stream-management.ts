@@ -77,8 +77,6 @@ export class ClientSink implements StanzaSink {
   readonly held: Element[] = [];
   /** Called when a hibernating session's queue passes the limit. */
   overflow?: () => void;
-  /** Called for each message a person would read that arrives while the session waits to be resumed (XEP-0357). */
-  away?: (message: Element) => void;
   private ackScheduled = false;
   private idleTimer?: NodeJS.Timeout;
 
@@ -86,6 +84,10 @@ export class ClientSink implements StanzaSink {
 
   get attached(): boolean {
     return this.output !== undefined;
+  }
+
+  get waiting(): boolean {
+    return this.sm !== undefined && this.output === undefined;
   }
 
   send(element: Element): void {
@@ -121,7 +123,6 @@ export class ClientSink implements StanzaSink {
     const sm = this.sm;
     if (sm && isStanza(element)) {
       sm.unacked.push(element);
-      if (!this.output && this.away && isPersonal(element)) this.away(element);
       if (sm.unacked.length > this.maxUnacked) {
         // The client does not acknowledge (or stays away): the session ends, and what it holds
         // is handled as undelivered (it is queued, so nothing is lost).
@@ -254,8 +255,8 @@ export class StreamManagementRegistry {
       undelivered: (stanza: Element, session: Session) => void;
       /** In a cluster: this node's name, carried in every id so that any node can find the session. */
       localNode?: string;
-      /** A message a person would read arrived for a session waiting to be resumed; `pending` such messages wait in all (XEP-0357). */
-      away?: (session: Session, message: Element, pending: number) => void;
+      /** A session was resumed here: what was stored for its user meanwhile goes to it now. */
+      resumed?: (session: Session) => void;
       maxUnacked: number;
     },
   ) {
@@ -298,7 +299,6 @@ export class StreamManagementRegistry {
     sm.requested = false;
     this.counters.hibernated++;
     sink.overflow = () => this.sessions.end(session);
-    sink.away = (message) => this.opts.away?.(session, message, sm.unacked.filter(isPersonal).length);
     sm.timer = setTimeout(() => {
       this.counters.expired++;
       this.opts.logger.info('stream management session expired', { conn: session.id, jid: session.full, unacked: sm.unacked.length });
@@ -438,11 +438,15 @@ export class StreamManagementRegistry {
     clearTimeout(sink.sm!.timer);
     sink.sm!.timer = undefined;
     sink.overflow = undefined;
-    sink.away = undefined;
     sink.detach()?.release();
     sink.attach(output);
     this.counters.resumed++;
     return { session, sink, resend };
+  }
+
+  /** After <resumed/> and the stanzas sent again: messages stored while the session waited follow. */
+  afterResume(session: Session): void {
+    this.opts.resumed?.(session);
   }
 
   /** Ends every session that waits to be resumed (the node is stopping). */

@@ -505,6 +505,7 @@ export class C2SStream implements TransportListener {
     this.log.info('session resumed', { jid: this.session.full, resent: result.resend.length });
     this.transport.send(new Element('resumed', { xmlns: NS.SM, previd, h: String(result.sink.sm!.handled) }));
     for (const stanza of result.resend) this.output().send(stanza);
+    this.ctx.sm!.afterResume(result.session);
   }
 
   private countedSend(element: Element): void {

@@ -9,6 +9,7 @@ import type { Session } from './session';
 import type { SessionManager } from './session-manager';
 import type { OfflineWriter } from './offline-writer';
 import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
+import { KeyedQueue } from '../keyed-queue';
 
 /** Users known to exist, remembered for offline writes (a failover storm checks each once) [10,000]. */
 const KNOWN_USERS_MAX = 10_000;
@@ -23,6 +24,8 @@ export class MessageService {
   /** Users whose stored messages are being delivered to an online resource right now. */
   private readonly delivering = new Map<string, boolean>();
   private readonly storedListeners: ((user: string, stanza: Element) => void)[] = [];
+  /** Per user: messages on their way to offline storage, in order. */
+  private readonly storeOrder = new KeyedQueue();
 
   constructor(
     private readonly router: Router,
@@ -70,7 +73,9 @@ export class MessageService {
    */
   deliverToResource(stanza: Element, to: JID, copies: boolean): boolean {
     const session = this.sessions.get(to);
-    if (!session) return false;
+    // A session waiting to be resumed is not there for messages: they are stored, and it gets them on
+    // resumption, as stored messages go to an available resource (one without presence keeps them queued).
+    if (!session || (session.waiting && session.available && session.priority >= 0 && storedWhileWaiting(stanza))) return false;
     session.send(stanza);
     if (copies) {
       this.carbonsHere('received', stanza, to.bareString(), to.toString());
@@ -116,7 +121,7 @@ export class MessageService {
    */
   messageToUser(stanza: Element, user: string): number {
     const resources = this.sessions.resources(user);
-    const targets = resources.filter((s) => s.available && s.priority >= 0);
+    const targets = resources.filter((s) => s.available && s.priority >= 0 && !(s.waiting && storedWhileWaiting(stanza)));
     for (const session of targets) session.send(stanza);
     if (targets.length > 0 && carbonEligible(stanza)) {
       for (const other of resources) {
@@ -137,17 +142,29 @@ export class MessageService {
 
   /** XEP-0160: keep a chat/normal message for a user with no available resource, stamped with XEP-0203. */
   private async storeOffline(stanza: Element, user: string): Promise<void> {
-    if (!(await this.userExists(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
-    if (!worthStoring(stanza)) return;
+    // One user's messages enter storage in the order they came: the account check that one of them
+    // waits for (a database read, the first time) never lets a later one overtake it. Only the check
+    // and the queueing are in order; the writes themselves are batched.
+    const queued = await this.storeOrder.runOrNow(user, async () => {
+      if (!(await this.userExists(user))) throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.2.2
+      if (!worthStoring(stanza)) return undefined;
+      return { written: this.offline.write(user, this.storedCopy(stanza, user)) };
+    });
+    if (!queued) return;
+    // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
+    await queued.written;
+    for (const listener of this.storedListeners) listener(user, stanza);
+  }
+
+  /** The stored form: a delay stamp (XEP-0203) and, for a re-routed stanza, where it had gone. */
+  private storedCopy(stanza: Element, user: string): string {
     const copy = cloneElement(stanza);
     // Only the server writes a trace: one a client put in is not kept.
     copy.remove('routed', NS.ROUTE_TRACE);
     const trace = this.remote.lostRoute(stanza);
     if (trace) copy.c('routed', { xmlns: NS.ROUTE_TRACE, link: trace.link, seq: String(trace.seq) });
     copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
-    // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
-    await this.offline.write(user, copy.toString());
-    for (const listener of this.storedListeners) listener(user, stanza);
+    return copy.toString();
   }
 
   private async userExists(user: string): Promise<boolean> {
@@ -237,10 +254,20 @@ export class MessageService {
   private onlineHere(user: string): Session | undefined {
     let best: Session | undefined;
     for (const session of this.sessions.resources(user)) {
-      if (session.available && session.priority >= 0 && (!best || session.priority > best.priority)) best = session;
+      if (session.available && session.priority >= 0 && !session.waiting && (!best || session.priority > best.priority)) best = session;
     }
     return best;
   }
+}
+
+/**
+ * A chat or normal message worth keeping, sent to a session that waits to be resumed: stored, so
+ * that it survives this node (the session gets it when resumed). Room messages, headlines, chat
+ * states and the like wait in the session's own queue.
+ */
+function storedWhileWaiting(stanza: Element): boolean {
+  const type = stanza.attrs.type ?? 'normal';
+  return (type === 'chat' || type === 'normal') && worthStoring(stanza);
 }
 
 /** XEP-0280 §6: chat messages (and normal ones with a body), unless marked private or no-copy. */

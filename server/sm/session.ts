@@ -11,6 +11,11 @@ export interface StanzaSink {
   /** Undefined when all that was sent is in the kernel's hands, else a promise of it (optional). */
   whenWritten?(): Promise<void> | undefined;
   close(error?: StreamError): void;
+  /**
+   * The client is away: its connection dropped and the session waits to be resumed (XEP-0198).
+   * Messages a person reads are then stored (durable, shared) rather than held in this process.
+   */
+  readonly waiting?: boolean;
 }
 
 /**
@@ -46,6 +51,11 @@ export class Session {
 
   get id(): string {
     return this.sink.id;
+  }
+
+  /** Waiting to be resumed (see StanzaSink.waiting). */
+  get waiting(): boolean {
+    return this.sink.waiting === true;
   }
 
   send(element: Element): void {
