@@ -440,6 +440,8 @@ export class StreamManagementRegistry {
     sink.overflow = undefined;
     sink.detach()?.release();
     sink.attach(output);
+    // A client state (XEP-0352) belongs to the connection that said it: the new one starts active.
+    sink.setActive(true);
     this.counters.resumed++;
     return { session, sink, resend };
   }

@@ -23,6 +23,9 @@ export interface OfflineWriterOptions {
 
 export const OFFLINE_WRITER_DEFAULTS = { queueLimit: 10_000, batchSize: 200, concurrency: 2, maxWaitMs: 60_000 } as const;
 
+/** Queued messages looked at for the next batch [2000]. */
+const SCAN_LIMIT = 2000;
+
 /** Back-off between attempts while the database fails: 250 ms doubling to 2 s. */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
@@ -45,6 +48,8 @@ interface Item {
 export class OfflineWriter {
   private queue: Item[] = [];
   private running = 0;
+  /** Users with messages in a batch being written (at most one batch per user at a time). */
+  private readonly writing = new Set<string>();
   private roomWaiters: (() => void)[] = [];
   private lastFailureLog = 0;
   private readonly storedListeners: ((users: string[]) => void)[] = [];
@@ -98,11 +103,33 @@ export class OfflineWriter {
     });
   }
 
+  /**
+   * Starts batches while fewer than `concurrency` run. A user's messages keep their order: none
+   * goes into a batch while an earlier one of the same user waits or is being written (two
+   * transactions can reach the database in either order, e.g. when one waits for a connection).
+   */
   private pump(): void {
     while (this.running < this.opts.concurrency && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.opts.batchSize);
+      const batch: Item[] = [];
+      const taken = new Set<Item>();
+      const held = new Set<string>();
+      // Looks at the oldest SCAN_LIMIT only: a flood for one user whose batch is in flight costs little.
+      for (let i = 0; i < this.queue.length && i < SCAN_LIMIT && batch.length < this.opts.batchSize; i++) {
+        const item = this.queue[i];
+        if (this.writing.has(item.user) || held.has(item.user)) {
+          held.add(item.user);
+          continue;
+        }
+        batch.push(item);
+        taken.add(item);
+      }
+      if (batch.length === 0) return;
+      this.queue = this.queue.filter((item) => !taken.has(item));
+      const users = new Set(batch.map((item) => item.user));
+      for (const user of users) this.writing.add(user);
       this.running++;
       void this.writeBatch(batch).finally(() => {
+        for (const user of users) this.writing.delete(user);
         this.running--;
         const waiters = this.roomWaiters;
         this.roomWaiters = [];

@@ -91,6 +91,11 @@ export class NumberedTraffic {
     return [...this.sent].filter((id) => !this.live.has(id) && !this.offline.has(id) && !this.bounced.has(id));
   }
 
+  /** The index of the pair that sent message `id`. */
+  pairOf(id: string): number {
+    return Number(id.slice(2)) % this.pairs.length;
+  }
+
   /** Messages seen more than once, in any combination of live, offline and bounced. */
   duplicates(): string[] {
     return [...this.sent].filter((id) => (this.live.get(id) ?? 0) + (this.offline.get(id) ?? 0) + (this.bounced.get(id) ?? 0) > 1);
