@@ -34,7 +34,7 @@ export interface MetricSources {
   /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
   /** XEP-0357 notifications sent to app servers (and those that could not be). */
   push?: { readonly counters: Readonly<Record<'sent' | 'failed', number>> };
-  streamManagement?: { readonly hibernating: number; readonly counters: Readonly<Record<'enabled' | 'hibernated' | 'resumed' | 'failedResumptions' | 'expired' | 'requeued', number>> };
+  streamManagement?: { readonly hibernating: number; readonly counters: Readonly<Record<'enabled' | 'hibernated' | 'resumed' | 'failedResumptions' | 'expired' | 'requeued' | 'movedAway', number>> };
 }
 
 function kindIndex(name: string): KindIndex {
@@ -130,27 +130,19 @@ export class NodeMetrics {
       name: 'xmpp_sm_hibernating_sessions', help: 'XEP-0198 sessions whose connection dropped, waiting to be resumed.', registers,
       collect() { this.set(self.sources.streamManagement?.hibernating ?? 0); },
     });
-    new Counter({
-      name: 'xmpp_sm_resumptions_total', help: 'XEP-0198 resumptions: resumed, failed (no such session, or a bad count), expired (not resumed in time).', labelNames: ['outcome'], registers,
-      collect() {
-        this.reset();
-        const counters = self.sources.streamManagement?.counters;
-        if (!counters) return;
-        this.inc({ outcome: 'resumed' }, counters.resumed);
-        this.inc({ outcome: 'failed' }, counters.failedResumptions);
-        this.inc({ outcome: 'expired' }, counters.expired);
-      },
+    const outcomes = (name: string, help: string, read: () => Record<string, number> | undefined) =>
+      new Counter({
+        name, help, labelNames: ['outcome'], registers,
+        collect() {
+          this.reset();
+          for (const [outcome, count] of Object.entries(read() ?? {})) this.inc({ outcome }, count);
+        },
+      });
+    outcomes('xmpp_sm_resumptions_total', 'XEP-0198 resumptions: resumed here, failed (no such session, or a bad count), expired (not resumed in time), moved (handed over to another node).', () => {
+      const c = self.sources.streamManagement?.counters;
+      return c && { resumed: c.resumed, failed: c.failedResumptions, expired: c.expired, moved: c.movedAway };
     });
-    new Counter({
-      name: 'xmpp_push_notifications_total', help: 'XEP-0357 notifications to app servers, by outcome (sent, failed).', labelNames: ['outcome'], registers,
-      collect() {
-        this.reset();
-        const counters = self.sources.push?.counters;
-        if (!counters) return;
-        this.inc({ outcome: 'sent' }, counters.sent);
-        this.inc({ outcome: 'failed' }, counters.failed);
-      },
-    });
+    outcomes('xmpp_push_notifications_total', 'XEP-0357 notifications to app servers, by outcome (sent, failed).', () => self.sources.push?.counters);
     new Counter({
       name: 'xmpp_sm_requeued_total', help: 'Stanzas a client never acknowledged, handled as undelivered when its session ended (other resources or offline storage).', registers,
       collect() {

@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import type { Session, StanzaSink } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
 import { NS } from '../xml/ns';
+import { nodeOfId, nodeTaggedId } from '../node-id';
 
 /** Unacknowledged stanzas that make the server ask for an acknowledgement at once [16]. */
 const REQUEST_AFTER = 16;
@@ -223,14 +224,6 @@ export interface Resumed {
   resend: Element[];
 }
 
-/** The node named in a resumption id (`<random>.<base64url(node)>`), or undefined. */
-export function resumptionOwner(id: string): string | undefined {
-  const dot = id.lastIndexOf('.');
-  if (dot <= 0) return undefined;
-  const owner = Buffer.from(id.slice(dot + 1), 'base64url').toString('utf8');
-  return owner === '' ? undefined : owner;
-}
-
 /** How this node asks the node holding a session to hand it over (the cluster link). */
 export type HandOverRequest = (node: string, id: string, user: string, h: number) => Promise<Element>;
 
@@ -273,8 +266,7 @@ export class StreamManagementRegistry {
   /** XEP-0198 §3: turns stream management on for a bound session; returns the <enabled/> answer. */
   enable(session: Session, sink: ClientSink, resume: boolean, requestedMax: number | undefined): Element {
     const max = resume ? Math.max(1, Math.min(requestedMax && requestedMax > 0 ? requestedMax : Infinity, this.opts.resumptionTimeout)) : 0;
-    const random = randomBytes(15).toString('base64url');
-    const id = this.opts.localNode ? `${random}.${Buffer.from(this.opts.localNode).toString('base64url')}` : random;
+    const id = this.opts.localNode ? nodeTaggedId(15, this.opts.localNode) : randomBytes(15).toString('base64url');
     sink.sm = { id, max, handled: 0, unacked: [], acked: 0, requested: false };
     this.counters.enabled++;
     const enabled = new Element('enabled', { xmlns: NS.SM });
@@ -326,7 +318,7 @@ export class StreamManagementRegistry {
    */
   async resumeAnywhere(id: string, user: string, h: number, output: StreamOutput, domain: string): Promise<Resumed | ResumeFailure> {
     if (this.byId.has(id) || !this.handOverRequest) return this.resume(id, user, h, output);
-    let owner = this.moved.get(id)?.node ?? resumptionOwner(id);
+    let owner = this.moved.get(id)?.node ?? nodeOfId(id);
     for (let hop = 0; hop < 2 && owner && owner !== this.opts.localNode; hop++) {
       let answer: Element;
       try {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { nodeOfId, nodeTaggedId } from '../node-id';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Element } from 'ltx';
 import type { TransportListener } from '../c2s/transport';
@@ -37,14 +37,6 @@ export interface BoshSessionsOptions {
   onTransport: (session: BoshSession) => TransportListener;
 }
 
-/** The node that created a sid (`<random>.<base64url(node)>`), or undefined for a malformed sid. */
-export function sidOwner(sid: string): string | undefined {
-  const dot = sid.indexOf('.');
-  if (dot <= 0) return undefined;
-  const owner = Buffer.from(sid.slice(dot + 1), 'base64url').toString('utf8');
-  return owner === '' ? undefined : owner;
-}
-
 /**
  * The BOSH sessions of this node, behind one call: handle(<body/>, request) resolves with the
  * response. The HTTP endpoint calls it for requests that arrive here; the cluster link can call
@@ -52,14 +44,11 @@ export function sidOwner(sid: string): string | undefined {
  */
 export class BoshSessions {
   private readonly sessions = new Map<string, BoshSession>();
-  private readonly nodeTag: string;
   private nextId = 0;
   private open = 0;
   private forward?: BoshForwarder;
 
-  constructor(private readonly opts: BoshSessionsOptions) {
-    this.nodeTag = Buffer.from(opts.node, 'utf8').toString('base64url');
-  }
+  constructor(private readonly opts: BoshSessionsOptions) {}
 
   /** Installs the cluster's forwarder for sids owned by other nodes (see BoshForwarder). */
   setForwarder(forward: BoshForwarder): void {
@@ -76,7 +65,7 @@ export class BoshSessions {
     if (sid === undefined) return this.create(body, info);
     const session = this.sessions.get(sid);
     if (session) return session.request(body);
-    const owner = sidOwner(sid);
+    const owner = nodeOfId(sid);
     if (owner !== undefined && owner !== this.opts.node && this.forward) {
       const forwarded = await this.forward(owner, body, info);
       if (forwarded) return forwarded;
@@ -97,7 +86,7 @@ export class BoshSessions {
     const to = ((body.attrs.to as string | undefined) ?? '').toLowerCase();
     // XEP-0124 §17.2: host-unknown "the target domain specified in the 'to' attribute ... is unknown".
     if (to !== '' && !this.opts.hosts.has(to)) return Promise.resolve(bindingError('host-unknown'));
-    const sid = `${randomBytes(SID_RANDOM_BYTES).toString('base64url')}.${this.nodeTag}`;
+    const sid = nodeTaggedId(SID_RANDOM_BYTES, this.opts.node);
     const id = `bosh-${++this.nextId}`;
     const session: BoshSession = new BoshSession({
       id,

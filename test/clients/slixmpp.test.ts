@@ -3,6 +3,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { eventually } from '../helpers/cluster';
+import { parseJID } from '../../server/jid';
 import { PASSWORD, startTestServer, xml } from '../helpers/server';
 
 // Debian's python3-slixmpp, run with its default settings (it picks SCRAM-SHA-*-PLUS with
@@ -84,9 +85,14 @@ if (!slixmppAvailable()) {
     });
     const full = await line('SESSION');
     await line('ENABLED');
+    const session = () => server.node.sessions.get(parseJID(full)) as { sink: { inactive?: boolean } } | undefined;
+    await eventually('the client said it is inactive (XEP-0352)', () => session()?.sink.inactive === true, 60_000);
+    child.stdin.write('drop\n');
     await line('CUT');
+    await eventually('the session waits to be resumed', () => server.node.streamManagement.hibernating === 1, 60_000);
     const sender = await server.login('sender');
     for (let i = 1; i <= 3; i++) await sender.send(xml('message', { to: full, type: 'chat' }, xml('body', {}, `while cut ${i}`)));
+    child.stdin.write('reconnect\n');
     await line('RESUMED');
     t.equal(await exited, 0, `the script saw every message on the resumed stream\n${lines.join('\n')}\n${stderr.slice(-1500)}`);
     t.same(lines.filter((l) => l.startsWith('MESSAGE')), ['MESSAGE while cut 1', 'MESSAGE while cut 2', 'MESSAGE while cut 3'], 'each once, in order');

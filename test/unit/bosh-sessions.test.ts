@@ -1,7 +1,8 @@
 import { parse, type Element } from 'ltx';
 import t from 'tap';
 import { silentLogger } from '../../server/log';
-import { BoshSessions, sidOwner } from '../../server/transports/bosh';
+import { BoshSessions } from '../../server/transports/bosh';
+import { nodeOfId as sidOwner } from '../../server/node-id';
 
 const HTTPBIND = 'http://jabber.org/protocol/httpbind';
 const info = { secure: false, remoteAddress: '127.0.0.1:1', host: 'localhost', proxied: false };
