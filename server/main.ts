@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { createMechanisms } from './c2s/sasl';
+import { FastTokens } from './c2s/sasl/fast';
 import { C2SStream, type C2SContext } from './c2s/stream';
 import { ConfigError, loadConfig } from './config/config';
 import type { Config } from './config/types';
@@ -51,10 +52,12 @@ import { NodeMetrics } from './metrics';
 import { listenTcp, type TcpTransport } from './transports/tcp';
 import { SERVER_VERSION } from './version';
 
-/** A running node: what tests and the process entry point hold on to. */
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
 const SM_HANDOVER_TIMEOUT_MS = 10_000;
+/** How often a node deletes expired FAST tokens [1 hour]. */
+const FAST_PRUNE_INTERVAL_MS = 3_600_000;
 
+/** A running node: what tests and the process entry point hold on to. */
 export interface XmppNode {
   readonly config: Config;
   readonly logger: Logger;
@@ -217,6 +220,12 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
 
   const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
+  // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
+  // Expired ones are deleted hourly by every node (idempotent, and cheap on the expiry index).
+  const fastTokens = new FastTokens(storage.fastTokens, config.limits.fastTokenLifetime);
+  const pruneTokens = setInterval(() => {
+    fastTokens.prune().catch((err) => logger.warn('pruning expired FAST tokens failed', { err: String(err) }));
+  }, FAST_PRUNE_INTERVAL_MS).unref();
   const c2sContext: C2SContext = {
     config,
     logger: logger.category('c2s'),
@@ -231,6 +240,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     preAuthIq: config.registration ? registrationHandler(moduleContext) : undefined,
     stats: metrics.stats,
     sm: streamManagement,
+    fast: fastTokens,
   };
   const connections = new Set<TcpTransport>();
   metrics.trackConnections('tcp', () => connections.size);
@@ -305,6 +315,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(pruneTokens);
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
       // Sessions waiting to be resumed end now: what they hold goes to offline storage.

@@ -11,8 +11,10 @@ import type { SessionManager } from '../sm/session-manager';
 import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { offeredMechanisms } from './sasl';
-import { SaslFailure, type SaslExchange, type SaslMechanism } from './sasl/mechanism';
-import { ClientSink, isStanza, type StreamManagementRegistry, type StreamOutput } from './stream-management';
+import { FastTokens, HT_MECHANISMS, HtExchange } from './sasl/fast';
+import { SaslFailure, type SaslExchange, type SaslMechanism, type SaslStep } from './sasl/mechanism';
+import { bind2Resource, decodeSasl2Data, parseAuthenticate, sasl2Failure, type Sasl2Request } from './sasl2';
+import { ClientSink, isStanza, type ResumeFailure, type Resumed, type StreamManagementRegistry, type StreamOutput } from './stream-management';
 import type { Transport, TransportListener } from './transport';
 
 /** A handler for IQs a client may send before it authenticates (XEP-0077 in-band registration). */
@@ -33,6 +35,17 @@ export interface C2SContext {
   stats?: StreamStats;
   /** XEP-0198 stream management (offered when set). */
   sm?: StreamManagementRegistry;
+  /** XEP-0484 FAST tokens (offered inline in SASL2 when set). */
+  fast?: FastTokens;
+}
+
+/** A SASL exchange under way: RFC 6120 <auth/>, or XEP-0388 <authenticate/> with its inline requests. */
+interface SaslState {
+  mechanism: string;
+  exchange: SaslExchange;
+  username?: string;
+  /** Set for SASL2. */
+  request?: Sasl2Request;
 }
 
 type State =
@@ -58,7 +71,7 @@ export class C2SStream implements TransportListener {
   private session?: Session;
   /** The session's sink while it is on this stream (stream management moves it between streams). */
   private sink?: ClientSink;
-  private sasl?: { exchange: SaslExchange; username?: string };
+  private sasl?: SaslState;
   private authFailures = 0;
   /** Our side of the stream is closed: nothing more from this client is processed. */
   private closing = false;
@@ -206,11 +219,15 @@ export class C2SStream implements TransportListener {
     const features = new Element('stream:features');
     const { config } = this.ctx;
     if (this.authenticated) {
-      features.c('bind', { xmlns: NS.BIND });
-      features.c('session', { xmlns: NS.SESSION }).c('optional');
+      // After SASL2 with Bind2 the session is bound already (XEP-0388: features follow <success/>).
+      if (!this.session) {
+        features.c('bind', { xmlns: NS.BIND });
+        features.c('session', { xmlns: NS.SESSION }).c('optional');
+      }
       features.c('ver', { xmlns: NS.ROSTER_VER });
       features.c('sub', { xmlns: NS.PRE_APPROVAL });
-      if (this.ctx.sm) features.c('sm', { xmlns: NS.SM });
+      // Not once enabled inline: a client would take <sm/> as its cue to resume on this very stream.
+      if (this.ctx.sm && !this.sink?.sm) features.c('sm', { xmlns: NS.SM });
       features.c('csi', { xmlns: NS.CSI });
       return features;
     }
@@ -222,16 +239,33 @@ export class C2SStream implements TransportListener {
       }
     }
     const bindings = this.transport.channelBindingTypes();
+    const offered = offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms);
     const mechanisms = features.c('mechanisms', { xmlns: NS.SASL });
-    for (const mechanism of offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms)) {
-      mechanisms.c('mechanism').t(mechanism.name);
-    }
+    for (const mechanism of offered) mechanisms.c('mechanism').t(mechanism.name);
     if (bindings.length > 0) {
       const cb = features.c('sasl-channel-binding', { xmlns: NS.SASL_CB });
       for (const type of bindings) cb.c('channel-binding', { type });
     }
+    features.cnode(this.sasl2Feature(offered, bindings));
     if (config.registration && this.ctx.preAuthIq) features.c('register', { xmlns: NS.REGISTER_FEATURE });
     return features;
+  }
+
+  /** XEP-0388 with what can be done inline: XEP-0198 resumption, XEP-0386 Bind2, XEP-0484 FAST (on TLS). */
+  private sasl2Feature(offered: SaslMechanism[], bindings: string[]): Element {
+    const authentication = new Element('authentication', { xmlns: NS.SASL2 });
+    for (const mechanism of offered) authentication.c('mechanism').t(mechanism.name);
+    const inline = authentication.c('inline');
+    if (this.ctx.sm) inline.c('sm', { xmlns: NS.SM });
+    const bind = inline.c('bind', { xmlns: NS.BIND2 }).c('inline');
+    if (this.ctx.sm) bind.c('feature', { var: NS.SM });
+    bind.c('feature', { var: NS.CARBONS });
+    bind.c('feature', { var: NS.CSI });
+    if (this.ctx.fast && this.transport.secure) {
+      const fast = inline.c('fast', { xmlns: NS.FAST });
+      for (const name of this.ctx.fast.offered(bindings)) fast.c('mechanism').t(name);
+    }
+    return authentication;
   }
 
   private async onElement(element: Element): Promise<void> {
@@ -243,6 +277,7 @@ export class C2SStream implements TransportListener {
       case 'sasl':
         if (xmlns === NS.TLS && element.name === 'starttls') return this.onStartTls();
         if (xmlns === NS.SASL) return this.onSasl(element);
+        if (xmlns === NS.SASL2) return this.onSasl(element, 'sasl2');
         if (element.name === 'iq' && this.ctx.preAuthIq && this.ctx.config.registration && (!xmlns || xmlns === NS.CLIENT)) {
           return this.onPreAuthIq(element);
         }
@@ -276,63 +311,80 @@ export class C2SStream implements TransportListener {
     this.state = 'wait-header';
   }
 
-  // ---- SASL (RFC 6120 §6) ----
+  // ---- SASL (RFC 6120 §6) and SASL2 (XEP-0388) ----
 
-  private async onSasl(element: Element): Promise<void> {
+  private async onSasl(element: Element, profile: 'rfc6120' | 'sasl2' = 'rfc6120'): Promise<void> {
     if (this.transport.canStartTls && !this.transport.secure && this.ctx.config.tlsRequired) {
-      return this.saslFailure(new SaslFailure('encryption-required'), false);
+      return this.saslFailure(new SaslFailure('encryption-required'), false, profile);
     }
     try {
+      if (element.name === (profile === 'sasl2' ? 'authenticate' : 'auth')) {
+        if (this.sasl) throw new SaslFailure('malformed-request', 'an exchange is already running');
+        const request = profile === 'sasl2' ? parseAuthenticate(element) : undefined;
+        const mechanism = String(request?.mechanism ?? element.attrs.mechanism ?? '');
+        const state: SaslState = { mechanism, request, exchange: undefined as unknown as SaslExchange };
+        state.exchange = this.startExchange(mechanism, request, (username) => {
+          state.username = username;
+        });
+        this.sasl = state;
+        this.state = 'sasl';
+        // RFC 6120 §6.4.2: no text means no initial response, "=" an empty one; SASL2 leaves the element out.
+        const text = element.getText();
+        const initial = request ? request.initialResponse : text === '' ? undefined : decodeBase64(text);
+        if (initial === undefined) return this.saslChallenge(Buffer.alloc(0));
+        return await this.saslStep(initial);
+      }
       switch (element.name) {
-        case 'auth': {
-          if (this.sasl) throw new SaslFailure('malformed-request', 'an exchange is already running');
-          const name = element.attrs.mechanism as string | undefined;
-          const bindings = this.transport.channelBindingTypes();
-          const mechanism = offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms).find((m) => m.name === name);
-          if (!mechanism) throw new SaslFailure('invalid-mechanism');
-          const state: { exchange: SaslExchange; username?: string } = {
-            exchange: mechanism.start({
-              domain: this.domain,
-              secure: this.transport.secure,
-              channelBinding: (type) => this.transport.channelBinding(type),
-              lookupCredentials: async (username, hash) => {
-                state.username = username;
-                const jid = `${username}@${this.domain}`;
-                await this.checkLockout(jid);
-                return (await this.ctx.storage.users.get(jid))?.credentials[hash];
-              },
-            }),
-          };
-          this.sasl = state;
-          this.state = 'sasl';
-          const text = element.getText();
-          // RFC 6120 §6.4.2: no text means no initial response; "=" means an empty one.
-          if (text === '') return this.saslChallenge(Buffer.alloc(0));
-          return await this.saslStep(decodeBase64(text));
-        }
         case 'response':
-          if (!this.sasl) throw new SaslFailure('malformed-request', 'no exchange is running');
-          return await this.saslStep(decodeBase64(element.getText()));
+          if (!this.sasl || (this.sasl.request ? 'sasl2' : 'rfc6120') !== profile) throw new SaslFailure('malformed-request', 'no exchange is running');
+          return await this.saslStep(profile === 'sasl2' ? decodeSasl2Data(element.getText()) : decodeBase64(element.getText()));
         case 'abort':
           throw new SaslFailure('aborted');
         default:
           throw new SaslFailure('malformed-request');
       }
     } catch (err) {
-      if (err instanceof SaslFailure) return this.saslFailure(err, true);
+      if (err instanceof SaslFailure) return this.saslFailure(err, true, profile);
       throw err;
     }
   }
 
+  /** The exchange of an offered mechanism: a password one, or (SASL2 on TLS) a FAST token one. */
+  private startExchange(name: string, request: Sasl2Request | undefined, named: (username: string) => void): SaslExchange {
+    const bindings = this.transport.channelBindingTypes();
+    const fast = this.ctx.fast;
+    if (request && fast && this.transport.secure && fast.offered(bindings).includes(name)) {
+      const binding = HT_MECHANISMS.find((m) => m.name === name)!.binding;
+      const cbData = binding ? this.transport.channelBinding(binding) : Buffer.alloc(0);
+      if (!cbData) throw new SaslFailure('invalid-mechanism');
+      return fast.exchange(name, this.domain, FastTokens.clientKey(request.userAgentId), cbData);
+    }
+    const mechanism = offeredMechanisms(this.transport.secure, bindings.length > 0, this.ctx.mechanisms).find((m) => m.name === name);
+    if (!mechanism) throw new SaslFailure('invalid-mechanism');
+    return mechanism.start({
+      domain: this.domain,
+      secure: this.transport.secure,
+      channelBinding: (type) => this.transport.channelBinding(type),
+      lookupCredentials: async (username, hash) => {
+        named(username);
+        const jid = `${username}@${this.domain}`;
+        await this.checkLockout(jid);
+        return (await this.ctx.storage.users.get(jid))?.credentials[hash];
+      },
+    });
+  }
+
   private async saslStep(response: Buffer): Promise<void> {
-    const step = await this.sasl!.exchange.step(response);
+    const { exchange, request, mechanism } = this.sasl!;
+    const step = await exchange.step(response);
     if (step.kind === 'challenge') return this.saslChallenge(step.data);
-    const jid = `${step.username}@${this.domain}`;
     this.sasl = undefined;
     this.authenticated = step.username;
     this.ctx.stats?.authSuccess();
+    const jid = `${step.username}@${this.domain}`;
     void this.ctx.storage.authFailures.reset(jid).catch(() => undefined);
-    this.log.info('authenticated', { jid, transport: this.transport.kind });
+    this.log.info('authenticated', { jid, transport: this.transport.kind, mechanism, sasl2: request ? true : undefined });
+    if (request) return this.sasl2Success(step, request, exchange);
     const success = new Element('success', { xmlns: NS.SASL });
     if (step.data && step.data.length > 0) success.t(step.data.toString('base64'));
     this.transport.send(success);
@@ -342,24 +394,103 @@ export class C2SStream implements TransportListener {
   }
 
   private saslChallenge(data: Buffer): void {
+    if (this.sasl?.request) {
+      this.transport.send(new Element('challenge', { xmlns: NS.SASL2 }).t(data.toString('base64')));
+      return;
+    }
     this.transport.send(new Element('challenge', { xmlns: NS.SASL }).t(data.length ? data.toString('base64') : '='));
+  }
+
+  /**
+   * XEP-0388 §2.6.1: <success/> carries what was asked inline — a resumed session (XEP-0198), or a
+   * session bound with Bind2 (XEP-0386) and its inline SM, carbons and CSI — and a FAST token
+   * (XEP-0484); the stream is not restarted, and the features of the authenticated stream follow.
+   */
+  private async sasl2Success(step: Extract<SaslStep, { kind: 'success' }>, request: Sasl2Request, exchange: SaslExchange): Promise<void> {
+    const bare = `${step.username}@${this.domain}`;
+    const success = new Element('success', { xmlns: NS.SASL2 });
+    if (step.data && step.data.length > 0) success.c('additional-data').t(step.data.toString('base64'));
+    const authzid = success.c('authorization-identifier');
+    const token = await this.fastToken(bare, request, exchange);
+    // The connection went away while the database answered: nothing to bind it to.
+    if (this.closing || this.state === 'closed') return;
+    if (request.resume && this.ctx.sm) {
+      const result = await this.resumeSession(request.resume.previd, request.resume.h);
+      if (result === undefined) return;
+      if (typeof result !== 'string') {
+        authzid.t(result.session.full);
+        success.c('resumed', { xmlns: NS.SM, previd: request.resume.previd, h: String(result.sink.sm!.handled) });
+        if (token) success.cnode(token);
+        this.transport.send(success);
+        // XEP-0198 §5: a resumed stream gets no new features.
+        return this.activateResumed(result);
+      }
+      // XEP-0198: the failure goes into <success/> and Bind2 goes on (before <bound/>, which the
+      // client handles after it).
+      success.cnode(smFailed(result, resumeFailureText(result)));
+    }
+    if (request.bind) {
+      const session = this.bindSession(bind2Resource(bare, request.bind.tag, request.userAgentId));
+      authzid.t(session.full);
+      const bound = success.c('bound', { xmlns: NS.BIND2 });
+      const { sm, carbons, inactive } = request.bind;
+      if (sm && this.ctx.sm) bound.cnode(this.ctx.sm.enable(session, this.sink!, sm.resume, sm.max));
+      if (carbons) this.ctx.sessions.setCarbons(session, true);
+      if (inactive) this.sink!.setActive(false);
+    } else {
+      authzid.t(bare);
+      this.state = 'bind';
+    }
+    if (token) success.cnode(token);
+    this.transport.send(success);
+    this.transport.send(this.features());
+  }
+
+  /**
+   * XEP-0484 after a SASL2 login: a token used with invalidate stops working; one used for a while
+   * is replaced; one asked for with <request-token/> is issued (to a client with a user-agent id).
+   */
+  private async fastToken(bare: string, request: Sasl2Request, exchange: SaslExchange): Promise<Element | undefined> {
+    const fast = this.ctx.fast;
+    if (!fast) return undefined;
+    const match = exchange instanceof HtExchange ? exchange.match : undefined;
+    const client = FastTokens.clientKey(request.userAgentId);
+    let mechanism: string | undefined;
+    if (match) {
+      if (request.invalidate) await fast.revoke(match);
+      else {
+        await fast.used(match);
+        if (fast.dueForRotation(match)) mechanism = match.token.mechanism;
+      }
+    }
+    const offered = fast.offered(this.transport.channelBindingTypes());
+    if (request.requestToken !== undefined && offered.includes(request.requestToken)) mechanism = request.requestToken;
+    if (!mechanism || !client || !this.transport.secure) return undefined;
+    const issued = await fast.issue(bare, client, mechanism);
+    this.log.debug('FAST token issued', { jid: bare, mechanism, expiry: issued.expiry.toISOString() });
+    return new Element('token', { xmlns: NS.FAST, token: issued.token, expiry: issued.expiry.toISOString() });
   }
 
   /**
    * RFC 6120 §6.4.5: a failure allows a retry, up to maxAuthFailures per connection; failures
    * for an account also count cluster-wide (through the database) towards a lockout.
    */
-  private async saslFailure(failure: SaslFailure, counts: boolean): Promise<void> {
+  private async saslFailure(failure: SaslFailure, counts: boolean, profile: 'rfc6120' | 'sasl2'): Promise<void> {
     const username = this.sasl?.username ?? this.sasl?.exchange.username;
+    const mechanism = this.sasl?.mechanism;
     this.sasl = undefined;
     this.state = 'features';
-    const reply = new Element('failure', { xmlns: NS.SASL });
-    reply.c(failure.condition);
-    if (failure.text) reply.c('text', { 'xml:lang': 'en' }).t(failure.text);
-    this.transport.send(reply);
+    if (profile === 'sasl2') {
+      this.transport.send(sasl2Failure(failure.condition, failure.text));
+    } else {
+      const reply = new Element('failure', { xmlns: NS.SASL });
+      reply.c(failure.condition);
+      if (failure.text) reply.c('text', { 'xml:lang': 'en' }).t(failure.text);
+      this.transport.send(reply);
+    }
     if (!counts || failure.condition === 'aborted') return;
     // Only a wrong password counts towards the account's lockout: a channel-binding or protocol
-    // failure says nothing about who knows the password.
+    // failure says nothing about who knows the password, and neither does a stale FAST token.
     if (failure.wrongCredentials && username) {
       this.ctx.stats?.authFailure();
       const { authLockout } = this.ctx.config.limits;
@@ -367,7 +498,7 @@ export class C2SStream implements TransportListener {
     }
     this.log.warn('authentication failed', {
       condition: failure.condition, reason: failure.text ?? (failure.wrongCredentials ? 'wrong password or unknown user' : undefined),
-      user: username, remote: this.transport.remoteAddress, transport: this.transport.kind,
+      user: username, remote: this.transport.remoteAddress, transport: this.transport.kind, mechanism,
     });
     if (++this.authFailures >= this.ctx.config.limits.maxAuthFailures) {
       throw new StreamError('policy-violation', 'too many failed authentication attempts');
@@ -412,14 +543,20 @@ export class C2SStream implements TransportListener {
         return reply(undefined, new StanzaError('bad-request', 'invalid resource'));
       }
     }
+    const session = this.bindSession(requested);
+    const result = new Element('bind', { xmlns: NS.BIND });
+    result.c('jid').t(session.full);
+    reply(result);
+  }
+
+  /** Binds the resource (or a random one) to a new session on this stream: stanzas flow from now on. */
+  private bindSession(resource: string | undefined): Session {
     this.sink = new ClientSink(this.transport.id, this.output(), this.ctx.config.limits.smMaxUnacked);
-    this.session = this.ctx.sessions.bind(this.sink, this.authenticated!, this.domain, requested);
+    this.session = this.ctx.sessions.bind(this.sink, this.authenticated!, this.domain, resource);
     for (const timer of this.timers) clearTimeout(timer);
     this.state = 'active';
     this.log.info('session bound', { jid: this.session.full });
-    const result = new Element('bind', { xmlns: NS.BIND });
-    result.c('jid').t(this.session.full);
-    reply(result);
+    return this.session;
   }
 
   private async onStanza(element: Element): Promise<void> {
@@ -487,23 +624,38 @@ export class C2SStream implements TransportListener {
     const h = Number(element.attrs.h);
     const previd = String(element.attrs.previd ?? '');
     if (!Number.isSafeInteger(h) || h < 0 || !previd) return this.transport.send(smFailed('bad-request', 'resume needs previd and h'));
+    const result = await this.resumeSession(previd, h);
+    if (result === undefined) return;
+    if (typeof result === 'string') return this.transport.send(smFailed(result, resumeFailureText(result)));
+    this.transport.send(new Element('resumed', { xmlns: NS.SM, previd, h: String(result.sink.sm!.handled) }));
+    this.activateResumed(result);
+  }
+
+  /**
+   * Fetches the session `previd` (from whichever node holds it). Undefined when this connection
+   * went away meanwhile: the session then waits for the next one.
+   */
+  private async resumeSession(previd: string, h: number): Promise<Resumed | ResumeFailure | undefined> {
     const result = await this.ctx.sm!.resumeAnywhere(previd, `${this.authenticated}@${this.domain}`, h, this.output(), this.domain);
-    if (typeof result !== 'string' && (this.closing || this.state === 'closed')) {
-      // The connection went away while the session was being fetched: it waits for the next one.
-      result.sink.detach();
-      if (!this.ctx.sm!.hibernate(result.session)) this.ctx.sessions.end(result.session);
-      return;
-    }
     if (typeof result === 'string') {
       this.log.info('stream resumption failed', { previd, reason: result });
-      return this.transport.send(smFailed(result, result === 'item-not-found' ? 'no such session to resume (it expired or ended)' : 'the acknowledged count is higher than what was sent'));
+      return result;
     }
+    if (this.closing || this.state === 'closed') {
+      result.sink.detach();
+      if (!this.ctx.sm!.hibernate(result.session)) this.ctx.sessions.end(result.session);
+      return undefined;
+    }
+    return result;
+  }
+
+  /** The resumed session is this stream's: what the client had not acknowledged is sent again. */
+  private activateResumed(result: Resumed): void {
     this.session = result.session;
     this.sink = result.sink;
     for (const timer of this.timers) clearTimeout(timer);
     this.state = 'active';
     this.log.info('session resumed', { jid: this.session.full, resent: result.resend.length });
-    this.transport.send(new Element('resumed', { xmlns: NS.SM, previd, h: String(result.sink.sm!.handled) }));
     for (const stanza of result.resend) this.output().send(stanza);
     this.ctx.sm!.afterResume(result.session);
   }
@@ -519,6 +671,10 @@ function decodeBase64(text: string): Buffer {
   if (trimmed === '=') return Buffer.alloc(0);
   if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
   return Buffer.from(trimmed, 'base64');
+}
+
+function resumeFailureText(failure: ResumeFailure): string {
+  return failure === 'item-not-found' ? 'no such session to resume (it expired or ended)' : 'the acknowledged count is higher than what was sent';
 }
 
 function smFailed(condition: string, text?: string): Element {

@@ -87,6 +87,7 @@ const KEYS: Record<string, Kind> = {
   '--user-db-pool-size': 'integer',
   '--sm-resumption-timeout': 'seconds',
   '--sm-max-unacked': 'integer',
+  '--fast-token-lifetime': 'seconds',
   // Tigase writes this into generated files; it means nothing here and is ignored.
   'config-type': 'string',
 };
@@ -138,6 +139,7 @@ const DEFAULTS = {
     dbPoolSize: 10,                  // --user-db-pool-size [10]
     smResumptionTimeout: 300,        // --sm-resumption-timeout [300 s]
     smMaxUnacked: 5000,              // --sm-max-unacked [5000]
+    fastTokenLifetime: 1814400,      // --fast-token-lifetime [1814400 s = 21 days]
   } satisfies Limits,
 };
 
@@ -768,6 +770,7 @@ function readLimits(r: Reader): Limits {
     dbPoolSize: r.integer('--user-db-pool-size', d.dbPoolSize, 3, 1000),
     smResumptionTimeout: r.seconds('--sm-resumption-timeout', d.smResumptionTimeout),
     smMaxUnacked: r.integer('--sm-max-unacked', d.smMaxUnacked, 10),
+    fastTokenLifetime: r.seconds('--fast-token-lifetime', d.fastTokenLifetime),
   };
 }
 

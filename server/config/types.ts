@@ -28,6 +28,8 @@ export interface Limits {
   smResumptionTimeout: number;
   /** XEP-0198: stanzas sent to a client and not yet acknowledged; past it the stream is closed and they are handled as undelivered [5000]. */
   smMaxUnacked: number;
+  /** XEP-0484: how long a FAST token logs in before the client must use its password again, in seconds [1814400 = 21 days]. */
+  fastTokenLifetime: number;
 }
 
 export interface ComponentConfig {

@@ -8,6 +8,7 @@ import { KnexOfflineStore } from './offline-store';
 import { KnexPrivateStore } from './private-store';
 import { KnexPubSubStore } from './pubsub-store';
 import { KnexPushStore } from './push-store';
+import { KnexFastTokenStore } from './fast-token-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -30,6 +31,7 @@ export class KnexStorage implements Storage {
   readonly pubsub: KnexPubSubStore;
   readonly caps: KnexCapsStore;
   readonly push: KnexPushStore;
+  readonly fastTokens: KnexFastTokenStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -50,6 +52,7 @@ export class KnexStorage implements Storage {
     this.pubsub = new KnexPubSubStore(knex);
     this.caps = new KnexCapsStore(knex);
     this.push = new KnexPushStore(knex);
+    this.fastTokens = new KnexFastTokenStore(knex);
   }
 
   migrate(): Promise<void> {

@@ -4,6 +4,7 @@ import * as componentOwners from './migrations/002-component-owners';
 import * as muc from './migrations/003-muc';
 import * as pubsub from './migrations/004-pubsub';
 import * as push from './migrations/005-push';
+import * as fastTokens from './migrations/006-fast-tokens';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -23,6 +24,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '003-muc', migration: muc },
   { name: '004-pubsub', migration: pubsub },
   { name: '005-push', migration: push },
+  { name: '006-fast-tokens', migration: fastTokens },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

@@ -188,6 +188,31 @@ export interface PushStore {
   list(user: string): Promise<PushRegistration[]>;
 }
 
+/** XEP-0484: a FAST token as stored. The token itself is never stored, only its SHA-256. */
+export interface FastToken {
+  /** 'current': the token the client last logged in with; 'next': issued, not used yet. */
+  slot: 'current' | 'next';
+  /** The HT mechanism the token was issued for; it works with no other (XEP-0484 §3.1). */
+  mechanism: string;
+  /** SHA-256 of the token, hex. */
+  keyHash: string;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+export interface FastTokenStore {
+  /** Stores a token issued to (user, client) as its 'next', replacing one that was never used. */
+  issue(user: string, client: string, token: Omit<FastToken, 'slot'>): Promise<void>;
+  /** The client's tokens that have not expired by `now`, 'next' first. */
+  find(user: string, client: string, now: Date): Promise<FastToken[]>;
+  /** The client logged in with its 'next' token (`keyHash`): it becomes 'current', the old one goes. */
+  promote(user: string, client: string, keyHash: string): Promise<void>;
+  /** Revokes one token, every token of a client, or every token of a user; how many went. */
+  revoke(user: string, client?: string, keyHash?: string): Promise<number>;
+  /** Deletes the tokens expired by `now`; how many went. */
+  pruneExpired(now: Date): Promise<number>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -205,6 +230,8 @@ export interface Storage {
   readonly caps: CapsStore;
   /** XEP-0357 push registrations, shared by every node. */
   readonly push: PushStore;
+  /** XEP-0484 FAST tokens, valid on every node. */
+  readonly fastTokens: FastTokenStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

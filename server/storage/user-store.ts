@@ -22,6 +22,7 @@ const USER_DATA: readonly [table: string, column: string][] = [
   ['pubsub_subscriptions', 'bare'],
   ['pubsub_affiliations', 'jid'],
   ['push_registrations', 'user'],
+  ['fast_tokens', 'user'],
 ];
 
 interface UserRow {
@@ -61,9 +62,13 @@ export class KnexUserStore implements UserStore {
     return { jid: row.jid, credentials, createdAt: dateFromColumn(row.created_at) };
   }
 
+  /** A new password also revokes the account's FAST tokens (XEP-0484): a device that had one must prove it knows the new password. */
   async setCredentials(jid: string, credentials: ScramCredentials): Promise<boolean> {
-    const changed = await this.knex('users').where({ jid }).update(credentialColumns(credentials));
-    return changed > 0;
+    return inWriteTransaction(this.knex, async (trx) => {
+      const changed = await trx('users').where({ jid }).update(credentialColumns(credentials));
+      await trx('fast_tokens').where({ user: jid }).del();
+      return changed > 0;
+    });
   }
 
   async delete(jid: string): Promise<boolean> {

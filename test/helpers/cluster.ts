@@ -56,7 +56,7 @@ export interface TestCluster {
   dbUri: string;
   addUser(local: string): Promise<string>;
   /** A logged-in real client on node `index`. */
-  login(index: number, local: string, opts?: { resource?: string; presence?: boolean }): Promise<XmppClient>;
+  login(index: number, local: string, opts?: { resource?: string; presence?: boolean; sasl2?: boolean }): Promise<XmppClient>;
   /** Waits until node `index` answers /health with `nodes` cluster nodes connected (itself included). */
   waitConnected(index: number, nodes: number, ms?: number): Promise<void>;
   /** GET a node's /status as JSON. */
@@ -128,6 +128,7 @@ export async function startCluster(t: Test, opts: ClusterOptions): Promise<TestC
         password: PASSWORD,
         resource: login.resource,
         presence: login.presence,
+        sasl2: login.sasl2,
       });
       clients.push(client);
       return client;

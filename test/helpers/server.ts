@@ -10,6 +10,7 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
 import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
+import { withoutSasl2 } from './client';
 
 // The test servers use a self-signed certificate generated on first start.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -65,6 +66,8 @@ export interface LoginOptions {
   presence?: boolean;
   /** Ask for XEP-0198 resumption when enabling stream management, as @xmpp/client does by default [true]. */
   resumption?: boolean;
+  /** Log in with SASL2 and Bind2 as @xmpp/client does by default [false: RFC 6120 SASL and binding, so the resource is the one asked for]. */
+  sasl2?: boolean;
 }
 
 export const PASSWORD = 'secret-password';
@@ -133,6 +136,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
           await authenticate({ username: local, password }, mechanism);
         },
       });
+      if (!login.sasl2) withoutSasl2(client);
       client.on('error', () => undefined);
       if (login.resumption === false) {
         // A client that enables stream management without resumption: a lost connection ends its session at once.

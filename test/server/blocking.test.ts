@@ -4,6 +4,7 @@ import type { Element } from 'ltx';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { collect, nextStanza, PASSWORD, sleep, startTestServer, xml, type XmppClient } from '../helpers/server';
 import { subscribe } from '../helpers/subscriptions';
+import { withoutSasl2 } from '../helpers/client';
 
 const BLOCKING = 'urn:xmpp:blocking';
 const BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
@@ -44,6 +45,7 @@ t.test('blocking command (XEP-0191)', async (t) => {
       resource: 'home',
       credentials: async (authenticate: (c: object, m: string) => Promise<void>) => authenticate({ username: 'carol', password: PASSWORD }, 'SCRAM-SHA-1'),
     });
+    withoutSasl2(carol);
     carol.on('error', () => undefined);
     started.push(carol);
     await carol.start();

@@ -401,6 +401,67 @@ forEachDatabase('auth failures', async (t, uri) => {
   });
 });
 
+forEachDatabase('FAST tokens', async (t, uri) => {
+  const storage = await openTestStorage(t, uri);
+  const { fastTokens } = storage;
+  const day = 86_400_000;
+  const token = (keyHash: string, issuedAt = new Date(), lifetime = day) => ({
+    mechanism: 'HT-SHA-256-NONE', keyHash, issuedAt, expiresAt: new Date(issuedAt.getTime() + lifetime),
+  });
+
+  t.test('an issued token is the client\'s next one until it is used, then it replaces the current one', async (t) => {
+    await fastTokens.issue('alice@example.com', 'phone', token('a'.repeat(64)));
+    let found = await fastTokens.find('alice@example.com', 'phone', new Date());
+    t.same(found.map((f) => [f.slot, f.keyHash]), [['next', 'a'.repeat(64)]]);
+    t.equal(found[0].mechanism, 'HT-SHA-256-NONE');
+    t.ok(Math.abs(found[0].expiresAt.getTime() - found[0].issuedAt.getTime() - day) < 1000, 'times round-trip');
+    await fastTokens.promote('alice@example.com', 'phone', 'a'.repeat(64));
+    await fastTokens.issue('alice@example.com', 'phone', token('b'.repeat(64)));
+    found = await fastTokens.find('alice@example.com', 'phone', new Date());
+    t.same(found.map((f) => [f.slot, f.keyHash]), [['next', 'b'.repeat(64)], ['current', 'a'.repeat(64)]], 'the old token works until the new one is used');
+    await fastTokens.promote('alice@example.com', 'phone', 'b'.repeat(64));
+    found = await fastTokens.find('alice@example.com', 'phone', new Date());
+    t.same(found.map((f) => [f.slot, f.keyHash]), [['current', 'b'.repeat(64)]]);
+    t.same(await fastTokens.find('alice@example.com', 'laptop', new Date()), [], 'tokens are per client');
+    t.same(await fastTokens.find('bob@example.com', 'phone', new Date()), [], 'and per user');
+  });
+
+  t.test('a second token issued before the first was used replaces it', async (t) => {
+    await fastTokens.issue('carol@example.com', 'phone', token('c'.repeat(64)));
+    await fastTokens.issue('carol@example.com', 'phone', token('d'.repeat(64)));
+    t.same((await fastTokens.find('carol@example.com', 'phone', new Date())).map((f) => f.keyHash), ['d'.repeat(64)]);
+    await fastTokens.promote('carol@example.com', 'phone', 'c'.repeat(64));
+    t.same((await fastTokens.find('carol@example.com', 'phone', new Date())).map((f) => [f.slot, f.keyHash]), [['next', 'd'.repeat(64)]], 'promoting a replaced token changes nothing');
+  });
+
+  t.test('expired tokens are not found and are pruned', async (t) => {
+    await fastTokens.issue('dave@example.com', 'phone', token('e'.repeat(64), new Date(Date.now() - 2 * day)));
+    t.same(await fastTokens.find('dave@example.com', 'phone', new Date()), []);
+    t.ok((await fastTokens.pruneExpired(new Date())) >= 1);
+    t.same(await fastTokens.find('dave@example.com', 'phone', new Date(Date.now() - 3 * day)), [], 'the row is gone');
+  });
+
+  t.test('revoke takes one token, a client\'s, or a user\'s', async (t) => {
+    for (const client of ['phone', 'laptop']) await fastTokens.issue('erin@example.com', client, token(client[0].repeat(64)));
+    await fastTokens.issue('frank@example.com', 'phone', token('f'.repeat(64)));
+    t.equal(await fastTokens.revoke('erin@example.com', 'phone', 'x'.repeat(64)), 0);
+    t.equal(await fastTokens.revoke('erin@example.com', 'phone', 'p'.repeat(64)), 1);
+    t.equal(await fastTokens.revoke('erin@example.com'), 1);
+    t.same(await fastTokens.find('erin@example.com', 'laptop', new Date()), []);
+    t.equal((await fastTokens.find('frank@example.com', 'phone', new Date())).length, 1, 'other users keep theirs');
+  });
+
+  t.test('a new password and a deleted account revoke the account\'s tokens', async (t) => {
+    await storage.users.create('gina@example.com', credentials('gina'));
+    await fastTokens.issue('gina@example.com', 'phone', token('g'.repeat(64)));
+    await storage.users.setCredentials('gina@example.com', credentials('gina2'));
+    t.same(await fastTokens.find('gina@example.com', 'phone', new Date()), []);
+    await fastTokens.issue('gina@example.com', 'phone', token('h'.repeat(64)));
+    await storage.users.delete('gina@example.com');
+    t.same(await fastTokens.find('gina@example.com', 'phone', new Date()), []);
+  });
+});
+
 forEachDatabase('key length limits', async (t, uri) => {
   const storage = await openTestStorage(t, uri);
   // The longest JIDs allowed, in 4-byte characters: the worst case for MySQL's 3072-byte keys.
