@@ -85,6 +85,8 @@ const KEYS: Record<string, Kind> = {
   '--offline-write-queue': 'integer',
   '--offline-write-timeout': 'seconds',
   '--user-db-pool-size': 'integer',
+  '--sm-resume-timeout': 'seconds',
+  // The name this key had in the first release with XEP-0198; still read.
   '--sm-resumption-timeout': 'seconds',
   '--sm-max-unacked': 'integer',
   '--fast-token-lifetime': 'seconds',
@@ -137,7 +139,7 @@ const DEFAULTS = {
     offlineWriteQueue: 10000,        // --offline-write-queue [10000]
     offlineWriteTimeout: 60,         // --offline-write-timeout [60 s]
     dbPoolSize: 10,                  // --user-db-pool-size [10]
-    smResumptionTimeout: 300,        // --sm-resumption-timeout [300 s]
+    smResumptionTimeout: 300,        // --sm-resume-timeout [300 s]
     smMaxUnacked: 5000,              // --sm-max-unacked [5000]
     fastTokenLifetime: 1814400,      // --fast-token-lifetime [1814400 s = 21 days]
   } satisfies Limits,
@@ -768,7 +770,9 @@ function readLimits(r: Reader): Limits {
     offlineWriteTimeout: r.seconds('--offline-write-timeout', d.offlineWriteTimeout),
     // At least 3: the offline writer may hold two while logins and the registry need one.
     dbPoolSize: r.integer('--user-db-pool-size', d.dbPoolSize, 3, 1000),
-    smResumptionTimeout: r.seconds('--sm-resumption-timeout', d.smResumptionTimeout),
+    smResumptionTimeout: r.setting('--sm-resume-timeout') || !r.setting('--sm-resumption-timeout')
+      ? r.seconds('--sm-resume-timeout', d.smResumptionTimeout)
+      : r.seconds('--sm-resumption-timeout', d.smResumptionTimeout),
     smMaxUnacked: r.integer('--sm-max-unacked', d.smMaxUnacked, 10),
     fastTokenLifetime: r.seconds('--fast-token-lifetime', d.fastTokenLifetime),
   };

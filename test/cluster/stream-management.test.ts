@@ -1,7 +1,8 @@
 import type { Element } from 'ltx';
 import { eventually, httpGet, startCluster } from '../helpers/cluster';
 import { forEachDatabase } from '../helpers/databases';
-import { xml } from '../helpers/server';
+import { Device } from '../helpers/device';
+import { freePort, xml } from '../helpers/server';
 import type { XmppClient } from '../helpers/client';
 
 const WAIT_MS = 30_000;
@@ -121,4 +122,46 @@ forEachDatabase('push: a message for a session waiting on one node notifies an a
   // The sender's node stores the messages (the waiting session does not take them, so they survive its node) and tells.
   t.same(sent, [0, 0, 2], 'the node that stored both messages sent both notifications, no other node sent any');
   t.equal(published.length, 2);
+});
+
+// SASL2 + Bind2 + FAST (XEP-0388/0386/0484) in a cluster, with @xmpp/client's defaults: a token
+// issued by one node logs in on another (tokens are in the shared database), and a session bound
+// with Bind2 resumes inline, in <authenticate/>, on a third.
+forEachDatabase('a FAST token issued on node 1 logs in on node 2; the session resumes inline on node 3', async (t, dbUri) => {
+  const tlsPort = await freePort();
+  const cluster = await startCluster(t, {
+    nodes: 3, dbUri, strategy: 'online-users-caching',
+    nodeArgs: (i) => (i === 1 ? [`--c2s-ssl-ports=${tlsPort}`] : []),
+  });
+  for (const user of ['alice', 'bob']) await cluster.addUser(user);
+  const device = new Device('localhost', 'alice');
+  t.teardown(() => device.stopAll());
+  const first = await device.connect(`xmpp://127.0.0.1:${cluster.nodes[0].c2sPort}`);
+  t.ok(device.token, 'node 1 issued a token');
+  await first.stop();
+
+  // Node 2, direct TLS, a wrong password: only the token can log this in.
+  const alice = await device.connect(`xmpps://127.0.0.1:${tlsPort}`, 'not-the-password');
+  const jid = alice.jid!.toString();
+  t.match(jid, /^alice@localhost\/phone\//, 'logged in on node 2 with the token from node 1, bound with Bind2');
+  await eventually('stream management enabled inline', () => smOf(alice).enabled, WAIT_MS);
+  await alice.send(xml('presence'));
+  const seen: Element[] = [];
+  alice.on('stanza', (s: Element) => seen.push(s));
+  const bob = await cluster.login(0, 'bob', { resource: 'desk' });
+  const say = (body: string) => bob.send(xml('message', { to: jid, type: 'chat' }, xml('body', {}, body)));
+  await say('before');
+  await eventually('the first message arrived on node 2', () => bodies(seen).includes('before'), WAIT_MS);
+
+  const resumed = new Promise<void>((resolve) => smOf(alice).on('resumed', resolve));
+  cutAndReconnectTo(alice, `xmpp://127.0.0.1:${cluster.nodes[2].c2sPort}`);
+  for (let i = 1; i <= 5; i++) await say(`during ${i}`);
+  await resumed;
+  t.equal(alice.jid!.toString(), jid, 'the same session, now on node 3');
+  await eventually('every message sent during the cut arrived', () => bodies(seen).filter((b) => b?.startsWith('during')).length >= 5, WAIT_MS);
+  t.same(bodies(seen), ['before', 'during 1', 'during 2', 'during 3', 'during 4', 'during 5'], 'each once, in order');
+  const metrics = await httpGet(cluster.nodes[2].httpPort, '/metrics');
+  t.match(metrics.body, /xmpp_sm_resumptions_total\{outcome="resumed"[^}]*\} 1/, 'node 3 resumed it');
+  t.equal(await cluster.storage.offline.count('alice@localhost'), 0, 'nothing went to offline storage');
+  (alice as unknown as { reconnect: { stop(): void } }).reconnect.stop();
 });

@@ -1,19 +1,16 @@
 import t from 'tap';
-import { client as xmppClient } from '@xmpp/client';
 import { createHash, createHmac } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { parse as ltxParse, type Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
+import { Device } from '../helpers/device';
 import { parseJID } from '../../server/jid';
 import { collect, PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml, type TestServer, type XmppClient } from '../helpers/server';
 
 /** Generous: the suite runs on small, busy machines. */
 const WAIT_MS = 20_000;
 
-type Token = { mechanism: string; token: string; expiry: string };
-type Fast = { fetchToken(): Promise<Token | undefined>; saveToken(t: Token): Promise<void>; deleteToken(): Promise<void> };
 type Sm = { enabled: boolean; id: string; on(event: string, listener: () => void): void };
-const fastOf = (client: XmppClient) => (client as unknown as { fast: Fast }).fast;
 const smOf = (client: XmppClient) => (client as unknown as { streamManagement: Sm }).streamManagement;
 const bodies = (stanzas: Element[]) => stanzas.filter((s) => s.is('message')).map((s) => s.getChildText('body'));
 const socketOf = (client: XmppClient) => {
@@ -21,50 +18,15 @@ const socketOf = (client: XmppClient) => {
   return (wrapper.socket ?? wrapper) as { destroy(): void };
 };
 
-/**
- * A device as an app builds it on @xmpp/client with its defaults (SASL2, Bind2, FAST, XEP-0198
- * inline): a user-agent id and a token store that outlive one connection, as an app persists them.
- */
-class Device {
-  token?: Token;
-  readonly clients: XmppClient[] = [];
-  readonly id = crypto.randomUUID();
-
-  constructor(private readonly server: TestServer, private readonly local: string, private readonly resource = 'phone') {}
-
-  async connect(password = PASSWORD, opts: { port?: number } = {}): Promise<XmppClient> {
-    const client = xmppClient({
-      service: `xmpp://127.0.0.1:${opts.port ?? this.server.port}`,
-      domain: this.server.domain,
-      username: this.local,
-      password,
-      resource: this.resource,
-      userAgent: xml('user-agent', { id: this.id }, xml('software', {}, 'tests')),
-    });
-    client.on('error', () => undefined);
-    client.reconnect.stop();
-    const fast = fastOf(client);
-    fast.fetchToken = async () => this.token;
-    fast.saveToken = async (token) => { this.token = token; };
-    fast.deleteToken = async () => { this.token = undefined; };
-    this.clients.push(client);
-    await client.start();
-    return client;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all(this.clients.map((c) => c.stop().catch(() => undefined)));
-  }
-}
-
 t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
   const server = await startTestServer(t);
   for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) await server.addUser(user);
   const tokens = server.node.storage.fastTokens;
+  const c2s = `xmpp://127.0.0.1:${server.port}`;
 
   await t.test('one round trip logs in, binds a resource from the tag and enables stream management', async (t) => {
-    const device = new Device(server, 'alice');
-    const alice = await device.connect();
+    const device = new Device(server.domain, 'alice');
+    const alice = await device.connect(c2s);
     const jid = alice.jid!.toString();
     t.match(jid, /^alice@localhost\/phone\/[A-Za-z0-9_-]{10}$/, 'XEP-0386: the tag, then a part of the server\'s');
     await eventually('stream management enabled inline', () => smOf(alice).enabled && !!smOf(alice).id, WAIT_MS);
@@ -88,11 +50,11 @@ t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
   });
 
   await t.test('a FAST token logs in without the password, and the same client gets the same resource', async (t) => {
-    const device = new Device(server, 'carol');
-    const first = await device.connect();
+    const device = new Device(server.domain, 'carol');
+    const first = await device.connect(c2s);
     const issued = device.token!;
     await first.stop();
-    const again = await device.connect('not-the-password');
+    const again = await device.connect(c2s, 'not-the-password');
     t.equal(again.jid!.toString(), first.jid!.toString(), 'the resource is stable per user-agent id');
     t.same(device.token, issued, 'a fresh token is not replaced at once');
     const stored = await tokens.find('carol@localhost', clientKey(device.id), new Date());
@@ -101,13 +63,30 @@ t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
     await device.stopAll();
   });
 
+  // Direct TLS is in the cluster test: @xmpp/client listens for the server's stream header only
+  // once its own header's write has called back, and a server in the same process can answer sooner.
+  await t.test('the same over secure WebSocket (tokens are only offered on encrypted streams)', async (t) => {
+    for (const service of [`wss://127.0.0.1:${server.wsPort}/xmpp-websocket`]) {
+      const device = new Device(server.domain, 'bob', 'web');
+      const first = await device.connect(service);
+      t.match(first.jid!.toString(), /^bob@localhost\/web\//, `${service}: bound with Bind2`);
+      t.ok(device.token, `${service}: a token`);
+      await first.stop();
+      const again = await device.connect(service, 'not-the-password');
+      t.equal(again.jid!.toString(), first.jid!.toString(), `${service}: the token logs in`);
+      const pong = await again.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+      t.equal(pong.attrs.type, 'result');
+      await device.stopAll();
+    }
+  });
+
   await t.test('a token in use for a day is replaced; the old one works until the new one is used', async (t) => {
-    const device = new Device(server, 'dave');
-    await (await device.connect()).stop();
-    await device.connect('wrong').then((c) => c.stop()); // the token is now the current one
+    const device = new Device(server.domain, 'dave');
+    await (await device.connect(c2s)).stop();
+    await device.connect(c2s, 'wrong').then((c) => c.stop()); // the token is now the current one
     const old = device.token!;
     await server.node.storage.knex('fast_tokens').where({ user: 'dave@localhost' }).update({ issued_at: new Date(Date.now() - 2 * 86_400_000) });
-    await (await device.connect('wrong')).stop();
+    await (await device.connect(c2s, 'wrong')).stop();
     t.not(device.token!.token, old.token, 'the login with the aged token brought a new one');
     const fresh = device.token!;
     const key = clientKey(device.id);
@@ -115,31 +94,31 @@ t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
     // The new token never reached the client (say): the old one still works, and being due, brings
     // another new one that replaces the unused one.
     device.token = old;
-    await (await device.connect('wrong')).stop();
+    await (await device.connect(c2s, 'wrong')).stop();
     t.pass('the old token still logs in');
     const newest = device.token!;
     t.not(newest.token, fresh.token);
     device.token = fresh;
-    await t.rejects(device.connect('wrong'), 'a replaced token that was never used no longer works');
+    await t.rejects(device.connect(c2s, 'wrong'), 'a replaced token that was never used no longer works');
     device.token = newest;
-    await (await device.connect('wrong')).stop();
+    await (await device.connect(c2s, 'wrong')).stop();
     const left = await tokens.find('dave@localhost', key, new Date());
     t.same(left.map((s) => s.slot), ['current'], 'once the new one is used, the old one is gone');
     device.token = old;
-    await t.rejects(device.connect('wrong'), 'the old token no longer works');
+    await t.rejects(device.connect(c2s, 'wrong'), 'the old token no longer works');
     await device.stopAll();
   });
 
   await t.test('a new password revokes the tokens; a stale token is no wrong password', async (t) => {
-    const device = new Device(server, 'erin');
-    await (await device.connect()).stop();
+    const device = new Device(server.domain, 'erin');
+    await (await device.connect(c2s)).stop();
     const stale = device.token!;
     const { deriveScramCredentials } = await import('../../server/c2s/sasl/scram');
     await server.node.storage.users.setCredentials('erin@localhost', deriveScramCredentials('new-password', 4096));
     t.same(await tokens.find('erin@localhost', clientKey(device.id), new Date()), []);
     const failuresBefore = await server.node.storage.authFailures.count('erin@localhost', 600_000);
     // @xmpp/client tries the token, is told it expired, and goes on with the password.
-    const client = await device.connect('new-password');
+    const client = await device.connect(c2s, 'new-password');
     t.ok(client.jid, 'logged in with the new password after the token was refused');
     t.not(device.token!.token, stale.token, 'and got a new token');
     t.equal(await server.node.storage.authFailures.count('erin@localhost', 600_000), failuresBefore, 'the refused token did not count towards the lockout');
@@ -147,16 +126,16 @@ t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
   });
 
   await t.test('a wrong password over SASL2 fails and counts; the stream stays open for another try', async (t) => {
-    const device = new Device(server, 'bob');
+    const device = new Device(server.domain, 'bob');
     const before = await server.node.storage.authFailures.count('bob@localhost', 600_000);
-    await t.rejects(device.connect('wrong'), { condition: 'not-authorized' });
+    await t.rejects(device.connect(c2s, 'wrong'), { condition: 'not-authorized' });
     t.equal(await server.node.storage.authFailures.count('bob@localhost', 600_000), before + 1);
     await device.stopAll();
   });
 
   await t.test('XEP-0198 inline: a cut connection resumes inside <authenticate/>, messages sent meanwhile arrive once', async (t) => {
-    const device = new Device(server, 'alice', 'tablet');
-    const alice = await device.connect();
+    const device = new Device(server.domain, 'alice', 'tablet');
+    const alice = await device.connect(c2s);
     (alice as unknown as { reconnect: { start(): void } }).reconnect.start();
     await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
     await alice.send(xml('presence'));

@@ -20,7 +20,7 @@ const bodies = (stanzas: Element[]) => stanzas.filter((s) => s.is('message')).ma
 // @xmpp/client enables XEP-0198 with resumption by itself when the server offers it, and after a
 // lost connection reconnects and resumes: these tests drive that real client.
 t.test('XEP-0198 on one node', async (t) => {
-  const server = await startTestServer(t, { args: ['--sm-resumption-timeout=3'] });
+  const server = await startTestServer(t, { args: ['--sm-resume-timeout=3'] });
   for (const user of ['alice', 'bob', 'carol', 'dave']) await server.addUser(user);
 
   await t.test('stream management is offered after authentication and enabled with resumption', async (t) => {

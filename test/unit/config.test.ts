@@ -64,6 +64,7 @@ t.test('without --config every key takes its documented default', async (t) => {
     maxStanzaSize: 262144, maxXmlDepth: 32, maxAttributes: 64, streamOpenTimeout: 10, authTimeout: 60,
     maxAuthFailures: 3, maxAccountAuthFailures: 10, authLockout: 300, offlineQueueLength: 1000,
     offlineWriteQueue: 10000, offlineWriteTimeout: 60, dbPoolSize: 10, smResumptionTimeout: 300, smMaxUnacked: 5000,
+    fastTokenLifetime: 1_814_400,
   });
   t.equal(c.raw.size, 0);
   t.equal(c.configFile, undefined);
@@ -389,15 +390,16 @@ t.test('limits take their keys and refuse nonsense', async (t) => {
     '--max-stanza-size = 65536', '--max-xml-depth = 16', '--max-attributes = 32', '--stream-open-timeout = 5',
     '--auth-timeout = 30', '--max-auth-failures = 5', '--max-account-auth-failures = 20', '--auth-lockout = 600',
     '--offline-queue-length = 0', '--offline-write-queue = 500', '--offline-write-timeout = 5', '--user-db-pool-size = 4',
-    '--sm-resumption-timeout = 60', '--sm-max-unacked = 200',
+    '--sm-resume-timeout = 60', '--sm-max-unacked = 200', '--fast-token-lifetime = 86400',
   ].join('\n'));
   t.same(c.limits, {
     maxStanzaSize: 65536, maxXmlDepth: 16, maxAttributes: 32, streamOpenTimeout: 5, authTimeout: 30,
     maxAuthFailures: 5, maxAccountAuthFailures: 20, authLockout: 600, offlineQueueLength: 0,
-    offlineWriteQueue: 500, offlineWriteTimeout: 5, dbPoolSize: 4, smResumptionTimeout: 60, smMaxUnacked: 200,
+    offlineWriteQueue: 500, offlineWriteTimeout: 5, dbPoolSize: 4, smResumptionTimeout: 60, smMaxUnacked: 200, fastTokenLifetime: 86400,
   });
   t.match(loadError(t, '--sm-max-unacked = 5'), /--sm-max-unacked: 5 is below the minimum 10/);
-  t.match(loadError(t, '--sm-resumption-timeout = 0'), /--sm-resumption-timeout: 0 must be more than 0 seconds/);
+  t.match(loadError(t, '--sm-resume-timeout = 0'), /--sm-resume-timeout: 0 must be more than 0 seconds/);
+  t.equal(load(t, '--sm-resumption-timeout = 45').limits.smResumptionTimeout, 45, 'the key\'s first name is still read');
   t.match(loadError(t, '--offline-write-queue = 10'), /--offline-write-queue: 10 is below the minimum 100/);
   t.match(loadError(t, '--user-db-pool-size = 1'), /--user-db-pool-size: 1 is below the minimum 3/);
   t.match(loadError(t, '--max-stanza-size = 5000'), /--max-stanza-size: 5000 is below the minimum 10000/);
