@@ -125,6 +125,19 @@ t.test('SASL2, Bind2 and FAST with @xmpp/client defaults', async (t) => {
     await device.stopAll();
   });
 
+  await t.test('an account locked out by password guessing still lets its devices in with their tokens', async (t) => {
+    const device = new Device(server.domain, 'dave', 'own-phone');
+    await (await device.connect(c2s)).stop();
+    const { maxAccountAuthFailures, authLockout } = server.node.config.limits;
+    for (let i = 0; i < maxAccountAuthFailures; i++) await server.node.storage.authFailures.record('dave@localhost', authLockout * 1000);
+    const attacker = new Device(server.domain, 'dave', 'attacker');
+    await t.rejects(attacker.connect(c2s), { condition: 'temporary-auth-failure' }, 'the password is locked out');
+    const own = await device.connect(c2s, 'not-the-password');
+    t.ok(own.jid, 'the owner\'s device logs in with its token');
+    await server.node.storage.authFailures.reset('dave@localhost');
+    await Promise.all([device.stopAll(), attacker.stopAll()]);
+  });
+
   await t.test('a wrong password over SASL2 fails and counts; the stream stays open for another try', async (t) => {
     const device = new Device(server.domain, 'bob');
     const before = await server.node.storage.authFailures.count('bob@localhost', 600_000);
