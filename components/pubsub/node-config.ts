@@ -179,8 +179,10 @@ function parseValue(spec: FieldSpec, values: string[], limits: ConfigLimits): un
       if (one.trim() === 'max') return limits.maxItemsLimit;
       const n = Number(one.trim());
       if (!Number.isInteger(n) || n < 0) return reject('not a whole number');
-      if (n > limits.maxItemsLimit) return reject(`at most ${limits.maxItemsLimit}`);
-      return n;
+      // More than the service keeps means "as many as you can" (what XEP-0402 clients ask with
+      // 9999 and mean with "max"): the node keeps its limit, and the same request is a met
+      // publish-options precondition the next time.
+      return Math.min(n, limits.maxItemsLimit);
     }
     case 'rosterGroupsAllowed':
       return values.map((v) => v.trim()).filter((v) => v !== '');

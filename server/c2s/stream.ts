@@ -126,6 +126,14 @@ export class C2SStream implements TransportListener {
     this.log.debug('disconnected', { reason });
   }
 
+  /**
+   * XEP-0198 where it applies: TCP and WebSocket. A BOSH session already outlives its HTTP
+   * connections and has its own acknowledgements (XEP-0124 §9), so it is not offered there.
+   */
+  private get sm(): StreamManagementRegistry | undefined {
+    return this.transport.kind === 'bosh' ? undefined : this.ctx.sm;
+  }
+
   /** The session bound on this stream, if any. */
   get boundSession(): Session | undefined {
     return this.session;
@@ -227,7 +235,7 @@ export class C2SStream implements TransportListener {
       features.c('ver', { xmlns: NS.ROSTER_VER });
       features.c('sub', { xmlns: NS.PRE_APPROVAL });
       // Not once enabled inline: a client would take <sm/> as its cue to resume on this very stream.
-      if (this.ctx.sm && !this.sink?.sm) features.c('sm', { xmlns: NS.SM });
+      if (this.sm && !this.sink?.sm) features.c('sm', { xmlns: NS.SM });
       features.c('csi', { xmlns: NS.CSI });
       return features;
     }
@@ -256,9 +264,9 @@ export class C2SStream implements TransportListener {
     const authentication = new Element('authentication', { xmlns: NS.SASL2 });
     for (const mechanism of offered) authentication.c('mechanism').t(mechanism.name);
     const inline = authentication.c('inline');
-    if (this.ctx.sm) inline.c('sm', { xmlns: NS.SM });
+    if (this.sm) inline.c('sm', { xmlns: NS.SM });
     const bind = inline.c('bind', { xmlns: NS.BIND2 }).c('inline');
-    if (this.ctx.sm) bind.c('feature', { var: NS.SM });
+    if (this.sm) bind.c('feature', { var: NS.SM });
     bind.c('feature', { var: NS.CARBONS });
     bind.c('feature', { var: NS.CSI });
     if (this.ctx.fast && this.transport.secure) {
@@ -284,7 +292,7 @@ export class C2SStream implements TransportListener {
         throw new StreamError('not-authorized', 'authenticate first');
       case 'bind':
         if (element.name === 'iq' && (!xmlns || xmlns === NS.CLIENT)) return this.onBind(element);
-        if (xmlns === NS.SM && this.ctx.sm) return this.onResume(element);
+        if (xmlns === NS.SM && this.sm) return this.onResume(element);
         throw new StreamError('not-authorized', 'bind a resource first');
       default:
         throw new StreamError('not-authorized', 'stream not ready');
@@ -414,7 +422,7 @@ export class C2SStream implements TransportListener {
     const token = await this.fastToken(bare, request, exchange);
     // The connection went away while the database answered: nothing to bind it to.
     if (this.closing || this.state === 'closed') return;
-    if (request.resume && this.ctx.sm) {
+    if (request.resume && this.sm) {
       const result = await this.resumeSession(request.resume.previd, request.resume.h);
       if (result === undefined) return;
       if (typeof result !== 'string') {
@@ -434,7 +442,7 @@ export class C2SStream implements TransportListener {
       authzid.t(session.full);
       const bound = success.c('bound', { xmlns: NS.BIND2 });
       const { sm, carbons, inactive } = request.bind;
-      if (sm && this.ctx.sm) bound.cnode(this.ctx.sm.enable(session, this.sink!, sm.resume, sm.max));
+      if (sm && this.sm) bound.cnode(this.sm.enable(session, this.sink!, sm.resume, sm.max));
       if (carbons) this.ctx.sessions.setCarbons(session, true);
       if (inactive) this.sink!.setActive(false);
     } else {
@@ -561,7 +569,7 @@ export class C2SStream implements TransportListener {
 
   private async onStanza(element: Element): Promise<void> {
     const xmlns = element.attrs.xmlns as string | undefined;
-    if (xmlns === NS.SM && this.ctx.sm) return this.onStreamManagement(element);
+    if (xmlns === NS.SM && this.sm) return this.onStreamManagement(element);
     if (xmlns === NS.CSI && (element.name === 'active' || element.name === 'inactive')) {
       // XEP-0352: a nonza, not counted by stream management.
       this.sink!.setActive(element.name === 'active');

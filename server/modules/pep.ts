@@ -86,6 +86,14 @@ export const pep: ServerModule = (ctx) => {
   // Peers ask this node to deliver to its own interested resources.
   ctx.notifyInterestedHere = (stanza, users, feature) => delivery.notifyInterestedHere(stanza, users, feature);
 
+  // A session resumed from another node (XEP-0198) arrives available, without this node having
+  // seen its presence: learn its caps (from the database, where they were verified) so that PEP
+  // notifications reach it here too. Its last items it had already.
+  sessions.onPresenceChange((session) => {
+    if (!session.available || !capsOf(session.presence) || caps.featuresOf(session)) return;
+    caps.learn(session).catch((err) => logger.warn('learning caps failed', { conn: session.id, err: String(err) }));
+  });
+
   // XEP-0115 §6.3 / XEP-0163 §6.2: learn a resource's caps when it announces them, then send it
   // the last items it wants. Not awaited: presence broadcast must not wait for the client's answer.
   const announced = new WeakMap<Session, string>();

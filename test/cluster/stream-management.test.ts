@@ -1,11 +1,14 @@
 import type { Element } from 'ltx';
 import { eventually, httpGet, startCluster } from '../helpers/cluster';
 import { forEachDatabase } from '../helpers/databases';
+import { announceCaps } from '../helpers/caps';
 import { Device } from '../helpers/device';
+import { nextEvent, publish } from '../helpers/pubsub';
 import { freePort, xml } from '../helpers/server';
 import type { XmppClient } from '../helpers/client';
 
 const WAIT_MS = 30_000;
+const TUNE = 'http://jabber.org/protocol/tune';
 
 type Sm = { enabled: boolean; id: string; on(event: string, listener: () => void): void };
 const smOf = (client: XmppClient) => (client as unknown as { streamManagement: Sm }).streamManagement;
@@ -145,7 +148,8 @@ forEachDatabase('a FAST token issued on node 1 logs in on node 2; the session re
   const jid = alice.jid!.toString();
   t.match(jid, /^alice@localhost\/phone\//, 'logged in on node 2 with the token from node 1, bound with Bind2');
   await eventually('stream management enabled inline', () => smOf(alice).enabled, WAIT_MS);
-  await alice.send(xml('presence'));
+  // Available, with caps that ask for her own tune notifications (XEP-0163), verified by node 2.
+  await announceCaps(alice, [`${TUNE}+notify`]);
   const seen: Element[] = [];
   alice.on('stanza', (s: Element) => seen.push(s));
   const bob = await cluster.login(0, 'bob', { resource: 'desk' });
@@ -163,5 +167,9 @@ forEachDatabase('a FAST token issued on node 1 logs in on node 2; the session re
   const metrics = await httpGet(cluster.nodes[2].httpPort, '/metrics');
   t.match(metrics.body, /xmpp_sm_resumptions_total\{outcome="resumed"[^}]*\} 1/, 'node 3 resumed it');
   t.equal(await cluster.storage.offline.count('alice@localhost'), 0, 'nothing went to offline storage');
+  // Node 3 never saw her presence, yet knows what her caps ask for: PEP notifications reach her there.
+  const note = nextEvent(alice, TUNE, () => true, WAIT_MS);
+  await publish(alice, undefined, TUNE, xml('tune', { xmlns: TUNE }, xml('title', {}, 'Resumed')));
+  t.equal((await note).getChild('event')!.getChild('items')!.getChild('item')!.getChild('tune')!.getChildText('title'), 'Resumed', 'her own tune, notified on node 3');
   (alice as unknown as { reconnect: { stop(): void } }).reconnect.stop();
 });

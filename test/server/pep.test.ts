@@ -126,6 +126,28 @@ forEachDatabase('PEP (XEP-0163) with entity capabilities', async (t, dbUri) => {
     t.not(capsVer([`${TUNE}+notify`]), lie);
   });
 
+  await t.test('XEP-0402 bookmarks as Converse.js saves them: max_items 9999 or max, whitelist, one item per room', async (t) => {
+    const BOOKMARKS = 'urn:xmpp:bookmarks:1';
+    const options = { 'pubsub#persist_items': 'true', 'pubsub#max_items': '9999', 'pubsub#send_last_published_item': 'never', 'pubsub#access_model': 'whitelist' };
+    const conference = (name: string) => xml('conference', { xmlns: BOOKMARKS, name, autojoin: 'true' }, xml('nick', {}, 'alice'));
+    // Another device of alice's that wants bookmark notifications (autojoin across devices).
+    const phone = await loginWithCaps(server, 'alice', 'phone', [`${BOOKMARKS}+notify`]);
+    const toPhone = nextEvent(phone, BOOKMARKS);
+    await publish(alice, undefined, BOOKMARKS, conference('Tea'), 'tea@muc.localhost', options);
+    t.equal((await toPhone).getChild('event', PUBSUB_EVENT)!.getChild('items')!.getChild('item')!.attrs.id, 'tea@muc.localhost', 'the other device hears of it');
+    // The second bookmark: the same publish-options are now preconditions, and are met.
+    await publish(alice, undefined, BOOKMARKS, conference('Coffee'), 'coffee@muc.localhost', options);
+    await publish(alice, undefined, BOOKMARKS, conference('Juice'), 'juice@muc.localhost', { ...options, 'pubsub#max_items': 'max' });
+    const saved = await items(alice, 'alice@localhost', BOOKMARKS);
+    t.same(saved.map((i: Element) => i.attrs.id).sort(), ['coffee@muc.localhost', 'juice@muc.localhost', 'tea@muc.localhost'], 'one item per room, none pushed out');
+    const config = await pubsubIq(alice, 'alice@localhost', 'get', PUBSUB_OWNER, xml('configure', { node: BOOKMARKS }));
+    const fields = new Map(config.getChild('pubsub', PUBSUB_OWNER)!.getChild('configure')!.getChild('x')!.getChildren('field').map((f: Element) => [f.attrs.var, f.getChildText('value')]));
+    t.equal(fields.get('pubsub#max_items'), '256', 'kept up to the PEP limit');
+    t.equal(fields.get('pubsub#access_model'), 'whitelist');
+    t.equal(await pubsubErrorOf(pubsubIq(bobTunes, 'alice@localhost', 'get', PUBSUB, xml('items', { node: BOOKMARKS }))), 'not-allowed/closed-node', 'a contact cannot read them');
+    await phone.stop();
+  });
+
   await t.test('deleting an account deletes its PEP nodes with their items', async (t) => {
     await server.addUser('dave');
     const dave = await server.login('dave');

@@ -3,7 +3,7 @@ import t from 'tap';
 import { BoshRaw, HTTPBIND } from '../helpers/bosh';
 import { httpRequest } from '../helpers/http';
 import { presenceFrom, seedMutual, waitUntil } from '../helpers/im';
-import { collect, nextStanza, sleep, startTestServer, xml, type TestServer } from '../helpers/server';
+import { collect, nextStanza, PASSWORD, sleep, startTestServer, xml, type TestServer } from '../helpers/server';
 
 const message = (to: string, body: string) => `<message xmlns='jabber:client' to='${to}' type='chat'><body>${body}</body></message>`;
 
@@ -164,6 +164,22 @@ t.test('BOSH over raw HTTP (XEP-0124, XEP-0206)', async (t) => {
     const first = await held;
     t.equal(first.status, 200, 'the held request is released by the next one');
     t.match((await next).text, /id="p2"/);
+    await bosh.request({ type: 'terminate' });
+  });
+
+  await t.test('SASL2 over BOSH: one request authenticates and binds, without a restart; no stream management', async (t) => {
+    const bosh = new BoshRaw(`https://127.0.0.1:${server.boshPort}/http-bind`);
+    const created = await bosh.create({ wait: '2' });
+    t.match(created.text, /<authentication xmlns="urn:xmpp:sasl:2">/);
+    t.notMatch(created.text, /urn:xmpp:sm:3/, 'XEP-0198 is not offered inline on BOSH (BOSH has its own acknowledgements)');
+    const auth = Buffer.from(`\0alice\0${PASSWORD}`).toString('base64');
+    const since = bosh.received.length;
+    await bosh.request({}, `<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>${auth}</initial-response><bind xmlns='urn:xmpp:bind:0'><tag>bosh</tag></bind></authenticate>`);
+    const features = await bosh.waitFor(/<\/stream:features>/, since);
+    t.match(bosh.received.slice(since).join(''), /<authorization-identifier>alice@localhost\/bosh\/[^<]+<\/authorization-identifier><bound xmlns="urn:xmpp:bind:0"\/>/);
+    t.notMatch(features, /urn:xmpp:sm:3|xmpp-bind/, 'bound already; no stream management');
+    await bosh.request({}, `<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    await bosh.waitFor(/id='p1'|id="p1"/, since);
     await bosh.request({ type: 'terminate' });
   });
 

@@ -78,10 +78,17 @@ forEachDatabase('pubsub nodes: create, configure, delete, purge, discover', asyn
       await pubsubErrorOf(pubsubIq(alice, SERVICE, 'set', PUBSUB_OWNER, xml('configure', { node: 'configured' }, nodeConfig({ 'pubsub#access_model': 'everyone' })))),
       'not-acceptable',
     );
-    t.equal(await pubsubErrorOf(pubsubIq(alice, SERVICE, 'set', PUBSUB_OWNER, xml('configure', { node: 'configured' }, nodeConfig({ 'pubsub#max_items': '5000' })))), 'not-acceptable', 'max_items above the limit');
+    t.equal(await pubsubErrorOf(pubsubIq(alice, SERVICE, 'set', PUBSUB_OWNER, xml('configure', { node: 'configured' }, nodeConfig({ 'pubsub#max_items': '-1' })))), 'not-acceptable', 'max_items that is no count');
     t.equal(await pubsubErrorOf(configureForm(alice, 'no-such-node')), 'item-not-found');
     t.equal(await pubsubErrorOf(createNode(alice, SERVICE, 'bad-config', { 'pubsub#publish_model': 'nobody' })), 'not-acceptable', 'a bad form fails the creation');
     t.equal(await pubsubErrorOf(configureForm(alice, 'bad-config')), 'item-not-found', 'and nothing was created');
+  });
+
+  await t.test('max_items above the service limit means the limit, as "max" does', async (t) => {
+    await createNode(alice, SERVICE, 'big', { 'pubsub#max_items': '5000' });
+    t.same((await configureForm(alice, 'big')).get('pubsub#max_items'), ['1000'], 'the service limit (--pubsub-max-items-limit, 1000)');
+    await pubsubIq(alice, SERVICE, 'set', PUBSUB_OWNER, xml('configure', { node: 'big' }, nodeConfig({ 'pubsub#max_items': '9999' })));
+    t.same((await configureForm(alice, 'big')).get('pubsub#max_items'), ['1000']);
   });
 
   await t.test('the default configuration carries the service defaults', async (t) => {
