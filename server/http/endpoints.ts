@@ -8,7 +8,7 @@ import type { HttpHandler } from './http-listener';
 export interface EndpointsOptions {
   /** This node's name (--cluster-hostname). */
   node: string;
-  /** --min-cluster-nodes: /health is 503 below this. */
+  /** --min-cluster-nodes: readiness waits for this many nodes while the cluster forms (never after). */
   minClusterNodes: number;
   metrics: NodeMetrics;
   storage: Pick<Storage, 'ping' | 'kind'>;
@@ -27,11 +27,14 @@ export interface EndpointsOptions {
 }
 
 /**
- * The operators' endpoints on --http-port: GET /health (for load balancers: 200 or 503 with a
+ * The operators' endpoints on --http-port: GET /health/live (liveness: the process answers),
+ * GET /health/ready and its older name /health (readiness, for load balancers: 200 or 503 with a
  * small JSON body), GET /status (JSON for humans and scripts) and GET /metrics (Prometheus).
  */
 export class Endpoints implements HttpHandler {
   private readonly startedAt = new Date();
+  /** The cluster has had its minimum size once: from then on a lost peer never makes this node unready. */
+  private formed = false;
 
   constructor(private readonly opts: EndpointsOptions) {}
 
@@ -39,7 +42,9 @@ export class Endpoints implements HttpHandler {
     const path = (req.url ?? '/').split('?')[0];
     let produce: (() => Promise<{ status: number; type: string; body: string }>) | undefined;
     switch (path) {
-      case '/health': produce = () => this.health(); break;
+      case '/health':
+      case '/health/ready': produce = () => this.health(); break;
+      case '/health/live': produce = async () => json(200, { status: 'ok', node: this.opts.node }); break;
       case '/status': produce = () => this.status(); break;
       case '/metrics': produce = () => this.metrics(); break;
       default: return false;
@@ -62,15 +67,21 @@ export class Endpoints implements HttpHandler {
     return true;
   }
 
-  /** DESIGN "health as a contract": 200 only while the node serves and the cluster has its minimum size. */
+  /**
+   * Readiness (DESIGN "health as a contract"): 200 while the node serves clients: it is not
+   * stopping and its database answers (logins need it). --min-cluster-nodes holds a forming
+   * cluster back until that many nodes are connected; once it was reached, losing nodes never
+   * takes the survivors out of service.
+   */
   private async health(): Promise<{ status: number; type: string; body: string }> {
     const { node, minClusterNodes } = this.opts;
     const clusterNodes = this.opts.clusterNodes();
+    if (clusterNodes >= minClusterNodes) this.formed = true;
     const database = await this.opts.storage.ping();
     const problems: string[] = [];
     if (!this.opts.serving()) problems.push('the node is stopping');
     if (!database) problems.push('the database does not answer');
-    if (clusterNodes < minClusterNodes) problems.push(`${clusterNodes} of ${minClusterNodes} cluster nodes connected`);
+    if (!this.formed) problems.push(`the cluster is forming: ${clusterNodes} of ${minClusterNodes} nodes connected`);
     const body = problems.length === 0
       ? { status: 'ok', node, clusterNodes }
       : { status: 'unavailable', node, clusterNodes, minClusterNodes, problems };

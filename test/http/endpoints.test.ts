@@ -28,14 +28,17 @@ t.test('GET /health', async (t) => {
     t.same(health.json, { status: 'ok', node: os.hostname().toLowerCase(), clusterNodes: 1 });
   });
 
-  await t.test('is 503 while fewer than --min-cluster-nodes nodes are connected, saying why', async (t) => {
+  await t.test('is 503 while the cluster forms (fewer than --min-cluster-nodes connected so far), saying why', async (t) => {
     const server = await startTestServer(t, { args: ['--min-cluster-nodes=2'] });
     const health = await getJson(`http://127.0.0.1:${server.httpPort}/health`);
     t.equal(health.status, 503);
     t.equal(health.json.status, 'unavailable');
     t.equal(health.json.clusterNodes, 1);
     t.equal(health.json.minClusterNodes, 2);
-    t.match(health.json.problems, ['1 of 2 cluster nodes connected']);
+    t.match(health.json.problems, ['the cluster is forming: 1 of 2 nodes connected']);
+    t.equal((await getJson(`http://127.0.0.1:${server.httpPort}/health/ready`)).status, 503, '/health/ready is the same check');
+    const live = await getJson(`http://127.0.0.1:${server.httpPort}/health/live`);
+    t.equal(live.status, 200, 'but the process is alive');
   });
 });
 
