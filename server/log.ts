@@ -3,6 +3,7 @@
  * Categories (`--debug cluster,db`) turn on debug lines for one part of the server; a disabled
  * debug() is a no-op function, so hot paths pay one call and nothing else.
  */
+import path from 'node:path';
 import winston from 'winston';
 import type TransportStream from 'winston-transport';
 import type { Config } from './config/types';
@@ -31,6 +32,10 @@ export interface Logger {
 /** The logger createLogger returns: closing flushes the file and Elasticsearch. */
 export interface RootLogger extends Logger {
   close(): Promise<void>;
+  /** Reopens --log-file by name (after log rotation moved it away: SIGHUP). */
+  reopen(): void;
+  /** Takes a new --log-level and --debug; every logger made so far follows. */
+  reconfigure(config: Pick<LoggerConfig, 'logLevel' | 'debug'>): void;
   /** Records Elasticsearch did not take (it did not answer, or refused them); 0 without it. */
   droppedRecords(): number;
 }
@@ -64,26 +69,53 @@ interface LogRecord {
 
 function noop(): void {}
 
+type LogFn = (message: string, meta?: LogMeta) => void;
+
 class CategoryLogger implements Logger {
-  readonly error: (message: string, meta?: LogMeta) => void;
-  readonly warn: (message: string, meta?: LogMeta) => void;
-  readonly info: (message: string, meta?: LogMeta) => void;
-  readonly debug: (message: string, meta?: LogMeta) => void;
-  readonly debugEnabled: boolean;
+  private levelFns!: { error: LogFn; warn: LogFn; info: LogFn; debug: LogFn; debugEnabled: boolean };
+  /** The sink's generation the functions were built for: a reconfigure (SIGHUP) rebuilds them. */
+  private generation = -1;
 
   constructor(
     protected readonly sink: Sink,
     private readonly categoryName: string | undefined,
     private readonly context: LogMeta,
   ) {
+    this.build();
+  }
+
+  private build(): void {
+    const { sink, categoryName, context } = this;
     const threshold = sink.threshold(categoryName);
-    const at = (level: string): ((message: string, meta?: LogMeta) => void) =>
+    const at = (level: string): LogFn =>
       threshold >= LEVELS[level] ? (message, meta) => sink.write(level, categoryName, context, message, meta) : noop;
-    this.error = at('error');
-    this.warn = at('warn');
-    this.info = at('info');
-    this.debug = at('debug');
-    this.debugEnabled = threshold >= DEBUG;
+    this.levelFns = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), debugEnabled: threshold >= DEBUG };
+    this.generation = sink.generation;
+  }
+
+  private get fns(): CategoryLogger['levelFns'] {
+    if (this.generation !== this.sink.generation) this.build();
+    return this.levelFns;
+  }
+
+  get error(): LogFn {
+    return this.fns.error;
+  }
+
+  get warn(): LogFn {
+    return this.fns.warn;
+  }
+
+  get info(): LogFn {
+    return this.fns.info;
+  }
+
+  get debug(): LogFn {
+    return this.fns.debug;
+  }
+
+  get debugEnabled(): boolean {
+    return this.fns.debugEnabled;
   }
 
   child(meta: LogMeta): Logger {
@@ -103,12 +135,22 @@ class Root extends CategoryLogger implements RootLogger {
   droppedRecords(): number {
     return this.sink.elasticsearch?.dropped ?? 0;
   }
+
+  reopen(): void {
+    this.sink.reopen();
+  }
+
+  reconfigure(config: Pick<LoggerConfig, 'logLevel' | 'debug'>): void {
+    this.sink.reconfigure(config);
+  }
 }
 
 /** The shared end of every logger of one createLogger call. */
 class Sink {
-  private readonly base: number;
-  private readonly debugCategories: ReadonlySet<string>;
+  private base: number;
+  private debugCategories: ReadonlySet<string>;
+  /** Bumped by reconfigure(): loggers rebuild their level functions when it changed. */
+  generation = 0;
   private closing?: Promise<void>;
   /** Set by close(): later lines are dropped rather than written to an ended stream. */
   private closed = false;
@@ -128,6 +170,25 @@ class Sink {
       return Math.max(this.base, DEBUG);
     }
     return this.base;
+  }
+
+  reconfigure(config: Pick<LoggerConfig, 'logLevel' | 'debug'>): void {
+    this.base = LEVELS[config.logLevel] ?? LEVELS.info;
+    this.debugCategories = new Set(config.debug);
+    this.winstonLogger.level = winstonLevel(config) ?? 'info';
+    this.generation++;
+  }
+
+  /** Replaces each file transport by a new one on the same path (the old file was moved away). */
+  reopen(): void {
+    for (const transport of [...this.winstonLogger.transports]) {
+      if (!(transport instanceof winston.transports.File)) continue;
+      const file = transport as InstanceType<typeof winston.transports.File> & { filename: string; dirname: string; format?: winston.Logform.Format };
+      const filename = path.join(file.dirname, file.filename);
+      this.winstonLogger.add(new winston.transports.File({ filename, format: file.format }));
+      this.winstonLogger.remove(transport);
+      transport.close?.();
+    }
   }
 
   write(level: string, category: string | undefined, context: LogMeta, message: string, meta?: LogMeta): void {
@@ -169,10 +230,8 @@ export function createLogger(config: LoggerConfig, opts: CreateLoggerOptions = {
     });
     transports.push(elasticsearch);
   }
-  const anyDebug = config.debug.length > 0 ? DEBUG : 0;
-  const level = Object.keys(LEVELS).find((l) => LEVELS[l] === Math.max(LEVELS[config.logLevel] ?? LEVELS.info, anyDebug));
   const winstonLogger = winston.createLogger({
-    level,
+    level: winstonLevel(config),
     levels: LEVELS,
     // Formatting happens per transport; the logger itself passes records through untouched.
     format: winston.format((info) => info)(),
@@ -188,6 +247,12 @@ export function createLogger(config: LoggerConfig, opts: CreateLoggerOptions = {
   return new Root(new Sink(config, winstonLogger, elasticsearch), undefined, {});
 }
 
+/** What winston itself lets through: the base level, or debug when any category has debug on. */
+function winstonLevel(config: Pick<LoggerConfig, 'logLevel' | 'debug'>): string | undefined {
+  const anyDebug = config.debug.length > 0 ? DEBUG : 0;
+  return Object.keys(LEVELS).find((l) => LEVELS[l] === Math.max(LEVELS[config.logLevel] ?? LEVELS.info, anyDebug));
+}
+
 /** A logger that writes nothing, for tests. */
 export function silentLogger(): RootLogger {
   const silent: RootLogger = {
@@ -200,6 +265,8 @@ export function silentLogger(): RootLogger {
     category: () => silent,
     close: async () => {},
     droppedRecords: () => 0,
+    reopen: noop,
+    reconfigure: noop,
   };
   return silent;
 }

@@ -49,7 +49,7 @@ import type { Storage } from './storage/types';
 import { loadOrCreateCertificate } from './tls';
 import { startWebListeners } from './http/web-listeners';
 import { NodeMetrics } from './metrics';
-import { listenTcp, type TcpTransport } from './transports/tcp';
+import { listenTcp, reloadCertificate, type TcpTransport } from './transports/tcp';
 import { SERVER_VERSION } from './version';
 
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
@@ -70,6 +70,11 @@ export interface XmppNode {
   readonly metrics: NodeMetrics;
   /** XEP-0198 sessions of this node. */
   readonly streamManagement: StreamManagementRegistry;
+  /**
+   * Applies what can change while running (SIGHUP): the limits (read by every new connection,
+   * login attempt and stanza), and the TLS certificate (for new connections). Returns what changed.
+   */
+  reload(next: Config): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -77,16 +82,14 @@ export interface XmppNode {
  * The composition root (STYLE §8): config, logger, storage, certificate, session manager,
  * router, modules and transports, built in this visible order.
  */
-export async function startNode(config: Config, logger: Logger = createLogger(config)): Promise<XmppNode> {
+export async function startNode(frozen: Config, logger: Logger = createLogger(frozen)): Promise<XmppNode> {
+  // The limits may change while the node runs (reload, SIGHUP); the rest of the config is fixed.
+  const config: Config = { ...frozen, limits: { ...frozen.limits } };
   const storage = await openStorage(config.userDbUri, { logger: logger.category('db'), poolSize: config.limits.dbPoolSize });
-  const certificate = await loadOrCreateCertificate({
-    certFile: config.tlsCert,
-    keyFile: config.tlsKey,
-    dataDir: config.dataDir,
-    hosts: config.virtHosts,
-    logger,
-  });
-  const secureContext = tls.createSecureContext({ cert: certificate.cert, key: certificate.key });
+  const loadCertificate = (c: Config) => loadOrCreateCertificate({ certFile: c.tlsCert, keyFile: c.tlsKey, dataDir: c.dataDir, hosts: c.virtHosts, logger });
+  const certificate = await loadCertificate(config);
+  // STARTTLS takes the current context at each handshake: a reload (SIGHUP) replaces it.
+  let secureContext = tls.createSecureContext({ cert: certificate.cert, key: certificate.key });
 
   const sessions = new SessionManager();
   const router = new Router(new Set(config.virtHosts), sessions, logger.category('router'));
@@ -109,9 +112,10 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     storage.offline,
     {
       ...OFFLINE_WRITER_DEFAULTS,
-      queueLimit: config.limits.offlineWriteQueue,
-      maxWaitMs: config.limits.offlineWriteTimeout * 1000,
-      perUserLimit: config.limits.offlineQueueLength,
+      // Getters: the limits may be reloaded (SIGHUP).
+      get queueLimit() { return config.limits.offlineWriteQueue; },
+      get maxWaitMs() { return config.limits.offlineWriteTimeout * 1000; },
+      get perUserLimit() { return config.limits.offlineQueueLength; },
     },
     logger.category('db'),
   );
@@ -166,8 +170,8 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   // XEP-0198: what a session that ends unresumed had not acknowledged is handled as undelivered
   // to a resource that is gone (RFC 6121 §8.5.3.2.1): other resources, else offline storage.
   const streamManagement = new StreamManagementRegistry(sessions, {
-    resumptionTimeout: config.limits.smResumptionTimeout,
-    maxUnacked: config.limits.smMaxUnacked,
+    get resumptionTimeout() { return config.limits.smResumptionTimeout; },
+    get maxUnacked() { return config.limits.smMaxUnacked; },
     localNode: cluster ? config.clusterHostname : undefined,
     logger: logger.category('c2s'),
     resumed: (session) => messages.deliverStored([session.bare]),
@@ -222,7 +226,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
   // Expired ones are deleted hourly by every node (idempotent, and cheap on the expiry index).
-  const fastTokens = new FastTokens(storage.fastTokens, config.limits.fastTokenLifetime);
+  const fastTokens = new FastTokens(storage.fastTokens, () => config.limits.fastTokenLifetime);
   const pruneTokens = setInterval(() => {
     fastTokens.prune().catch((err) => logger.warn('pruning expired FAST tokens failed', { err: String(err) }));
   }, FAST_PRUNE_INTERVAL_MS).unref();
@@ -250,7 +254,7 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
       port,
       host: config.bindAddress,
       directTls,
-      secureContext,
+      secureContext: () => secureContext,
       certificate,
       limits: config.limits,
       defaultDomain: config.virtHosts[0],
@@ -312,6 +316,28 @@ export async function startNode(config: Config, logger: Logger = createLogger(co
     ports: allPorts,
     metrics,
     streamManagement,
+    async reload(next) {
+      const changed: string[] = [];
+      for (const [key, value] of Object.entries(next.limits) as [keyof Config['limits'], number][]) {
+        if (config.limits[key] === value) continue;
+        // The database pool is sized once, when the node opens the database.
+        if (key === 'dbPoolSize') {
+          changed.push(`dbPoolSize (needs a restart, still ${config.limits.dbPoolSize})`);
+          continue;
+        }
+        changed.push(`${key}=${value}`);
+        config.limits[key] = value;
+      }
+      const fresh = await loadCertificate(next);
+      if (fresh.cert !== certificate.cert || fresh.key !== certificate.key) {
+        Object.assign(certificate, fresh);
+        secureContext = tls.createSecureContext({ cert: fresh.cert, key: fresh.key });
+        for (const server of servers) reloadCertificate(server, fresh);
+        web.reloadCertificate(fresh);
+        changed.push('certificate');
+      }
+      return changed;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -400,6 +426,23 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // SIGHUP: reopen the log file (after rotation) and apply what can change live. A configuration
+  // with errors is refused and the running one kept.
+  process.on('SIGHUP', () => {
+    logger.reopen();
+    let next: Config;
+    try {
+      next = loadConfig(process.argv.slice(2));
+    } catch (err) {
+      logger.error('reload refused: the configuration has errors; the running one is kept', { err: err instanceof ConfigError ? err.message : String(err) });
+      return;
+    }
+    logger.reconfigure(next);
+    node.reload(next).then(
+      (changed) => logger.info('configuration reloaded (SIGHUP)', { logLevel: next.logLevel, debug: next.debug.join(',') || undefined, changed: changed.join(', ') || 'nothing else' }),
+      (err) => logger.error('reload failed', { err: String(err) }),
+    );
+  });
 }
 
 if (require.main === module) {

@@ -42,6 +42,7 @@ export class HttpListener {
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
+    private readonly secure: https.Server,
   ) {
     server.on('connection', (socket: net.Socket) => {
       this.sockets.add(socket);
@@ -106,7 +107,12 @@ export class HttpListener {
         resolve();
       });
     });
-    return new HttpListener(raw, (raw.address() as net.AddressInfo).port);
+    return new HttpListener(raw, (raw.address() as net.AddressInfo).port, secure);
+  }
+
+  /** https/wss connections from now on get this certificate (SIGHUP); open ones keep theirs. */
+  reloadCertificate(certificate: { cert: string; key: string }): void {
+    this.secure.setSecureContext({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' });
   }
 
   /** Stops accepting; open connections finish what they are writing and are then closed. */

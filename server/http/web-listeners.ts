@@ -35,6 +35,8 @@ export interface WebListeners {
   readonly ports: { ws: number[]; bosh: number[]; http: number | undefined };
   /** The BOSH sessions of this node (the cluster link forwards requests to handle()). */
   readonly bosh: BoshSessions;
+  /** New https/wss connections get this certificate (SIGHUP). */
+  reloadCertificate(certificate: { cert: string; key: string }): void;
   /** Ends WebSocket connections and BOSH sessions with system-shutdown and closes the ports. */
   close(): Promise<void>;
 }
@@ -104,6 +106,9 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
   return {
     ports: { ws: [...config.wsPorts], bosh: [...config.boshPorts], http: config.httpPort === 0 ? undefined : config.httpPort },
     bosh,
+    reloadCertificate(certificate: { cert: string; key: string }) {
+      for (const listener of listeners) listener.reloadCertificate(certificate);
+    },
     async close() {
       serving = false;
       const shutdown = new StreamError('system-shutdown');

@@ -21,8 +21,8 @@ export interface TcpConnectionOptions {
   id: string;
   socket: net.Socket;
   limits: ParserLimits;
-  /** Certificate for STARTTLS; absent disables STARTTLS. */
-  secureContext?: tls.SecureContext;
+  /** Certificate for STARTTLS (the current one: SIGHUP may replace it); absent disables STARTTLS. */
+  secureContext?: () => tls.SecureContext;
   /** The first served domain, used when an error must be sent before any header. */
   defaultDomain: string;
   logger: Logger;
@@ -121,7 +121,7 @@ export class TcpTransport implements Transport {
   }
 
   async startTls(): Promise<void> {
-    const context = this.opts.secureContext;
+    const context = this.opts.secureContext?.();
     if (!context) throw new Error('STARTTLS without a certificate');
     const plain = this.socket;
     plain.off('data', this.onData);
@@ -225,7 +225,8 @@ export interface TcpListenerOptions {
   host: string;
   /** Direct TLS (XEP-0368) rather than STARTTLS. */
   directTls: boolean;
-  secureContext: tls.SecureContext;
+  /** The current certificate (SIGHUP may replace it: reloadCertificate). */
+  secureContext: () => tls.SecureContext;
   /** PEM certificate and key, for the direct-TLS listener. */
   certificate: { cert: string; key: string };
   limits: ParserLimits;
@@ -233,6 +234,11 @@ export interface TcpListenerOptions {
   logger: Logger;
   nextId: () => string;
   onConnection: (transport: TcpTransport) => void;
+}
+
+/** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
+export function reloadCertificate(server: net.Server, certificate: { cert: string; key: string }): void {
+  if (server instanceof tls.Server) server.setSecureContext({ ...certificate, minVersion: 'TLSv1.2' });
 }
 
 /** Listens for clients on one port; resolves with the server once it listens. */

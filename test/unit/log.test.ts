@@ -118,6 +118,46 @@ t.test('--log-file writes the same lines to the file as well as the console', as
   t.equal(fs.readFileSync(file, 'utf8').trim(), consoleLines[0]);
 });
 
+t.test('reconfigure (SIGHUP) changes the level and debug categories of loggers made before it', async (t) => {
+  const { log, lines } = capture();
+  const c2s = log.category('c2s').child({ conn: 'c2s-1' });
+  c2s.debug('hidden');
+  t.equal(c2s.debugEnabled, false);
+  log.reconfigure({ logLevel: 'info', debug: ['c2s'] });
+  t.equal(c2s.debugEnabled, true);
+  c2s.debug('shown');
+  log.category('db').debug('other category, hidden');
+  log.reconfigure({ logLevel: 'warn', debug: [] });
+  c2s.debug('hidden again');
+  c2s.info('info hidden at warn');
+  c2s.warn('warn shown');
+  const out = (await lines()).map((l) => l.slice(25));
+  t.same(out, ['debug [c2s conn=c2s-1] shown', 'warn  [c2s conn=c2s-1] warn shown']);
+});
+
+t.test('reopen (SIGHUP after rotation) writes to a new file at the configured path', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'xmpp.log');
+  const { log, lines } = capture({ logFile: file });
+  log.info('before rotation');
+  await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('before rotation'));
+  fs.renameSync(file, `${file}.1`);
+  log.reopen();
+  log.info('after rotation');
+  await lines();
+  t.match(fs.readFileSync(file, 'utf8'), /after rotation/);
+  t.notMatch(fs.readFileSync(file, 'utf8'), /before rotation/);
+  t.notMatch(fs.readFileSync(`${file}.1`, 'utf8'), /after rotation/, 'the rotated file gets nothing more');
+});
+
+async function waitFor(check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 t.test('lines logged after close are dropped quietly', async (t) => {
   const { log, lines } = capture();
   await lines();

@@ -50,8 +50,8 @@ export interface FastMatch {
 export class FastTokens {
   constructor(
     private readonly store: FastTokenStore,
-    /** --fast-token-lifetime, seconds. */
-    private readonly lifetime: number,
+    /** --fast-token-lifetime, seconds (read at each use: it may be reloaded). */
+    private readonly lifetime: () => number,
   ) {}
 
   /** The HT mechanisms this connection can offer, given its channel-binding types. */
@@ -69,7 +69,7 @@ export class FastTokens {
   async issue(user: string, client: string, mechanism: string): Promise<IssuedToken> {
     const token = randomBytes(TOKEN_BYTES).toString('base64url');
     const issuedAt = new Date();
-    const expiry = new Date(issuedAt.getTime() + this.lifetime * 1000);
+    const expiry = new Date(issuedAt.getTime() + this.lifetime() * 1000);
     await this.store.issue(user, client, { mechanism, keyHash: keyHashOf(token), issuedAt, expiresAt: expiry });
     return { token, mechanism, expiry };
   }
@@ -81,7 +81,7 @@ export class FastTokens {
 
   /** XEP-0484: a token that has been in use for a while is replaced (the old one works until the new one is used). */
   dueForRotation(match: FastMatch, now = Date.now()): boolean {
-    const rotateAfter = Math.min(ROTATE_AFTER_SECONDS, this.lifetime / 2) * 1000;
+    const rotateAfter = Math.min(ROTATE_AFTER_SECONDS, this.lifetime() / 2) * 1000;
     return now - match.token.issuedAt.getTime() >= rotateAfter;
   }
 
