@@ -324,8 +324,10 @@ export function toJsonRecord(record: LogRecord, node: string): Record<string, un
   if (record.category !== undefined) out.category = record.category;
   const add = (meta: LogMeta): void => {
     for (const [k, v] of Object.entries(meta)) {
-      // A meta key must not overwrite a fixed field; it keeps its value under `key_`.
-      out[RESERVED.has(k) ? `${k}_` : k] = v instanceof Error ? errorToJson(v) : v;
+      // A meta key must not overwrite a fixed field; it keeps its value under `key_`, except `node`:
+      // `node` is the node that logs, so another node named in meta is the `peer`.
+      const key = k === 'node' ? 'peer' : RESERVED.has(k) ? `${k}_` : k;
+      out[key] = v instanceof Error ? errorToJson(v) : v;
     }
   };
   add(record.context);

@@ -10,7 +10,7 @@ import { StanzaError, StreamError } from './errors';
 import { StreamManagementRegistry, isPersonal } from './c2s/stream-management';
 import { NS } from './xml/ns';
 import type { Session } from './sm/session';
-import { createLogger, type Logger } from './log';
+import { createLogger, type Logger, type RootLogger } from './log';
 import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
 import { push, PushNotifier } from './modules/push';
@@ -222,7 +222,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   }
   for (const component of components) await component.start?.();
 
-  const metrics = new NodeMetrics(config.clusterHostname, { sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier });
+  const droppedLogRecords = 'droppedRecords' in logger ? () => (logger as RootLogger).droppedRecords() : undefined;
+  const metrics = new NodeMetrics(config.clusterHostname, {
+    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords,
+  });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
   // Expired ones are deleted hourly by every node (idempotent, and cheap on the expiry index).

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TransportKind } from './c2s/transport';
 import { SERVER_VERSION } from './version';
 
@@ -31,9 +31,11 @@ export interface MetricSources {
   offlineMessages(): Promise<number>;
   /** The batched offline writer: its queue and what became of the messages it took. */
   offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
-  /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
   /** XEP-0357 notifications sent to app servers (and those that could not be). */
   push?: { readonly counters: Readonly<Record<'sent' | 'failed', number>> };
+  /** Log records a shipper (Elasticsearch) did not take. */
+  droppedLogRecords?: () => number;
+  /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
   streamManagement?: { readonly hibernating: number; readonly counters: Readonly<Record<'enabled' | 'hibernated' | 'resumed' | 'failedResumptions' | 'expired' | 'requeued' | 'movedAway', number>> };
 }
 
@@ -77,6 +79,16 @@ export class NodeMetrics {
     this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
     this.loopDelay.enable();
 
+    // prom-client's process and Node.js metrics (CPU, memory, handles, GC, event loop), named as
+    // every Node.js exporter names them.
+    collectDefaultMetrics({ register: this.registry });
+    new Counter({
+      name: 'xmpp_log_dropped_records_total', help: 'Log records the log shipper (Elasticsearch) did not take.', registers,
+      collect() {
+        this.reset();
+        this.inc(self.sources.droppedLogRecords?.() ?? 0);
+      },
+    });
     new Gauge({
       name: 'xmpp_info', help: 'Always 1; the server version is in the label.', labelNames: ['version'], registers,
       collect() { this.set({ version: SERVER_VERSION }, 1); },

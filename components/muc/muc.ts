@@ -318,7 +318,7 @@ class MucComponent implements Component {
       x.c('status', { code: String(STATUS.TECHNICAL) });
       this.outbox.send(presence, from, user);
     }
-    if (seats.length > 0) this.ctx.logger.info('rooms lost with their node; occupants told', { node, occupants: seats.length });
+    if (seats.length > 0) this.ctx.logger.info('rooms lost with their node; occupants told', { peer: node, occupants: seats.length });
     for (const room of [...this.rooms.values()]) {
       this.background(room, 'dropping a lost node\'s users', async () => {
         for (const occupant of [...room.occupants.values()]) {

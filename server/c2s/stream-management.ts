@@ -324,7 +324,7 @@ export class StreamManagementRegistry {
       try {
         answer = await this.handOverRequest(owner, id, user, h);
       } catch (err) {
-        this.opts.logger.info('session could not be fetched from its node', { node: owner, err: String(err) });
+        this.opts.logger.info('session could not be fetched from its node', { peer: owner, err: String(err) });
         break;
       }
       const session = answer.getChild('session');
@@ -379,7 +379,7 @@ export class StreamManagementRegistry {
     session.movedTo = to;
     this.sessions.end(session);
     this.counters.movedAway++;
-    this.opts.logger.info('session handed over to another node', { conn: session.id, jid: session.full, node: to });
+    this.opts.logger.info('session handed over to another node', { conn: session.id, jid: session.full, peer: to });
     answer.cnode(state);
     return answer;
   }
@@ -411,7 +411,7 @@ export class StreamManagementRegistry {
     this.byId.set(id, { session, sink });
     this.counters.resumed++;
     this.counters.movedHere++;
-    this.opts.logger.info('session resumed from another node', { jid: session.full, node: from, unacked: unacked.length });
+    this.opts.logger.info('session resumed from another node', { jid: session.full, peer: from, unacked: unacked.length });
     return { session, sink, resend: [...unacked] };
   }
 

@@ -122,8 +122,16 @@ export class C2SStream implements TransportListener {
     this.state = 'closed';
     for (const timer of this.timers) clearTimeout(timer);
     // A connection lost (not closed by either side on purpose) leaves a resumable session waiting (XEP-0198).
-    if (this.session && !(!this.closing && this.ctx.sm?.hibernate(this.session))) this.ctx.sessions.end(this.session);
-    this.log.debug('disconnected', { reason });
+    const session = this.session;
+    const waiting = !!session && !this.closing && !!this.ctx.sm?.hibernate(session);
+    if (session && !waiting) this.ctx.sessions.end(session);
+    if (session) {
+      this.log.info(waiting ? 'connection lost; the session waits to be resumed' : 'logged out', {
+        jid: session.full, reason, remote: this.transport.remoteAddress, transport: this.transport.kind,
+      });
+    } else {
+      this.log.debug('disconnected', { reason });
+    }
   }
 
   /**

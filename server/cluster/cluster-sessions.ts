@@ -246,7 +246,7 @@ export class ClusterSessions implements RemoteDelivery {
     const jid = tryParseJID(entry.jid);
     const mine = jid && this.sessions.get(jid);
     if (mine && (mine.startedAt < entry.boundAt || (mine.startedAt === entry.boundAt && this.cluster.localNode < entry.node))) {
-      this.logger.info('session replaced on another node', { conn: mine.id, jid: entry.jid, node: entry.node });
+      this.logger.info('session replaced on another node', { conn: mine.id, jid: entry.jid, peer: entry.node });
       this.sessions.end(mine);
       mine.sink.close(new StreamError('conflict', 'Replaced by a new connection with the same resource'));
     }
@@ -260,14 +260,14 @@ export class ClusterSessions implements RemoteDelivery {
       // A session event that arrived after the reply already said something newer.
       if (!this.carbonsThere.has(node)) this.noteCarbons(node, res.getChild('carbons')?.attrs.n);
       this.synced.add(node);
-      this.logger.debug('synced sessions from peer', { node, entries: res.getChildElements().length });
+      this.logger.debug('synced sessions from peer', { peer: node, entries: res.getChildElements().length });
     } catch (err) {
-      this.logger.warn('session sync with peer failed', { node, err: String(err) });
+      this.logger.warn('session sync with peer failed', { peer: node, err: String(err) });
     }
     await this.resendPresence(node);
     // While the link was down (a partition, a frozen or restarted node) messages for our online
     // users may have been stored by the other side: they get them now, not at their next login.
-    await this.local?.deliverStoredToOnlineUsers().catch((err) => this.logger.warn('delivering stored messages after a link came up failed', { node, err: String(err) }));
+    await this.local?.deliverStoredToOnlineUsers().catch((err) => this.logger.warn('delivering stored messages after a link came up failed', { peer: node, err: String(err) }));
   }
 
   /**
@@ -283,7 +283,7 @@ export class ClusterSessions implements RemoteDelivery {
         this.cluster.send(node, LINK.presence, stanza, { user });
       }
     } catch (err) {
-      this.logger.warn('presence resync failed', { node, err: String(err) });
+      this.logger.warn('presence resync failed', { peer: node, err: String(err) });
     }
   }
 

@@ -486,7 +486,7 @@ export class Cluster {
       link, outcomes: new Map(), acked: 0, sent: 0, handled: 0, done: new Set(), misses: [],
       delivered: new DeliveredRing(), chunkFirst: 1, lastReceived: 0, ackDue: false, ackScheduled: false, acksWaiting: 0,
     });
-    this.opts.logger.info('cluster node connected', { node: link.peer, version: link.peerVersion });
+    this.opts.logger.info('cluster node connected', { peer: link.peer, version: link.peerVersion });
     for (const listener of this.upListeners) void listener(link.peer);
   }
 
@@ -506,7 +506,7 @@ export class Cluster {
       clearTimeout(pending.timer);
       pending.reject(new ClusterRequestError(link.peer, 'link lost'));
     }
-    this.opts.logger.warn('cluster node disconnected', { node: link.peer, reason, rerouted: channel.outcomes.size });
+    this.opts.logger.warn('cluster node disconnected', { peer: link.peer, reason, rerouted: channel.outcomes.size });
     // The peer's state is void from now on (strategies forget its users) before the tail re-routes.
     for (const listener of this.downListeners) void listener(link.peer, reason);
     this.rememberClosed(link.peerId, channel.delivered);

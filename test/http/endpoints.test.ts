@@ -89,6 +89,9 @@ t.test('GET /status and GET /metrics describe the node', async (t) => {
     t.ok(sample(before, 'xmpp_event_loop_lag_seconds', { stat: 'max' })! >= 0);
     t.ok(sample(before, 'xmpp_process_memory_bytes', { type: 'rss' })! > 0);
     t.equal(sample(before, 'xmpp_info', { version: SERVER_VERSION }), 1);
+    t.ok(sample(before, 'process_cpu_user_seconds_total', { node })! > 0, 'prom-client process metrics');
+    t.ok(sample(before, 'nodejs_heap_size_used_bytes', { node })! > 0, 'and Node.js metrics');
+    t.equal(sample(before, 'xmpp_log_dropped_records_total'), 0, 'log records the shipper dropped');
 
     const messagesIn = sample(before, 'xmpp_stanzas_in_total', { kind: 'message' }) ?? 0;
     const messagesOut = sample(before, 'xmpp_stanzas_out_total', { kind: 'message' }) ?? 0;

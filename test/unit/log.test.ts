@@ -92,7 +92,9 @@ t.test('--log-json writes one JSON object per line with node, category and flatt
   const { log, lines } = capture({ logJson: true, debug: ['db'] });
   log.category('db').child({ conn: 'c2s-3' }).debug('query', { ms: 12, message: 'clash' });
   log.error('failed', { err: Object.assign(new Error('boom'), { code: 'E_BOOM' }) });
-  const [a, b] = (await lines()).map((l) => JSON.parse(l) as Record<string, unknown>);
+  log.info('link up', { node: 'node-b' });
+  const [a, b, c] = (await lines()).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(c, { node: 'node-a', peer: 'node-b' }, 'another node named in meta is the peer; node stays the one that logs');
   t.match(a, { level: 'debug', message: 'query', node: 'node-a', category: 'db', conn: 'c2s-3', ms: 12, message_: 'clash' });
   t.match(a.timestamp, /^\d{4}-\d\d-\d\dT/);
   t.match(b, { level: 'error', message: 'failed', node: 'node-a', err: { name: 'Error', message: 'boom', code: 'E_BOOM' } });
