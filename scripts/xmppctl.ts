@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { deriveScramCredentialsAsync } from '../server/c2s/sasl/scram';
+import { SERVER_VERSION } from '../server/version';
 import { ConfigError, loadConfig } from '../server/config/config';
 import type { Config } from '../server/config/types';
 import { tryParseJID } from '../server/jid';
@@ -7,23 +10,31 @@ import { UserExistsError, type Storage } from '../server/storage/types';
 
 const USAGE = `usage: xmppctl --config FILE [--key=value ...] <command>
 commands:
-  adduser JID PASSWORD    create an account
-  passwd JID PASSWORD     set a new password
+  adduser JID [PASSWORD]  create an account; without PASSWORD it is asked for (or read from
+                          standard input when that is not a terminal); with --random one is
+                          generated and printed
+  passwd JID [PASSWORD]   set a new password (asked for in the same way; --random too)
   deluser JID             delete an account and everything stored for it
   listusers [DOMAIN]      list accounts
   cluster-nodes           show the cluster_nodes table with each row's age
-  migrate                 bring the database schema up to date`;
+  migrate                 bring the database schema up to date
+  check-config            validate the configuration without starting (exit 1 on errors)
+  version                 print the server version`;
 
 /** A failure with a one-line reason; exit code 1. */
 class CommandError extends Error {}
 
 type Command = (storage: Storage, config: Config, args: string[]) => Promise<void>;
 
-const commands: Record<string, { args: [number, number]; run: Command }> = {
+/** Random passwords: 18 bytes, 24 characters of base64url. */
+const RANDOM_PASSWORD_BYTES = 18;
+
+const commands: Record<string, { args: [number, number]; run: Command; noStorage?: (config: Config, args: string[]) => void }> = {
   adduser: {
-    args: [2, 2],
-    async run(storage, config, [jidArg, password]) {
+    args: [1, 2],
+    async run(storage, config, [jidArg, given]) {
       const jid = accountJid(jidArg, config);
+      const password = await passwordFor(jid, given);
       try {
         await storage.users.create(jid, await deriveScramCredentialsAsync(password, config.scramIterations));
       } catch (err) {
@@ -34,9 +45,11 @@ const commands: Record<string, { args: [number, number]; run: Command }> = {
     },
   },
   passwd: {
-    args: [2, 2],
-    async run(storage, config, [jidArg, password]) {
+    args: [1, 2],
+    async run(storage, config, [jidArg, given]) {
       const jid = accountJid(jidArg, config);
+      if (!(await storage.users.get(jid))) throw new CommandError(`no such user: ${jid}`);
+      const password = await passwordFor(jid, given);
       if (!(await storage.users.setCredentials(jid, await deriveScramCredentialsAsync(password, config.scramIterations)))) {
         throw new CommandError(`no such user: ${jid}`);
       }
@@ -61,11 +74,11 @@ const commands: Record<string, { args: [number, number]; run: Command }> = {
   },
   'cluster-nodes': {
     args: [0, 0],
-    async run(storage) {
+    async run(storage, config) {
       const rows: Record<string, unknown>[] = await storage.knex('cluster_nodes').select('*').orderBy('hostname');
       if (rows.length === 0) {
-        console.log('no cluster nodes registered');
-        return;
+        // Most often the wrong database: a node registers itself at start and refreshes its row.
+        throw new CommandError(`no cluster nodes registered in ${describeDb(config.userDbUri)}: is this the cluster's database (--user-db-uri), and is a node running?`);
       }
       const now = Date.now();
       const table = rows.map((row) => ({
@@ -86,7 +99,78 @@ const commands: Record<string, { args: [number, number]; run: Command }> = {
       console.log('database schema is up to date');
     },
   },
+  'check-config': {
+    args: [0, 0],
+    run: async () => undefined,
+    noStorage(config) {
+      for (const warning of config.warnings ?? []) console.log(`warning: ${warning}`);
+      console.log(`configuration is valid${config.configFile ? `: ${config.configFile}` : ''}`);
+    },
+  },
+  version: {
+    args: [0, 0],
+    run: async () => undefined,
+    noStorage() {
+      console.log(`xmpp-cluster-server ${SERVER_VERSION}`);
+    },
+  },
 };
+
+/** A random password is `--random`; none given is asked for (a terminal) or read (a pipe). */
+async function passwordFor(jid: string, given: string | undefined): Promise<string> {
+  if (given === '--random') {
+    const password = randomBytes(RANDOM_PASSWORD_BYTES).toString('base64url');
+    console.log(`password for ${jid}: ${password}`);
+    return password;
+  }
+  if (given !== undefined) return given;
+  const password = process.stdin.isTTY ? await promptHidden(`password for ${jid}: `) : await readLine(process.stdin);
+  if (process.stdin.isTTY && (await promptHidden('again: ')) !== password) throw new CommandError('the passwords differ');
+  if (password === '') throw new CommandError('an empty password');
+  return password;
+}
+
+/** The first line of a stream (a password piped in), without its line end. */
+async function readLine(stream: NodeJS.ReadableStream): Promise<string> {
+  const lines = createInterface({ input: stream, terminal: false });
+  try {
+    for await (const line of lines) return line;
+    return '';
+  } finally {
+    lines.close();
+  }
+}
+
+/** Asks on the terminal without echoing what is typed. */
+function promptHidden(question: string): Promise<string> {
+  return new Promise((resolve) => {
+    const stdin = process.stdin;
+    process.stderr.write(question);
+    stdin.setRawMode?.(true);
+    stdin.resume();
+    let answer = '';
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+          stdin.off('data', onData);
+          stdin.setRawMode?.(false);
+          stdin.pause();
+          process.stderr.write('\n');
+          resolve(answer);
+          return;
+        }
+        if (ch === '\u0003') process.exit(130);
+        answer = ch === '\u007f' ? answer.slice(0, -1) : answer + ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+/** The database a URI names, without its password. */
+function describeDb(uri: string): string {
+  return uri.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@').replace(/password=[^&]*/, 'password=***');
+}
 
 function accountJid(input: string, config: Config): string {
   const jid = tryParseJID(input);
@@ -131,6 +215,10 @@ export async function run(argv: string[]): Promise<number> {
   let storage: Storage | undefined;
   try {
     const config = loadConfig(options);
+    if (command.noStorage) {
+      command.noStorage(config, args);
+      return 0;
+    }
     storage = await openStorage(config.userDbUri);
     await command.run(storage, config, args);
     return 0;

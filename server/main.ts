@@ -404,15 +404,23 @@ function notifyAdminsOfMembership(cluster: Cluster, router: Router, config: Conf
 
 /** Process entry point: `node dist/server/main.js --config FILE [--key=value ...]`. */
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  // --check-config: validate (the file and the command line) and exit, as `xmppctl check-config`.
+  const checkOnly = argv.includes('--check-config');
   let config: Config;
   try {
-    config = loadConfig(process.argv.slice(2));
+    config = loadConfig(argv.filter((arg) => arg !== '--check-config'));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`configuration error: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
+  }
+  if (checkOnly) {
+    for (const warning of config.warnings ?? []) process.stdout.write(`warning: ${warning}\n`);
+    process.stdout.write(`configuration is valid${config.configFile ? `: ${config.configFile}` : ''}\n`);
+    process.exit(0);
   }
   const logger = createLogger(config);
   for (const warning of config.warnings ?? []) logger.warn(warning);
@@ -435,7 +443,7 @@ async function main(): Promise<void> {
     logger.reopen();
     let next: Config;
     try {
-      next = loadConfig(process.argv.slice(2));
+      next = loadConfig(argv);
     } catch (err) {
       logger.error('reload refused: the configuration has errors; the running one is kept', { err: err instanceof ConfigError ? err.message : String(err) });
       return;

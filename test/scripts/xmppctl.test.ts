@@ -7,6 +7,7 @@ import { run } from '../../scripts/xmppctl';
 import { openStorage } from '../../server/storage/open-storage';
 import type { TapTest } from '../helpers/databases';
 import { startTestServer } from '../helpers/server';
+import { SERVER_VERSION } from '../../server/version';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -125,7 +126,7 @@ t.test('xmppctl commands', async (t) => {
     t.equal(unknown.code, 2);
     t.match(unknown.err[0], /unknown command: frobnicate/);
     t.ok(unknown.err.some((line) => /^usage: xmppctl/.test(line)), 'the usage follows');
-    const missing = await ctl(file, 'adduser', 'dave@localhost');
+    const missing = await ctl(file, 'adduser');
     t.equal(missing.code, 2, 'a missing argument');
     t.match(missing.err[0], /^usage: xmppctl/);
     const none = await ctl(file);
@@ -157,7 +158,32 @@ t.test('xmppctl migrate creates the schema in an empty database', async (t) => {
     await storage.close();
   }
   t.equal((await ctl(file, 'migrate')).code, 0, 'running it again is harmless');
-  t.same((await ctl(file, 'cluster-nodes')).out, ['no cluster nodes registered']);
+  const empty = await ctl(file, 'cluster-nodes');
+  t.equal(empty.code, 1, 'an empty cluster_nodes table is most likely the wrong database: exit 1');
+  t.match(empty.err[0], /no cluster nodes registered in sqlite:.*xmpp\.sqlite: is this the cluster's database/);
+});
+
+t.test('xmppctl adduser --random, check-config and version', async (t) => {
+  const { file, dbUri } = tempConfig(t, 'localhost');
+  const random = await ctl(file, 'adduser', 'frank@localhost', '--random');
+  t.equal(random.code, 0);
+  const password = /^password for frank@localhost: ([A-Za-z0-9_-]{24})$/.exec(random.out[0])?.[1];
+  t.ok(password, 'a generated password is printed once');
+  t.same(random.out.slice(1), ['created frank@localhost']);
+  const server = await startTestServer(t, { dbUri });
+  t.ok((await server.login('frank', { password })).jid, 'and logs in');
+
+  const valid = await ctl(file, 'check-config');
+  t.equal(valid.code, 0);
+  t.same(valid.out, [`configuration is valid: ${file}`]);
+  const bad = path.join(path.dirname(file), 'bad.properties');
+  writeFileSync(bad, '--c2s-ports = 70000\n');
+  const invalid = await ctl(bad, 'check-config');
+  t.equal(invalid.code, 1);
+  t.match(invalid.err[0], /--c2s-ports/);
+  const version = await ctl(file, 'version');
+  t.equal(version.code, 0);
+  t.same(version.out, [`xmpp-cluster-server ${SERVER_VERSION}`]);
 });
 
 /** Newest modification time of the TypeScript sources the CLI is built from. */
@@ -178,7 +204,7 @@ t.test('the built CLI exits with 0, 1 and 2', async (t) => {
     t.comment('dist/ is missing or older than the sources: npm run build');
     execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore', timeout: 120_000 });
   }
-  const { file } = tempConfig(t, 'localhost');
+  const { file, dbUri } = tempConfig(t, 'localhost');
   const cliRun = (...args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, [cli, '--config', file, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
@@ -199,4 +225,16 @@ t.test('the built CLI exits with 0, 1 and 2', async (t) => {
   const unknown = await cliRun('frobnicate');
   t.equal(unknown.code, 2, 'unknown command: exit 2');
   t.match(unknown.stderr, /usage: xmppctl/);
+  // No password on the command line (where ps and shell history would show it): read from a pipe.
+  const piped = execFileSync(process.execPath, [cli, '--config', file, 'adduser', 'grace@localhost'], { cwd: ROOT, input: 'piped-password\n', encoding: 'utf8' });
+  t.equal(piped, 'created grace@localhost\n', 'adduser with the password on standard input');
+  const server = await startTestServer(t, { dbUri });
+  t.ok((await server.login('grace', { password: 'piped-password' })).jid, 'that password logs in');
+  const checked = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile(process.execPath, [path.join(ROOT, 'dist', 'server', 'main.js'), '--config', file, '--check-config'], { cwd: ROOT, timeout: 60_000 }, (error, stdout) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? -1) : 0, out: stdout });
+    });
+  });
+  t.equal(checked.code, 0, 'main.js --check-config validates without starting');
+  t.match(checked.out, /configuration is valid/);
 });
