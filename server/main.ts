@@ -14,6 +14,8 @@ import { createLogger, type Logger, type RootLogger } from './log';
 import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
 import { push, PushNotifier } from './modules/push';
+import { mam } from './modules/mam';
+import { MessageArchive } from './sm/archive';
 import { disco } from './modules/disco';
 import type { ModuleContext, ServerModule } from './modules/module';
 import { offline } from './modules/offline';
@@ -133,8 +135,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   });
 
   const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
-  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote, pushNotifier };
-  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep, push];
+  // XEP-0313: the users' archives, written in batches by the node that routes each message.
+  const archive = new MessageArchive(storage, logger.category('db'));
+  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote, pushNotifier, archive };
+  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep, push, mam];
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
@@ -356,6 +360,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       for (const component of components) await component.stop?.();
       await cluster?.stop();
       metrics.stop();
+      await archive.flush();
       await storage.close();
       logger.info('node stopped');
     },

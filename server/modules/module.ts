@@ -9,6 +9,7 @@ import type { Storage } from '../storage/types';
 import type { RemoteDelivery } from '../sm/remote-delivery';
 import type { Element } from 'ltx';
 import type { PushNotifier } from './push';
+import type { MessageArchive } from '../sm/archive';
 
 /** What a module may use; it registers its routes and features on the router and nothing else at import time. */
 export interface ModuleContext {
@@ -22,6 +23,8 @@ export interface ModuleContext {
   messages: MessageService;
   /** The other nodes of the cluster (nothing on a single node). */
   remote: RemoteDelivery;
+  /** XEP-0313: the users' message archives (the MAM module answers queries on them). */
+  archive?: MessageArchive;
   /** XEP-0357: tells app servers of waiting messages; the push module tells it of changed registrations. */
   pushNotifier?: PushNotifier;
   /** Set by the blocking module: what this node does when a peer reports a changed block list. */

@@ -10,6 +10,7 @@ import type { SessionManager } from './session-manager';
 import type { OfflineWriter } from './offline-writer';
 import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 import { KeyedQueue } from '../keyed-queue';
+import { archivable, type MessageArchive } from './archive';
 
 /** Users known to exist, remembered for offline writes (a failover storm checks each once) [10,000]. */
 const KNOWN_USERS_MAX = 10_000;
@@ -26,6 +27,8 @@ export class MessageService {
   private readonly storedListeners: ((user: string, stanza: Element) => void)[] = [];
   /** Per user: messages on their way to offline storage, in order. */
   private readonly storeOrder = new KeyedQueue();
+  /** XEP-0313 archives, when the MAM module is on. */
+  private archive?: MessageArchive;
 
   constructor(
     private readonly router: Router,
@@ -35,6 +38,11 @@ export class MessageService {
     private readonly logger: Logger,
     private readonly remote: RemoteDelivery = LOCAL_ONLY,
   ) {}
+
+  /** XEP-0313: from now on messages are recorded in their parties' archives. */
+  setArchive(archive: MessageArchive): void {
+    this.archive = archive;
+  }
 
   /** Called once a message for `user` is in offline storage (e.g. for XEP-0357 push notifications). */
   onStoredOffline(listener: (user: string, stanza: Element) => void): void {
@@ -49,6 +57,8 @@ export class MessageService {
       this.carbonsHere('sent', stanza, session.bare, session.full);
       this.remote.carbons('sent', stanza, session.bare, session.full);
     }
+    // XEP-0313: the sender's copy, in the sender's archive (the recipient's is written on the way in).
+    if (this.archive && archivable(stanza)) this.archive.record(session.bare, 'out', to, stanza);
     await this.router.route(stanza, session.jid, to);
   }
 
@@ -57,6 +67,11 @@ export class MessageService {
     // XEP-0280 §9: the receiving server "SHOULD remove the <private/> element before delivering to the recipient".
     const copies = carbonEligible(stanza);
     stanza.remove('private', NS.CARBONS);
+    const owner = to.bareString();
+    // XEP-0359 §5: a stanza id claiming to be the recipient's archive's was not made by it.
+    for (const claimed of stanza.getChildren('stanza-id', NS.SID)) if (claimed.attrs.by === owner) stanza.remove(claimed);
+    // XEP-0313: written once, here, whatever node or nodes the recipient is on; the id goes with it.
+    if (this.archive && archivable(stanza)) stanza.c('stanza-id', { xmlns: NS.SID, by: owner, id: this.archive.record(owner, 'in', from, stanza) });
     if (!to.resource) return this.toBare(stanza, to.bareString(), type);
     if (this.deliverToResource(stanza, to, copies)) return;
     if (!this.remote.clustered) return this.noSuchResource(stanza, to, type);

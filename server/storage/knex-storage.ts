@@ -9,6 +9,7 @@ import { KnexPrivateStore } from './private-store';
 import { KnexPubSubStore } from './pubsub-store';
 import { KnexPushStore } from './push-store';
 import { KnexFastTokenStore } from './fast-token-store';
+import { KnexArchiveStore } from './archive-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -32,6 +33,7 @@ export class KnexStorage implements Storage {
   readonly caps: KnexCapsStore;
   readonly push: KnexPushStore;
   readonly fastTokens: KnexFastTokenStore;
+  readonly archive: KnexArchiveStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -53,6 +55,7 @@ export class KnexStorage implements Storage {
     this.caps = new KnexCapsStore(knex);
     this.push = new KnexPushStore(knex);
     this.fastTokens = new KnexFastTokenStore(knex);
+    this.archive = new KnexArchiveStore(knex);
   }
 
   migrate(): Promise<void> {

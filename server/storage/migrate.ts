@@ -5,6 +5,7 @@ import * as muc from './migrations/003-muc';
 import * as pubsub from './migrations/004-pubsub';
 import * as push from './migrations/005-push';
 import * as fastTokens from './migrations/006-fast-tokens';
+import * as archive from './migrations/007-archive';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -25,6 +26,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '004-pubsub', migration: pubsub },
   { name: '005-push', migration: push },
   { name: '006-fast-tokens', migration: fastTokens },
+  { name: '007-archive', migration: archive },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

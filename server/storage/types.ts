@@ -213,6 +213,62 @@ export interface FastTokenStore {
   pruneExpired(now: Date): Promise<number>;
 }
 
+/** XEP-0313: one message as written into one user's archive. */
+export interface ArchiveRow {
+  user: string;
+  stanzaId: string;
+  /** The other party's bare JID, and resource when known. */
+  withJid: string;
+  withResource?: string;
+  /** 'in': the user received it; 'out': the user sent it. */
+  direction: 'in' | 'out';
+  at: Date;
+  /** The message as delivered (from and to stamped), serialised. */
+  stanza: string;
+}
+
+export type ArchivedMessage = Omit<ArchiveRow, 'user'>;
+
+/** XEP-0313 query filters (the form's fields). */
+export interface ArchiveFilter {
+  withJid?: string;
+  withResource?: string;
+  start?: Date;
+  end?: Date;
+  /** urn:xmpp:mam:2#extended */
+  afterId?: string;
+  beforeId?: string;
+  ids?: string[];
+}
+
+export interface ArchivePage {
+  messages: ArchivedMessage[];
+  /** No more messages in the direction paged. */
+  complete: boolean;
+  /** All messages the filter matches. */
+  count: number;
+}
+
+/** XEP-0313 §7 preferences: what is archived by default, and JIDs always or never archived. */
+export interface ArchivePrefs {
+  default: 'always' | 'never' | 'roster';
+  always: string[];
+  never: string[];
+}
+
+export interface ArchiveStore {
+  append(rows: ArchiveRow[]): Promise<void>;
+  /** A page of `user`'s archive; after/before are stanza ids (before: true is the last page). */
+  query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'>;
+  /** The oldest and newest messages of an archive (XEP-0313 metadata). */
+  bounds(user: string): Promise<{ first?: ArchivedMessage; last?: ArchivedMessage }>;
+  prefs(user: string): Promise<ArchivePrefs | undefined>;
+  prefsOf(users: string[]): Promise<Map<string, ArchivePrefs>>;
+  setPrefs(user: string, prefs: ArchivePrefs): Promise<void>;
+  /** Deletes up to `limit` messages archived before `cutoff`; how many went. */
+  removeOlderThan(cutoff: Date, limit: number): Promise<number>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -232,6 +288,8 @@ export interface Storage {
   readonly push: PushStore;
   /** XEP-0484 FAST tokens, valid on every node. */
   readonly fastTokens: FastTokenStore;
+  /** XEP-0313 message archives. */
+  readonly archive: ArchiveStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

@@ -23,6 +23,8 @@ const USER_DATA: readonly [table: string, column: string][] = [
   ['pubsub_affiliations', 'jid'],
   ['push_registrations', 'user'],
   ['fast_tokens', 'user'],
+  ['archive_messages', 'user'],
+  ['archive_prefs', 'user'],
 ];
 
 interface UserRow {

@@ -1,0 +1,159 @@
+import { Element, parse as parseXml } from 'ltx';
+import { StanzaError } from '../errors';
+import { tryParseJID } from '../jid';
+import type { Session } from '../sm/session';
+import type { ArchivedMessage, ArchiveFilter, ArchivePrefs } from '../storage/types';
+import { buildDataForm, dataFormIn, readDataForm } from '../xml/data-form';
+import { NS } from '../xml/ns';
+import type { ServerModule } from './module';
+
+/** Messages per page when the client names no <max/> [50], and the most it may ask for [250]. */
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 250;
+/** Most ids in one `ids` query [250]. */
+const MAX_IDS = 250;
+
+/**
+ * XEP-0313 Message Archive Management for user archives (urn:xmpp:mam:2 with #extended): the
+ * query form (with, start, end, before-id, after-id, ids), RSM paging (XEP-0059), metadata, and
+ * preferences. Messages are recorded by MessageService (see sm/archive.ts) in the shared database,
+ * so every node pages the same archive.
+ */
+export const mam: ServerModule = ({ router, storage, messages, archive }) => {
+  if (!archive) return;
+  messages.setArchive(archive);
+  router.feature('account', NS.MAM);
+  router.feature('account', NS.MAM_EXTENDED);
+
+  router.iq('get', 'account', NS.MAM, 'query', ({ self }) => {
+    if (!self) throw new StanzaError('forbidden', 'only the account itself reads its archive');
+    const query = new Element('query', { xmlns: NS.MAM });
+    query.cnode(buildDataForm('form', NS.MAM, [
+      { var: 'with', type: 'jid-single', values: [] },
+      { var: 'start', type: 'text-single', values: [] },
+      { var: 'end', type: 'text-single', values: [] },
+      { var: 'before-id', type: 'text-single', values: [] },
+      { var: 'after-id', type: 'text-single', values: [] },
+      { var: 'ids', type: 'list-multi', values: [] },
+    ]));
+    return query;
+  });
+
+  router.iq('set', 'account', NS.MAM, 'query', async ({ payload, self, to, session }) => {
+    if (!self || !session) throw new StanzaError('forbidden', 'only the account itself reads its archive');
+    const filter = readFilter(payload);
+    const set = payload.getChild('set', NS.RSM);
+    const max = Math.min(readMax(set), MAX_PAGE);
+    const before = set?.getChild('before');
+    const page = {
+      max,
+      after: set?.getChildText('after') || undefined,
+      before: before ? before.getText() || (true as const) : undefined,
+    };
+    const result = await storage.archive.query(to.bareString(), filter, page);
+    if (result === 'item-not-found') throw new StanzaError('item-not-found', 'no message with that id in this archive');
+    const queryid = payload.attrs.queryid as string | undefined;
+    // §4.2: the results come as messages before the IQ result that ends the query.
+    const messagesOut = payload.getChild('flip-page') ? [...result.messages].reverse() : result.messages;
+    for (const message of messagesOut) session.send(resultMessage(session, to.bareString(), queryid, message));
+    const fin = new Element('fin', { xmlns: NS.MAM });
+    if (result.complete) fin.attrs.complete = 'true';
+    const rsm = fin.c('set', { xmlns: NS.RSM });
+    if (messagesOut.length > 0) {
+      rsm.c('first').t(messagesOut[0].stanzaId);
+      rsm.c('last').t(messagesOut[messagesOut.length - 1].stanzaId);
+    }
+    rsm.c('count').t(String(result.count));
+    return fin;
+  });
+
+  router.iq('get', 'account', NS.MAM, 'metadata', async ({ self, to }) => {
+    if (!self) throw new StanzaError('forbidden');
+    const metadata = new Element('metadata', { xmlns: NS.MAM });
+    const { first, last } = await storage.archive.bounds(to.bareString());
+    if (first && last) {
+      metadata.c('start', { id: first.stanzaId, timestamp: first.at.toISOString() });
+      metadata.c('end', { id: last.stanzaId, timestamp: last.at.toISOString() });
+    }
+    return metadata;
+  });
+
+  router.iq('get', 'account', NS.MAM, 'prefs', async ({ self, to }) => {
+    if (!self) throw new StanzaError('forbidden');
+    return prefsElement((await storage.archive.prefs(to.bareString())) ?? { default: 'always', always: [], never: [] });
+  });
+
+  router.iq('set', 'account', NS.MAM, 'prefs', async ({ self, to, payload }) => {
+    if (!self) throw new StanzaError('forbidden');
+    const mode = String(payload.attrs.default ?? '');
+    if (mode !== 'always' && mode !== 'never' && mode !== 'roster') throw new StanzaError('bad-request', "default must be 'always', 'never' or 'roster'");
+    const jids = (name: string) => (payload.getChild(name)?.getChildren('jid') ?? []).map((j) => {
+      const jid = tryParseJID(j.getText().trim());
+      if (!jid) throw new StanzaError('bad-request', `not a JID: ${j.getText()}`);
+      return jid.bareString();
+    });
+    const prefs: ArchivePrefs = { default: mode, always: jids('always'), never: jids('never') };
+    await storage.archive.setPrefs(to.bareString(), prefs);
+    return prefsElement(prefs);
+  });
+};
+
+function readMax(set: Element | undefined): number {
+  const text = set?.getChildText('max');
+  if (text === undefined || text === null) return DEFAULT_PAGE;
+  const max = Number(text.trim());
+  if (!Number.isInteger(max) || max < 0) throw new StanzaError('bad-request', 'RSM <max/> must be a whole number');
+  return max;
+}
+
+function readFilter(query: Element): ArchiveFilter {
+  const x = dataFormIn(query);
+  const filter: ArchiveFilter = {};
+  if (!x) return filter;
+  const form = readDataForm(x);
+  if (form.formType !== undefined && form.formType !== NS.MAM) throw new StanzaError('bad-request', `FORM_TYPE must be ${NS.MAM}`);
+  const one = (name: string) => form.fields.get(name)?.[0]?.trim() || undefined;
+  const withValue = one('with');
+  if (withValue !== undefined) {
+    const jid = tryParseJID(withValue);
+    if (!jid) throw new StanzaError('bad-request', `'with' is not a JID: ${withValue}`);
+    filter.withJid = jid.bareString();
+    if (jid.resource) filter.withResource = jid.resource;
+  }
+  for (const name of ['start', 'end'] as const) {
+    const value = one(name);
+    if (value === undefined) continue;
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) throw new StanzaError('bad-request', `'${name}' is not an XEP-0082 date-time: ${value}`);
+    filter[name] = date;
+  }
+  filter.afterId = one('after-id');
+  filter.beforeId = one('before-id');
+  const ids = form.fields.get('ids')?.map((id) => id.trim()).filter((id) => id !== '');
+  if (ids && ids.length > 0) {
+    if (ids.length > MAX_IDS) throw new StanzaError('policy-violation', `at most ${MAX_IDS} ids per query`);
+    filter.ids = ids;
+  }
+  return filter;
+}
+
+/** §4.2: <message><result queryid id><forwarded><delay stamp/><message …/></forwarded></result></message>. */
+function resultMessage(session: Session, archive: string, queryid: string | undefined, message: ArchivedMessage): Element {
+  const out = new Element('message', { from: archive, to: session.full });
+  const result = out.c('result', queryid ? { xmlns: NS.MAM, queryid, id: message.stanzaId } : { xmlns: NS.MAM, id: message.stanzaId });
+  const forwarded = result.c('forwarded', { xmlns: NS.FORWARD });
+  forwarded.c('delay', { xmlns: NS.DELAY, stamp: message.at.toISOString() });
+  const stanza = parseXml(message.stanza) as Element;
+  if (!stanza.attrs.xmlns) stanza.attrs.xmlns = NS.CLIENT;
+  forwarded.cnode(stanza);
+  return out;
+}
+
+function prefsElement(prefs: ArchivePrefs): Element {
+  const element = new Element('prefs', { xmlns: NS.MAM, default: prefs.default });
+  const always = element.c('always');
+  for (const jid of prefs.always) always.c('jid').t(jid);
+  const never = element.c('never');
+  for (const jid of prefs.never) never.c('jid').t(jid);
+  return element;
+}

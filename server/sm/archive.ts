@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import type { Element } from 'ltx';
+import type { JID } from '../jid';
+import type { Logger } from '../log';
+import type { ArchivePrefs, ArchiveRow, Storage } from '../storage/types';
+import { NS } from '../xml/ns';
+
+/** Rows written in one INSERT [200]. */
+const BATCH_ROWS = 200;
+/** Longest a row waits for its batch [20 ms]. */
+const BATCH_DELAY_MS = 20;
+/** Rows waiting for the database before new ones are counted as dropped [50,000]. */
+const QUEUE_LIMIT = 50_000;
+/** Attempts of one batch before its rows are counted as dropped [5]. */
+const MAX_ATTEMPTS = 5;
+
+/**
+ * XEP-0313 §5.1.1 (and XEP-0334 hints): chat and normal messages with a body (or an end-to-end
+ * encrypted payload, or a <store/> hint) are archived; <no-store/> and <no-permanent-store/> are not.
+ */
+export function archivable(stanza: Element): boolean {
+  const type = (stanza.attrs.type as string | undefined) ?? 'normal';
+  if (type !== 'chat' && type !== 'normal') return false;
+  if (stanza.getChild('no-store', NS.HINTS) || stanza.getChild('no-permanent-store', NS.HINTS)) return false;
+  return !!stanza.getChild('body') || !!stanza.getChild('store', NS.HINTS) || !!stanza.getChild('encrypted', NS.OMEMO);
+}
+
+/**
+ * The users' message archives: `record` gives a message its XEP-0359 stanza id at once (no I/O on
+ * the delivery path) and queues the row; rows go to the database in batches, after the owner's
+ * preferences (XEP-0313 §7) and existence are checked. Each message is recorded by the one node
+ * that routes it, so each archive holds it once, wherever the parties are connected.
+ */
+export class MessageArchive {
+  private queue: ArchiveRow[] = [];
+  private timer?: NodeJS.Timeout;
+  private writing?: Promise<void>;
+  readonly counters = { archived: 0, dropped: 0, skipped: 0 };
+
+  constructor(private readonly storage: Storage, private readonly logger: Logger) {}
+
+  /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
+  record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
+    const stanzaId = randomUUID();
+    if (this.queue.length >= QUEUE_LIMIT) {
+      this.counters.dropped++;
+      return stanzaId;
+    }
+    this.queue.push({
+      user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
+      direction, at: new Date(), stanza: stanza.toString(),
+    });
+    if (this.queue.length >= BATCH_ROWS) this.flushSoon(0);
+    else this.flushSoon(BATCH_DELAY_MS);
+    return stanzaId;
+  }
+
+  /** Resolves once everything recorded so far is written (or given up on). */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.writing || this.queue.length > 0) {
+      if (this.writing) await this.writing;
+      else this.startWriting();
+    }
+  }
+
+  private flushSoon(delay: number): void {
+    if (this.writing) return; // the running write takes the next batch when it ends
+    if (delay === 0) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.startWriting();
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.startWriting();
+    }, delay);
+  }
+
+  private startWriting(): void {
+    if (this.writing || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, BATCH_ROWS);
+    this.writing = this.write(batch).finally(() => {
+      this.writing = undefined;
+      if (this.queue.length > 0) this.flushSoon(this.queue.length >= BATCH_ROWS ? 0 : BATCH_DELAY_MS);
+    });
+  }
+
+  private async write(batch: ArchiveRow[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const keep = await this.wanted(batch);
+        await this.storage.archive.append(keep);
+        this.counters.archived += keep.length;
+        this.counters.skipped += batch.length - keep.length;
+        return;
+      } catch (err) {
+        if (attempt >= MAX_ATTEMPTS) {
+          this.counters.dropped += batch.length;
+          this.logger.error('archive rows dropped: the database did not take them', { rows: batch.length, err: String(err) });
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt).unref());
+      }
+    }
+  }
+
+  /** The rows whose owner exists and whose preferences keep them. */
+  private async wanted(batch: ArchiveRow[]): Promise<ArchiveRow[]> {
+    const owners = [...new Set(batch.map((row) => row.user))];
+    const existing = new Set((await this.storage.knex('users').whereIn('jid', owners).select('jid')).map((r: { jid: string }) => r.jid));
+    const prefs = await this.storage.archive.prefsOf(owners.filter((o) => existing.has(o)));
+    const keep: ArchiveRow[] = [];
+    for (const row of batch) {
+      if (!existing.has(row.user)) continue;
+      if (await this.keeps(prefs.get(row.user), row)) keep.push(row);
+    }
+    return keep;
+  }
+
+  private async keeps(prefs: ArchivePrefs | undefined, row: ArchiveRow): Promise<boolean> {
+    if (!prefs) return true; // default: always
+    if (prefs.never.includes(row.withJid)) return false;
+    if (prefs.always.includes(row.withJid)) return true;
+    if (prefs.default === 'always') return true;
+    if (prefs.default === 'never') return false;
+    return (await this.storage.roster.getItem(row.user, row.withJid)) !== undefined;
+  }
+}

@@ -1,0 +1,202 @@
+import type { Element } from 'ltx';
+import { eventually } from '../helpers/cluster';
+import { forEachDatabase } from '../helpers/databases';
+import { collect, startTestServer, xml, type XmppClient } from '../helpers/server';
+
+const MAM = 'urn:xmpp:mam:2';
+const RSM = 'http://jabber.org/protocol/rsm';
+const WAIT_MS = 20_000;
+
+interface Page {
+  messages: { id: string; stamp: string; from: string; to: string; body: string | null; queryid?: string }[];
+  complete: boolean;
+  count: number;
+  first?: string;
+  last?: string;
+}
+
+/** A MAM query as clients send it: results are collected as they come, until the IQ result. */
+async function query(client: XmppClient, opts: { fields?: Record<string, string | string[]>; rsm?: Element[]; to?: string; flip?: boolean } = {}): Promise<Page> {
+  const queryid = `q${Math.random().toString(36).slice(2)}`;
+  const results: Element[] = [];
+  const onStanza = (s: Element) => {
+    const result = s.is('message') ? s.getChild('result', MAM) : undefined;
+    if (result?.attrs.queryid === queryid) results.push(result);
+  };
+  client.on('stanza', onStanza);
+  const children: Element[] = [];
+  if (opts.fields) {
+    const x = xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, MAM)));
+    for (const [name, value] of Object.entries(opts.fields)) x.append(xml('field', { var: name }, ...[value].flat().map((v) => xml('value', {}, v))));
+    children.push(x);
+  }
+  if (opts.rsm) children.push(xml('set', { xmlns: RSM }, ...opts.rsm));
+  if (opts.flip) children.push(xml('flip-page'));
+  try {
+    const reply = await client.iqCaller.request(xml('iq', { type: 'set', ...(opts.to ? { to: opts.to } : {}) }, xml('query', { xmlns: MAM, queryid }, ...children)));
+    const fin = reply.getChild('fin', MAM)!;
+    const set = fin.getChild('set', RSM)!;
+    return {
+      messages: results.map((r) => {
+        const forwarded = r.getChild('forwarded', 'urn:xmpp:forward:0')!;
+        const message = forwarded.getChild('message')!;
+        return { id: r.attrs.id, stamp: forwarded.getChild('delay')!.attrs.stamp, from: message.attrs.from, to: message.attrs.to, body: message.getChildText('body'), queryid: r.attrs.queryid };
+      }),
+      complete: fin.attrs.complete === 'true',
+      count: Number(set.getChildText('count')),
+      first: set.getChildText('first') ?? undefined,
+      last: set.getChildText('last') ?? undefined,
+    };
+  } finally {
+    client.off('stanza', onStanza);
+  }
+}
+
+const chat = (to: string, body: string, ...extra: Element[]) => xml('message', { to, type: 'chat' }, xml('body', {}, body), ...extra);
+const errorOf = async (promise: Promise<unknown>) => promise.then(() => 'no error', (err: { condition?: string }) => String(err.condition ?? err));
+
+forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
+  const server = await startTestServer(t, { dbUri });
+  for (const user of ['alice', 'bob', 'carol', 'dave']) await server.addUser(user);
+  const alice = await server.login('alice', { resource: 'desk' });
+  const bob = await server.login('bob', { resource: 'phone' });
+  const carol = await server.login('carol', { resource: 'web' });
+  const archived = (user: string) => server.node.storage.knex('archive_messages').where({ user }).count({ n: '*' }).first().then((r) => Number((r as { n: number }).n));
+
+  await t.test('the account advertises MAM v2 with the extended features', async (t) => {
+    const info = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'alice@localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+    const features = info.getChild('query')!.getChildren('feature').map((f: Element) => f.attrs.var);
+    t.ok(features.includes(MAM));
+    t.ok(features.includes(`${MAM}#extended`));
+    const form = await alice.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: MAM })));
+    const vars = form.getChild('query', MAM)!.getChild('x', 'jabber:x:data')!.getChildren('field').map((f: Element) => f.attrs.var);
+    t.same(vars, ['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids']);
+  });
+
+  let received: Element[] = [];
+  await t.test('a conversation is in both archives, once, in order; the recipient\'s copy carries its archive id', async (t) => {
+    received = collect(bob);
+    const aliceGot = collect(alice);
+    const arrived = (seen: Element[], body: string) => eventually(`${body} arrived`, () => seen.some((s) => s.getChildText('body') === body), WAIT_MS);
+    // Turn by turn, as people chat: each message is routed before the answer to it.
+    for (let i = 1; i <= 5; i++) {
+      await alice.send(chat('bob@localhost/phone', `a${i}`));
+      await arrived(received, `a${i}`);
+      await bob.send(chat('alice@localhost/desk', `b${i}`));
+      await arrived(aliceGot, `b${i}`);
+    }
+    await eventually('both archives written', async () => (await archived('alice@localhost')) === 10 && (await archived('bob@localhost')) === 10, WAIT_MS);
+    const page = await query(alice);
+    t.same(page.messages.map((m) => m.body), ['a1', 'b1', 'a2', 'b2', 'a3', 'b3', 'a4', 'b4', 'a5', 'b5']);
+    t.ok(page.complete);
+    t.equal(page.count, 10);
+    t.equal(page.messages[0].from, 'alice@localhost/desk', 'the archived stanza has its addresses');
+    t.equal(page.messages[1].from, 'bob@localhost/phone');
+    t.ok(page.messages.every((m) => /^\d{4}-\d\d-\d\dT.*Z$/.test(m.stamp)), 'each with its delay stamp');
+    const bobs = await query(bob);
+    const stanzaIds = received.filter((s) => s.is('message') && s.getChild('body')).map((s) => s.getChild('stanza-id', 'urn:xmpp:sid:0'));
+    t.ok(stanzaIds.every((sid) => sid?.attrs.by === 'bob@localhost'), 'XEP-0359 stanza-id by the recipient\'s archive');
+    t.same(stanzaIds.map((sid) => sid!.attrs.id), bobs.messages.filter((m) => m.from.startsWith('alice')).map((m) => m.id), 'the same ids the archive pages by');
+  });
+
+  await t.test('RSM paging forwards with <after/>, backwards with <before/>, and the extended before-id/after-id', async (t) => {
+    const pages: string[][] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await query(alice, { rsm: [xml('max', {}, '4'), ...(after ? [xml('after', {}, after)] : [])] });
+      pages.push(page.messages.map((m) => m.body!));
+      t.equal(page.count, 10, 'count is the whole result');
+      after = page.last;
+      if (page.complete) break;
+    }
+    t.same(pages, [['a1', 'b1', 'a2', 'b2'], ['a3', 'b3', 'a4', 'b4'], ['a5', 'b5']]);
+    const last = await query(alice, { rsm: [xml('max', {}, '3'), xml('before')] });
+    t.same(last.messages.map((m) => m.body), ['b4', 'a5', 'b5'], 'an empty <before/> is the newest page');
+    t.notOk(last.complete);
+    const earlier = await query(alice, { rsm: [xml('max', {}, '3'), xml('before', {}, last.first!)] });
+    t.same(earlier.messages.map((m) => m.body), ['a3', 'b3', 'a4']);
+    const all = (await query(alice)).messages;
+    const between = await query(alice, { fields: { 'after-id': all[1].id, 'before-id': all[5].id } });
+    t.same(between.messages.map((m) => m.body), ['a2', 'b2', 'a3']);
+    const byIds = await query(alice, { fields: { ids: [all[9].id, all[0].id] } });
+    t.same(byIds.messages.map((m) => m.body), ['a1', 'b5'], 'ids, in archive order');
+    const flipped = await query(alice, { rsm: [xml('max', {}, '2'), xml('before')], flip: true });
+    t.same(flipped.messages.map((m) => m.body), ['b5', 'a5'], 'flip-page: newest first');
+    t.equal(await errorOf(query(alice, { rsm: [xml('after', {}, 'no-such-id')] })), 'item-not-found');
+    t.equal(await errorOf(query(alice, { rsm: [xml('max', {}, 'many')] })), 'bad-request');
+  });
+
+  await t.test('with, start and end filter the archive', async (t) => {
+    await carol.send(chat('alice@localhost/desk', 'from carol'));
+    await eventually('archived', async () => (await archived('alice@localhost')) === 11, WAIT_MS);
+    const withBob = await query(alice, { fields: { with: 'bob@localhost' } });
+    t.equal(withBob.count, 10);
+    t.notOk(withBob.messages.some((m) => m.body === 'from carol'));
+    t.same((await query(alice, { fields: { with: 'carol@localhost' } })).messages.map((m) => m.body), ['from carol']);
+    t.same((await query(alice, { fields: { with: 'bob@localhost/elsewhere' } })).count, 0, 'a full JID matches that resource only');
+    const all = (await query(alice)).messages;
+    const since = await query(alice, { fields: { start: all[10].stamp } });
+    t.same(since.messages.map((m) => m.body), ['from carol']);
+    const until = await query(alice, { fields: { end: all[0].stamp } });
+    t.ok(until.messages.length >= 1 && until.messages[0].body === 'a1');
+    t.equal(await errorOf(query(alice, { fields: { start: 'yesterday' } })), 'bad-request');
+  });
+
+  await t.test('metadata names the first and last message', async (t) => {
+    const reply = await alice.iqCaller.request(xml('iq', { type: 'get' }, xml('metadata', { xmlns: MAM })));
+    const metadata = reply.getChild('metadata', MAM)!;
+    const all = (await query(alice)).messages;
+    t.equal(metadata.getChild('start')!.attrs.id, all[0].id);
+    t.equal(metadata.getChild('end')!.attrs.id, all[all.length - 1].id);
+    const dave = await server.login('dave', { resource: 'x' });
+    const empty = await dave.iqCaller.request(xml('iq', { type: 'get' }, xml('metadata', { xmlns: MAM })));
+    t.equal(empty.getChild('metadata', MAM)!.children.length, 0, 'an empty archive: empty metadata');
+    await dave.stop();
+  });
+
+  await t.test('what is not archived: no-store hints, headlines, and forged stanza ids are stripped', async (t) => {
+    const before = await archived('bob@localhost');
+    await alice.send(chat('bob@localhost/phone', 'secret', xml('no-store', { xmlns: 'urn:xmpp:hints' })));
+    await alice.send(xml('message', { to: 'bob@localhost/phone', type: 'headline' }, xml('body', {}, 'news')));
+    await alice.send(chat('bob@localhost/phone', 'forged', xml('stanza-id', { xmlns: 'urn:xmpp:sid:0', by: 'bob@localhost', id: 'fake' })));
+    await eventually('the forged one arrived', () => received.some((s) => s.getChildText('body') === 'forged'), WAIT_MS);
+    const forged = received.find((s) => s.getChildText('body') === 'forged')!;
+    const ids = forged.getChildren('stanza-id', 'urn:xmpp:sid:0');
+    t.equal(ids.length, 1, 'one stanza id by bob\'s archive');
+    t.not(ids[0].attrs.id, 'fake', 'the server\'s, not the sender\'s');
+    t.notOk(received.find((s) => s.getChildText('body') === 'secret')!.getChild('stanza-id', 'urn:xmpp:sid:0'), 'no id for what was not archived');
+    await eventually('only the forged one archived', async () => (await archived('bob@localhost')) === before + 1, WAIT_MS);
+    t.equal((await query(bob, { fields: { ids: [ids[0].attrs.id] } })).messages[0].body, 'forged');
+  });
+
+  await t.test('a message to an offline user is archived for them and arrives with the same id', async (t) => {
+    await alice.send(chat('dave@localhost', 'while you were away'));
+    await eventually('in dave\'s archive', async () => (await archived('dave@localhost')) === 1, WAIT_MS);
+    const dave = await server.login('dave', { resource: 'later', presence: false });
+    const seen = collect(dave);
+    await dave.send(xml('presence'));
+    await eventually('delivered from offline storage', () => seen.some((s) => s.getChildText('body') === 'while you were away'), WAIT_MS);
+    const id = seen.find((s) => s.getChildText('body') === 'while you were away')!.getChild('stanza-id', 'urn:xmpp:sid:0')!.attrs.id;
+    t.same((await query(dave)).messages.map((m) => m.id), [id]);
+  });
+
+  await t.test('preferences: never for a contact keeps their messages out; roster and always', async (t) => {
+    const prefs = await carol.iqCaller.request(xml('iq', { type: 'get' }, xml('prefs', { xmlns: MAM })));
+    t.equal(prefs.getChild('prefs', MAM)!.attrs.default, 'always', 'archiving is on by default');
+    const set = await carol.iqCaller.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: MAM, default: 'always' }, xml('always'), xml('never', {}, xml('jid', {}, 'bob@localhost')))));
+    t.same(set.getChild('prefs', MAM)!.getChild('never')!.getChildren('jid').map((j: Element) => j.getText()), ['bob@localhost']);
+    const before = await archived('carol@localhost');
+    await bob.send(chat('carol@localhost/web', 'not for the record'));
+    await alice.send(chat('carol@localhost/web', 'for the record'));
+    await eventually('alice\'s archived', async () => (await archived('carol@localhost')) === before + 1, WAIT_MS);
+    t.same((await query(carol, { fields: { with: 'alice@localhost' } })).messages.map((m) => m.body), ['from carol', 'for the record'], 'her own message to alice, and alice\'s answer');
+    t.equal((await query(carol, { fields: { with: 'bob@localhost' } })).count, 0);
+    t.equal(await errorOf(carol.iqCaller.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: MAM, default: 'sometimes' })))), 'bad-request');
+  });
+
+  await t.test('an archive is its owner\'s only, and goes with the account', async (t) => {
+    t.equal(await errorOf(query(bob, { to: 'alice@localhost' })), 'forbidden');
+    await server.node.storage.users.delete('dave@localhost');
+    t.equal(await archived('dave@localhost'), 0);
+  });
+});
