@@ -50,6 +50,25 @@ if (!slixmppAvailable()) {
     t.equal(await server.node.storage.authFailures.count(jid, 300_000), 0, 'no failure was counted against the account');
   });
 
+  t.test('slixmpp pages an archive with its xep_0313 plugin, forwards and backwards', async (t) => {
+    const server = await startTestServer(t);
+    const jid = await server.addUser('slimam');
+    await server.addUser('talker');
+    const talker = await server.login('talker');
+    for (let i = 1; i <= 7; i++) await talker.send(xml('message', { to: jid, type: 'chat' }, xml('body', {}, `m${i}`)));
+    await eventually('archived', async () => Number(((await server.node.storage.knex('archive_messages').where({ user: jid }).count({ n: '*' }).first()) as { n: number }).n) === 7, 20_000);
+    const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
+    const run = await new Promise<Run>((resolve) => {
+      execFile(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_mam.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, 'talker@localhost', '3'], { timeout: 120_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? 1 : 0, lines: stdout.split('\n').filter(Boolean), stderr });
+      });
+    });
+    t.equal(run.code, 0, `${run.lines.join('\n')}\n${run.stderr.slice(-2000)}`);
+    const bodies = (what: string) => run.lines.filter((l) => l.startsWith(`${what} `)).map((l) => l.slice(what.length + 1));
+    t.same(bodies('FORWARD'), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'], 'pages of 3, oldest first');
+    t.same(bodies('REVERSE'), ['m7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1'], 'and newest first');
+  });
+
   t.test('slixmpp with its XEP-0198 and XEP-0352 plugins resumes after losing its connection, and misses nothing', async (t) => {
     const server = await startTestServer(t);
     const jid = await server.addUser('slisr');

@@ -1,56 +1,10 @@
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { forEachDatabase } from '../helpers/databases';
-import { collect, startTestServer, xml, type XmppClient } from '../helpers/server';
+import { MAM, query } from '../helpers/mam';
+import { collect, startTestServer, xml } from '../helpers/server';
 
-const MAM = 'urn:xmpp:mam:2';
-const RSM = 'http://jabber.org/protocol/rsm';
 const WAIT_MS = 20_000;
-
-interface Page {
-  messages: { id: string; stamp: string; from: string; to: string; body: string | null; queryid?: string }[];
-  complete: boolean;
-  count: number;
-  first?: string;
-  last?: string;
-}
-
-/** A MAM query as clients send it: results are collected as they come, until the IQ result. */
-async function query(client: XmppClient, opts: { fields?: Record<string, string | string[]>; rsm?: Element[]; to?: string; flip?: boolean } = {}): Promise<Page> {
-  const queryid = `q${Math.random().toString(36).slice(2)}`;
-  const results: Element[] = [];
-  const onStanza = (s: Element) => {
-    const result = s.is('message') ? s.getChild('result', MAM) : undefined;
-    if (result?.attrs.queryid === queryid) results.push(result);
-  };
-  client.on('stanza', onStanza);
-  const children: Element[] = [];
-  if (opts.fields) {
-    const x = xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, MAM)));
-    for (const [name, value] of Object.entries(opts.fields)) x.append(xml('field', { var: name }, ...[value].flat().map((v) => xml('value', {}, v))));
-    children.push(x);
-  }
-  if (opts.rsm) children.push(xml('set', { xmlns: RSM }, ...opts.rsm));
-  if (opts.flip) children.push(xml('flip-page'));
-  try {
-    const reply = await client.iqCaller.request(xml('iq', { type: 'set', ...(opts.to ? { to: opts.to } : {}) }, xml('query', { xmlns: MAM, queryid }, ...children)));
-    const fin = reply.getChild('fin', MAM)!;
-    const set = fin.getChild('set', RSM)!;
-    return {
-      messages: results.map((r) => {
-        const forwarded = r.getChild('forwarded', 'urn:xmpp:forward:0')!;
-        const message = forwarded.getChild('message')!;
-        return { id: r.attrs.id, stamp: forwarded.getChild('delay')!.attrs.stamp, from: message.attrs.from, to: message.attrs.to, body: message.getChildText('body'), queryid: r.attrs.queryid };
-      }),
-      complete: fin.attrs.complete === 'true',
-      count: Number(set.getChildText('count')),
-      first: set.getChildText('first') ?? undefined,
-      last: set.getChildText('last') ?? undefined,
-    };
-  } finally {
-    client.off('stanza', onStanza);
-  }
-}
 
 const chat = (to: string, body: string, ...extra: Element[]) => xml('message', { to, type: 'chat' }, xml('body', {}, body), ...extra);
 const errorOf = async (promise: Promise<unknown>) => promise.then(() => 'no error', (err: { condition?: string }) => String(err.condition ?? err));
