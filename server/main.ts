@@ -228,7 +228,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
 
   const droppedLogRecords = 'droppedRecords' in logger ? () => (logger as RootLogger).droppedRecords() : undefined;
   const metrics = new NodeMetrics(config.clusterHostname, {
-    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords,
+    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive,
   });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   // XEP-0484 tokens live in the shared database: any node checks a token another node issued.

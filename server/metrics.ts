@@ -33,6 +33,8 @@ export interface MetricSources {
   offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
   /** XEP-0357 notifications sent to app servers (and those that could not be). */
   push?: { readonly counters: Readonly<Record<'sent' | 'failed', number>> };
+  /** XEP-0313 archive writes. */
+  archive?: { readonly counters: Readonly<Record<'archived' | 'skipped' | 'dropped', number>> };
   /** Log records a shipper (Elasticsearch) did not take. */
   droppedLogRecords?: () => number;
   /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
@@ -155,6 +157,7 @@ export class NodeMetrics {
       return c && { resumed: c.resumed, failed: c.failedResumptions, expired: c.expired, moved: c.movedAway };
     });
     outcomes('xmpp_push_notifications_total', 'XEP-0357 notifications to app servers, by outcome (sent, failed).', () => self.sources.push?.counters);
+    outcomes('xmpp_mam_messages_total', 'XEP-0313 archive rows, by outcome (archived; skipped by the owner\'s preferences or a missing account; dropped when the database did not take them).', () => self.sources.archive?.counters);
     new Counter({
       name: 'xmpp_sm_requeued_total', help: 'Stanzas a client never acknowledged, handled as undelivered when its session ended (other resources or offline storage).', registers,
       collect() {
