@@ -3,6 +3,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { createMechanisms } from './c2s/sasl';
 import { FastTokens } from './c2s/sasl/fast';
+import { Chores } from './chores';
 import { C2SStream, type C2SContext } from './c2s/stream';
 import { ConfigError, loadConfig } from './config/config';
 import type { Config } from './config/types';
@@ -56,8 +57,8 @@ import { SERVER_VERSION } from './version';
 
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
 const SM_HANDOVER_TIMEOUT_MS = 10_000;
-/** How often a node deletes expired FAST tokens [1 hour]. */
-const FAST_PRUNE_INTERVAL_MS = 3_600_000;
+/** Archived messages deleted per statement when they expire [5000]. */
+const MAM_EXPIRY_BATCH = 5000;
 
 /** A running node: what tests and the process entry point hold on to. */
 export interface XmppNode {
@@ -226,17 +227,27 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   }
   for (const component of components) await component.start?.();
 
+  // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
+  const fastTokens = new FastTokens(storage.fastTokens, () => config.limits.fastTokenLifetime);
+  // Housekeeping that must run once per cluster: the node holding a chore's lease runs it.
+  const chores = new Chores(storage.leases, config.clusterHostname, () => config.choreInterval, logger.category('db'));
+  chores.add({ name: 'fast-token-expiry', run: async () => void (await fastTokens.prune()) });
+  chores.add({
+    name: 'mam-expiry',
+    run: async () => {
+      if (config.mamRetention === 0) return;
+      const cutoff = new Date(Date.now() - config.mamRetention * 1000);
+      let deleted = 0;
+      for (let n = MAM_EXPIRY_BATCH; n === MAM_EXPIRY_BATCH; deleted += n) n = await storage.archive.removeOlderThan(cutoff, MAM_EXPIRY_BATCH);
+      if (deleted > 0) logger.info('expired archived messages', { deleted, before: cutoff.toISOString() });
+    },
+  });
+  chores.start();
   const droppedLogRecords = 'droppedRecords' in logger ? () => (logger as RootLogger).droppedRecords() : undefined;
   const metrics = new NodeMetrics(config.clusterHostname, {
-    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive,
+    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive, chores: chores.runs,
   });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
-  // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
-  // Expired ones are deleted hourly by every node (idempotent, and cheap on the expiry index).
-  const fastTokens = new FastTokens(storage.fastTokens, () => config.limits.fastTokenLifetime);
-  const pruneTokens = setInterval(() => {
-    fastTokens.prune().catch((err) => logger.warn('pruning expired FAST tokens failed', { err: String(err) }));
-  }, FAST_PRUNE_INTERVAL_MS).unref();
   const c2sContext: C2SContext = {
     config,
     logger: logger.category('c2s'),
@@ -348,7 +359,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearInterval(pruneTokens);
+      await chores.stop();
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
       // Sessions waiting to be resumed end now: what they hold goes to offline storage.

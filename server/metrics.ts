@@ -33,6 +33,8 @@ export interface MetricSources {
   offlineWriter?: { readonly pending: number; readonly counters: Readonly<Record<'stored' | 'full' | 'failed' | 'batches' | 'retries', number>> };
   /** XEP-0357 notifications sent to app servers (and those that could not be). */
   push?: { readonly counters: Readonly<Record<'sent' | 'failed', number>> };
+  /** Cluster-wide chores this node ran, by name. */
+  chores?: ReadonlyMap<string, number>;
   /** XEP-0313 archive writes. */
   archive?: { readonly counters: Readonly<Record<'archived' | 'skipped' | 'dropped', number>> };
   /** Log records a shipper (Elasticsearch) did not take. */
@@ -157,6 +159,13 @@ export class NodeMetrics {
       return c && { resumed: c.resumed, failed: c.failedResumptions, expired: c.expired, moved: c.movedAway };
     });
     outcomes('xmpp_push_notifications_total', 'XEP-0357 notifications to app servers, by outcome (sent, failed).', () => self.sources.push?.counters);
+    new Counter({
+      name: 'xmpp_chore_runs_total', help: 'Cluster-wide chores (archive expiry, token pruning) run by this node: the one holding the chore\'s lease.', labelNames: ['chore'], registers,
+      collect() {
+        this.reset();
+        for (const [chore, runs] of self.sources.chores ?? []) this.inc({ chore }, runs);
+      },
+    });
     outcomes('xmpp_mam_messages_total', 'XEP-0313 archive rows, by outcome (archived; skipped by the owner\'s preferences or a missing account; dropped when the database did not take them).', () => self.sources.archive?.counters);
     new Counter({
       name: 'xmpp_sm_requeued_total', help: 'Stanzas a client never acknowledged, handled as undelivered when its session ended (other resources or offline storage).', registers,

@@ -66,6 +66,8 @@ const KEYS: Record<string, Kind> = {
   '--cluster-sync-timeout': 'seconds',
   '--sm-cluster-strategy-class': 'string',
   '--min-cluster-nodes': 'integer',
+  '--chore-interval': 'seconds',
+  '--mam-retention': 'seconds',
   '--debug': 'list',
   '--log-level': 'string',
   '--log-file': 'string',
@@ -122,6 +124,8 @@ const DEFAULTS = {
   clusterSyncTimeout: 10,            // --cluster-sync-timeout [10 s]
   smClusterStrategyClass: 'broadcast', // --sm-cluster-strategy-class [broadcast]
   minClusterNodes: 1,                // --min-cluster-nodes [1]
+  choreInterval: 3600,               // --chore-interval [3600 s]
+  mamRetention: 0,                   // --mam-retention [0: kept forever]
   logLevel: 'info',                  // --log-level [info]
   logJson: false,                    // --log-json [false]
   logElasticsearchIndex: 'xmpp-server', // --log-elasticsearch-index [xmpp-server]
@@ -296,6 +300,9 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     smClusterStrategyClass: readStrategy(r, cwd),
     components,
     minClusterNodes: r.integer('--min-cluster-nodes', DEFAULTS.minClusterNodes, 1),
+    choreInterval: r.seconds('--chore-interval', DEFAULTS.choreInterval),
+    // 0 keeps archived messages forever.
+    mamRetention: r.string('--mam-retention') === '0' ? 0 : r.seconds('--mam-retention', DEFAULTS.mamRetention),
     debug: readDebug(r),
     logLevel,
     logFile: logFileSetting === undefined ? undefined : path.resolve(cwd, logFileSetting),

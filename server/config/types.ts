@@ -87,6 +87,10 @@ export interface Config {
   smClusterStrategyClass: string;
   components: ComponentConfig[];
   minClusterNodes: number;
+  /** Seconds between runs of the cluster-wide chores (archive expiry, token pruning) [3600]. */
+  choreInterval: number;
+  /** XEP-0313: archived messages older than this many seconds are deleted; 0 keeps them [0]. */
+  mamRetention: number;
   debug: string[];
   logLevel: string;
   logFile?: string;

@@ -10,6 +10,7 @@ import { KnexPubSubStore } from './pubsub-store';
 import { KnexPushStore } from './push-store';
 import { KnexFastTokenStore } from './fast-token-store';
 import { KnexArchiveStore } from './archive-store';
+import { KnexLeaseStore } from './lease-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -34,6 +35,7 @@ export class KnexStorage implements Storage {
   readonly push: KnexPushStore;
   readonly fastTokens: KnexFastTokenStore;
   readonly archive: KnexArchiveStore;
+  readonly leases: KnexLeaseStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -56,6 +58,7 @@ export class KnexStorage implements Storage {
     this.push = new KnexPushStore(knex);
     this.fastTokens = new KnexFastTokenStore(knex);
     this.archive = new KnexArchiveStore(knex);
+    this.leases = new KnexLeaseStore(knex);
   }
 
   migrate(): Promise<void> {

@@ -6,6 +6,7 @@ import * as pubsub from './migrations/004-pubsub';
 import * as push from './migrations/005-push';
 import * as fastTokens from './migrations/006-fast-tokens';
 import * as archive from './migrations/007-archive';
+import * as leases from './migrations/008-leases';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -27,6 +28,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '005-push', migration: push },
   { name: '006-fast-tokens', migration: fastTokens },
   { name: '007-archive', migration: archive },
+  { name: '008-leases', migration: leases },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

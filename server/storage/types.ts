@@ -269,6 +269,16 @@ export interface ArchiveStore {
   removeOlderThan(cutoff: Date, limit: number): Promise<number>;
 }
 
+/** Cluster-wide chores: at most one node holds a lease at a time. */
+export interface LeaseStore {
+  /** Takes or renews `name` for `holder` for `ttlMs`; false while another node holds it. */
+  acquire(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives the lease up (a node stopping), so another takes it at once. */
+  release(name: string, holder: string): Promise<void>;
+  /** The node holding `name` now, if any. */
+  holder(name: string): Promise<string | undefined>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -290,6 +300,8 @@ export interface Storage {
   readonly fastTokens: FastTokenStore;
   /** XEP-0313 message archives. */
   readonly archive: ArchiveStore;
+  /** Leases of cluster-wide chores. */
+  readonly leases: LeaseStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

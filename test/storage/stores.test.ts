@@ -462,6 +462,35 @@ forEachDatabase('FAST tokens', async (t, uri) => {
   });
 });
 
+forEachDatabase('leases of cluster chores', async (t, uri) => {
+  const { leases } = await openTestStorage(t, uri);
+
+  t.test('one holder at a time; it renews; another takes over once it expired or was released', async (t) => {
+    t.equal(await leases.acquire('job', 'node1', 60_000), true);
+    t.equal(await leases.acquire('job', 'node2', 60_000), false, 'held by node1');
+    t.equal(await leases.acquire('job', 'node1', 60_000), true, 'node1 renews');
+    t.equal(await leases.holder('job'), 'node1');
+    t.equal(await leases.acquire('short', 'node1', 1), true);
+    await eventuallyTrue(async () => (await leases.holder('short')) === undefined);
+    t.equal(await leases.acquire('short', 'node2', 60_000), true, 'an expired lease goes to whoever asks');
+    await leases.release('job', 'node1');
+    t.equal(await leases.acquire('job', 'node3', 60_000), true, 'a released lease too');
+  });
+
+  t.test('of many nodes asking at once, exactly one gets it', async (t) => {
+    const got = await Promise.all(Array.from({ length: 8 }, (_, i) => leases.acquire('race', `node${i}`, 60_000)));
+    t.equal(got.filter(Boolean).length, 1);
+  });
+});
+
+async function eventuallyTrue(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 forEachDatabase('key length limits', async (t, uri) => {
   const storage = await openTestStorage(t, uri);
   // The longest JIDs allowed, in 4-byte characters: the worst case for MySQL's 3072-byte keys.
