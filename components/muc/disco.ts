@@ -25,7 +25,7 @@ export function serviceItems(rooms: { jid: string; name: string }[]): Element {
 export function roomInfo(room: Room): Element {
   const query = new Element('query', { xmlns: NS.DISCO_INFO });
   query.c('identity', { category: 'conference', type: 'text', name: room.config.name || room.jid.local });
-  for (const feature of [NS.DISCO_INFO, NS.MUC, NS.MUC_SELF_PING, ...roomFeatures(room.config)]) query.c('feature', { var: feature });
+  for (const feature of [NS.DISCO_INFO, NS.MUC, NS.MUC_SELF_PING, NS.MAM, ...roomFeatures(room.config)]) query.c('feature', { var: feature });
   query.cnode(roomInfoForm(room.config, room.subject?.text ?? '', room.occupants.size));
   return query;
 }

@@ -2,6 +2,7 @@ import { Element } from 'ltx';
 import { StanzaError } from '../../server/errors';
 import { tryParseJID, type JID } from '../../server/jid';
 import { cloneElement } from '../../server/router';
+import { archivable } from '../../server/sm/archive';
 import { NS } from '../../server/xml/ns';
 import { affiliationRank } from './affiliations';
 import { STATUS, removeOccupant, sendFrom } from './broadcast';
@@ -41,7 +42,17 @@ function groupchat(ctx: MucContext, room: Room, stanza: Element, from: JID, send
   const message = new Element('message', { type: 'groupchat' });
   if (stanza.attrs.id) message.attrs.id = stanza.attrs.id;
   if (stanza.attrs['xml:lang']) message.attrs['xml:lang'] = stanza.attrs['xml:lang'];
-  for (const child of stanza.getChildElements()) message.cnode(cloneElement(child));
+  for (const child of stanza.getChildElements()) {
+    // XEP-0359: only the room gives stanza ids in its name.
+    if (child.name === 'stanza-id' && child.attrs.xmlns === NS.SID && child.attrs.by === room.jidString) continue;
+    message.cnode(cloneElement(child));
+  }
+  // XEP-0313: messages with a body go into the room's archive; every occupant gets its id.
+  if (!isSubjectChange && archivable(message, 'room')) {
+    const archived = cloneElement(message);
+    archived.attrs.from = room.nickJid(sender.nick).toString();
+    message.c('stanza-id', { xmlns: NS.SID, by: room.jidString, id: ctx.archive.record(room.jidString, 'in', room.nickJid(sender.nick), archived) });
+  }
   for (const [, session] of room.sessions()) sendFrom(ctx, room, sender.nick, message, session);
 
   if (isSubjectChange) {

@@ -1,4 +1,5 @@
 import type { Element } from 'ltx';
+import type { MessageArchive } from '../../server/sm/archive';
 import type { JID } from '../../server/jid';
 import type { Logger } from '../../server/log';
 import type { Affiliation } from './affiliations';
@@ -13,6 +14,8 @@ export interface MucContext {
   readonly admins: ReadonlySet<string>;
   readonly logger: Logger;
   readonly store: MucStore;
+  /** XEP-0313 room archives (groupchat messages with a body). */
+  readonly archive: MessageArchive;
   /** Sends one stanza; stanzas to one recipient arrive in the order they were sent. */
   send(stanza: Element, from: JID, to: JID): void;
   /** Runs a database write after the room's earlier writes (in order); failures are logged. */

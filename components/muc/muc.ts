@@ -1,4 +1,6 @@
 import { Element } from 'ltx';
+import { MessageArchive } from '../../server/sm/archive';
+import { answerQuery, queryForm } from '../../server/modules/mam';
 import { StanzaError } from '../../server/errors';
 import { tryParseJID, type JID } from '../../server/jid';
 import { STORAGE_LIMITS } from '../../server/storage/limits';
@@ -38,6 +40,18 @@ export function createMuc(ctx: ComponentContext): Component {
 }
 
 /**
+ * XEP-0313 for rooms: outcasts may not read the archive, and a members-only room's archive is for
+ * its members and occupants.
+ */
+function mayReadArchive(room: Room, from: JID): void {
+  const affiliation = room.affiliationOf(from.bareString());
+  if (affiliation === 'outcast') throw new StanzaError('forbidden', 'you are banned from this room');
+  if (room.config.membersOnly && affiliation === 'none' && !room.occupantOfSession(from.toString())) {
+    throw new StanzaError('forbidden', 'this room\'s archive is for its members');
+  }
+}
+
+/**
  * XEP-0045 multi-user chat at muc.<vhost>. Every stanza for a room goes through the room's queue
  * (one at a time, in arrival order). In a cluster, the room's owner node (ComponentCluster.ownerOf)
  * serves it; other nodes forward to it and remember which of their users sit in rooms elsewhere,
@@ -53,6 +67,7 @@ class MucComponent implements Component {
   private readonly remote = new RemoteOccupancy();
   private readonly mc: MucContext;
   private readonly localNode: string;
+  private readonly archive: MessageArchive;
 
   constructor(private readonly ctx: ComponentContext) {
     this.options = readMucOptions(ctx);
@@ -60,7 +75,9 @@ class MucComponent implements Component {
     this.outbox = new Outbox(ctx.router, ctx.logger);
     this.localNode = ctx.cluster?.localNode ?? 'local';
     const { cluster, logger } = ctx;
+    this.archive = new MessageArchive(ctx.storage, logger, 'rooms');
     this.mc = {
+      archive: this.archive,
       options: this.options,
       admins: new Set(ctx.config.admins),
       logger,
@@ -109,7 +126,7 @@ class MucComponent implements Component {
         if (!room.config.persistent) await this.ctx.cluster?.release(room.jidString).catch(() => undefined);
       });
     }
-    await Promise.race([Promise.all([this.outbox.idle(), this.writes.idle()]), new Promise((resolve) => setTimeout(resolve, STOP_DRAIN_MS).unref())]);
+    await Promise.race([Promise.all([this.outbox.idle(), this.writes.idle(), this.archive.flush()]), new Promise((resolve) => setTimeout(resolve, STOP_DRAIN_MS).unref())]);
   }
 
   // ---- rooms ----
@@ -223,6 +240,15 @@ class MucComponent implements Component {
           break;
         case `set ${NS.MUC_OWNER} query`:
           await ownerSet(this.mc, room, payload, from);
+          break;
+        // XEP-0313 §5.1.2: the room's archive, for those who may read the room.
+        case `get ${NS.MAM} query`:
+          mayReadArchive(room, from);
+          reply = queryForm();
+          break;
+        case `set ${NS.MAM} query`:
+          mayReadArchive(room, from);
+          reply = await answerQuery(this.ctx.storage.archive, room.jidString, payload, from.toString(), (message) => this.mc.send(message, to, from));
           break;
         default:
           throw new StanzaError('service-unavailable');

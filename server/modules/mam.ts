@@ -1,8 +1,7 @@
 import { Element, parse as parseXml } from 'ltx';
 import { StanzaError } from '../errors';
 import { tryParseJID } from '../jid';
-import type { Session } from '../sm/session';
-import type { ArchivedMessage, ArchiveFilter, ArchivePrefs } from '../storage/types';
+import type { ArchivedMessage, ArchiveFilter, ArchivePrefs, ArchiveStore } from '../storage/types';
 import { buildDataForm, dataFormIn, readDataForm } from '../xml/data-form';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
@@ -27,44 +26,12 @@ export const mam: ServerModule = ({ router, storage, messages, archive }) => {
 
   router.iq('get', 'account', NS.MAM, 'query', ({ self }) => {
     if (!self) throw new StanzaError('forbidden', 'only the account itself reads its archive');
-    const query = new Element('query', { xmlns: NS.MAM });
-    query.cnode(buildDataForm('form', NS.MAM, [
-      { var: 'with', type: 'jid-single', values: [] },
-      { var: 'start', type: 'text-single', values: [] },
-      { var: 'end', type: 'text-single', values: [] },
-      { var: 'before-id', type: 'text-single', values: [] },
-      { var: 'after-id', type: 'text-single', values: [] },
-      { var: 'ids', type: 'list-multi', values: [] },
-    ]));
-    return query;
+    return queryForm();
   });
 
   router.iq('set', 'account', NS.MAM, 'query', async ({ payload, self, to, session }) => {
     if (!self || !session) throw new StanzaError('forbidden', 'only the account itself reads its archive');
-    const filter = readFilter(payload);
-    const set = payload.getChild('set', NS.RSM);
-    const max = Math.min(readMax(set), MAX_PAGE);
-    const before = set?.getChild('before');
-    const page = {
-      max,
-      after: set?.getChildText('after') || undefined,
-      before: before ? before.getText() || (true as const) : undefined,
-    };
-    const result = await storage.archive.query(to.bareString(), filter, page);
-    if (result === 'item-not-found') throw new StanzaError('item-not-found', 'no message with that id in this archive');
-    const queryid = payload.attrs.queryid as string | undefined;
-    // §4.2: the results come as messages before the IQ result that ends the query.
-    const messagesOut = payload.getChild('flip-page') ? [...result.messages].reverse() : result.messages;
-    for (const message of messagesOut) session.send(resultMessage(session, to.bareString(), queryid, message));
-    const fin = new Element('fin', { xmlns: NS.MAM });
-    if (result.complete) fin.attrs.complete = 'true';
-    const rsm = fin.c('set', { xmlns: NS.RSM });
-    if (messagesOut.length > 0) {
-      rsm.c('first').t(messagesOut[0].stanzaId);
-      rsm.c('last').t(messagesOut[messagesOut.length - 1].stanzaId);
-    }
-    rsm.c('count').t(String(result.count));
-    return fin;
+    return answerQuery(storage.archive, to.bareString(), payload, session.full, (message) => session.send(message));
   });
 
   router.iq('get', 'account', NS.MAM, 'metadata', async ({ self, to }) => {
@@ -97,6 +64,51 @@ export const mam: ServerModule = ({ router, storage, messages, archive }) => {
     return prefsElement(prefs);
   });
 };
+
+/** §4.1.1: the query form a client can fill in. */
+export function queryForm(): Element {
+  const query = new Element('query', { xmlns: NS.MAM });
+  query.cnode(buildDataForm('form', NS.MAM, [
+    { var: 'with', type: 'jid-single', values: [] },
+    { var: 'start', type: 'text-single', values: [] },
+    { var: 'end', type: 'text-single', values: [] },
+    { var: 'before-id', type: 'text-single', values: [] },
+    { var: 'after-id', type: 'text-single', values: [] },
+    { var: 'ids', type: 'list-multi', values: [] },
+  ]));
+  return query;
+}
+
+/**
+ * Runs a query on `archive` (a user's bare JID, or a room's): the results go to `requester` through
+ * `send`, as messages from the archive, before the returned <fin/> (§4.2). For the MAM module and
+ * the MUC component alike.
+ */
+export async function answerQuery(store: ArchiveStore, archive: string, payload: Element, requester: string, send: (message: Element) => void): Promise<Element> {
+  const filter = readFilter(payload);
+  const set = payload.getChild('set', NS.RSM);
+  const max = Math.min(readMax(set), MAX_PAGE);
+  const before = set?.getChild('before');
+  const page = {
+    max,
+    after: set?.getChildText('after') || undefined,
+    before: before ? before.getText() || (true as const) : undefined,
+  };
+  const result = await store.query(archive, filter, page);
+  if (result === 'item-not-found') throw new StanzaError('item-not-found', 'no message with that id in this archive');
+  const queryid = payload.attrs.queryid as string | undefined;
+  const messagesOut = payload.getChild('flip-page') ? [...result.messages].reverse() : result.messages;
+  for (const message of messagesOut) send(resultMessage(requester, archive, queryid, message));
+  const fin = new Element('fin', { xmlns: NS.MAM });
+  if (result.complete) fin.attrs.complete = 'true';
+  const rsm = fin.c('set', { xmlns: NS.RSM });
+  if (messagesOut.length > 0) {
+    rsm.c('first').t(messagesOut[0].stanzaId);
+    rsm.c('last').t(messagesOut[messagesOut.length - 1].stanzaId);
+  }
+  rsm.c('count').t(String(result.count));
+  return fin;
+}
 
 function readMax(set: Element | undefined): number {
   const text = set?.getChildText('max');
@@ -138,8 +150,8 @@ function readFilter(query: Element): ArchiveFilter {
 }
 
 /** §4.2: <message><result queryid id><forwarded><delay stamp/><message …/></forwarded></result></message>. */
-function resultMessage(session: Session, archive: string, queryid: string | undefined, message: ArchivedMessage): Element {
-  const out = new Element('message', { from: archive, to: session.full });
+function resultMessage(requester: string, archive: string, queryid: string | undefined, message: ArchivedMessage): Element {
+  const out = new Element('message', { from: archive, to: requester });
   const result = out.c('result', queryid ? { xmlns: NS.MAM, queryid, id: message.stanzaId } : { xmlns: NS.MAM, id: message.stanzaId });
   const forwarded = result.c('forwarded', { xmlns: NS.FORWARD });
   forwarded.c('delay', { xmlns: NS.DELAY, stamp: message.at.toISOString() });

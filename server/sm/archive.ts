@@ -15,12 +15,14 @@ const QUEUE_LIMIT = 50_000;
 const MAX_ATTEMPTS = 5;
 
 /**
- * XEP-0313 §5.1.1 (and XEP-0334 hints): chat and normal messages with a body (or an end-to-end
- * encrypted payload, or a <store/> hint) are archived; <no-store/> and <no-permanent-store/> are not.
+ * XEP-0313 §5.1.1 (and XEP-0334 hints): chat and normal messages (groupchat in a room's archive)
+ * with a body (or an end-to-end encrypted payload, or a <store/> hint) are archived; <no-store/> and
+ * <no-permanent-store/> are not.
  */
-export function archivable(stanza: Element): boolean {
+export function archivable(stanza: Element, archive: 'user' | 'room' = 'user'): boolean {
   const type = (stanza.attrs.type as string | undefined) ?? 'normal';
-  if (type !== 'chat' && type !== 'normal') return false;
+  // A user's archive keeps one-to-one messages; a room's, what is said in the room.
+  if (archive === 'room' ? type !== 'groupchat' : type !== 'chat' && type !== 'normal') return false;
   if (stanza.getChild('no-store', NS.HINTS) || stanza.getChild('no-permanent-store', NS.HINTS)) return false;
   return !!stanza.getChild('body') || !!stanza.getChild('store', NS.HINTS) || !!stanza.getChild('encrypted', NS.OMEMO);
 }
@@ -37,7 +39,12 @@ export class MessageArchive {
   private writing?: Promise<void>;
   readonly counters = { archived: 0, dropped: 0, skipped: 0 };
 
-  constructor(private readonly storage: Storage, private readonly logger: Logger) {}
+  constructor(
+    private readonly storage: Storage,
+    private readonly logger: Logger,
+    /** 'accounts': owners are users (checked to exist, with preferences); 'rooms': MUC rooms. */
+    private readonly owners: 'accounts' | 'rooms' = 'accounts',
+  ) {}
 
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
@@ -109,6 +116,7 @@ export class MessageArchive {
 
   /** The rows whose owner exists and whose preferences keep them. */
   private async wanted(batch: ArchiveRow[]): Promise<ArchiveRow[]> {
+    if (this.owners === 'rooms') return batch;
     const owners = [...new Set(batch.map((row) => row.user))];
     const existing = new Set((await this.storage.knex('users').whereIn('jid', owners).select('jid')).map((r: { jid: string }) => r.jid));
     const prefs = await this.storage.archive.prefsOf(owners.filter((o) => existing.has(o)));
