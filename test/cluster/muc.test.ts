@@ -17,6 +17,7 @@ import {
   say,
   statusCodes,
 } from '../helpers/muc';
+import { query } from '../helpers/mam';
 import { collect, nextStanza, xml, type XmppClient } from '../helpers/server';
 
 const ROOM = 'plaza@muc.localhost';
@@ -116,6 +117,18 @@ for (const strategy of ['broadcast', 'online-users-caching']) {
       await say(clients[a], ROOM, 'after the storm');
       await heard;
       t.pass('the room works for the survivors');
+      // XEP-0313: the room's archive is in the shared database: nothing of it died with the node.
+      const reader = clients[survivors[0]];
+      await eventually('the new owner archived the new message', async () => (await query(reader, { to: ROOM })).count === 21, 20_000);
+      const pages: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await query(reader, { to: ROOM, rsm: [xml('max', {}, '7'), ...(after ? [xml('after', {}, after)] : [])] });
+        pages.push(...page.messages.map((m) => m.body ?? ''));
+        after = page.last;
+        if (page.complete) break;
+      }
+      t.same(pages, [...liveOrder, 'after the storm'], 'the archive pages through everything, in the order it was seen, from the new owner');
     });
 
     await t.test('the killed node restarts: it rejoins and does not take the room back', async (t) => {
