@@ -4,6 +4,8 @@ import type { JID } from '../server/jid';
 import type { Logger } from '../server/log';
 import type { Router } from '../server/router';
 import type { Storage } from '../server/storage/types';
+import type { HttpHandler } from '../server/http/http-listener';
+import type { Chore } from '../server/chores';
 
 /**
  * A component (MUC, PubSub) serves a subdomain of every virtual host (`<name>.<vhost>`): the
@@ -20,6 +22,8 @@ export interface Component {
   handle(stanza: Element, from: JID, to: JID, forwardedBy?: string): Promise<void>;
   start?(): Promise<void>;
   stop?(): Promise<void>;
+  /** Requests on the node's web ports (BOSH, WebSocket, HTTP) that are the component's (e.g. file uploads). */
+  readonly http?: HttpHandler;
 }
 
 export interface ComponentContext {
@@ -36,6 +40,8 @@ export interface ComponentContext {
   readonly router: Router;
   /** Present when the node runs in a cluster. */
   readonly cluster?: ComponentCluster;
+  /** Cluster-wide chores (one node runs each at a time), e.g. expiring old files. */
+  readonly chores?: { add(chore: Chore): void };
 }
 
 /** What a clustered component may use: owners for its items, forwarding, and node events. */

@@ -1,6 +1,7 @@
 import type { ComponentFactory } from './component';
 import { createMuc } from './muc/muc';
 import { createPubSub } from './pubsub';
+import { createUpload } from './upload';
 
 /**
  * The component kinds --comp-class-N can name (after the config loader has mapped Tigase's class
@@ -9,4 +10,5 @@ import { createPubSub } from './pubsub';
 export const COMPONENTS: Readonly<Record<string, ComponentFactory>> = {
   muc: createMuc,
   pubsub: createPubSub,
+  upload: createUpload,
 };

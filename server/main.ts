@@ -143,6 +143,8 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 
+  // Housekeeping that must run once per cluster: the node holding a chore's lease runs it.
+  const chores = new Chores(storage.leases, config.clusterHostname, () => config.choreInterval, logger.category('db'));
   // Components (MUC, PubSub) at <name>.<vhost>; in a cluster each item has one owner node.
   const ownership = cluster ? new Ownership(storage.knex, cluster, logger.category('cluster')) : undefined;
   const components: Component[] = [];
@@ -161,6 +163,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       storage,
       router,
       cluster: cluster && ownership ? componentCluster(spec.name, cluster, ownership, deliver) : undefined,
+      chores,
     });
     for (const domain of domains) router.addDomain(domain, (stanza, from, to) => deliver(stanza, from, to));
     components.push(component);
@@ -229,8 +232,6 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
 
   // XEP-0484 tokens live in the shared database: any node checks a token another node issued.
   const fastTokens = new FastTokens(storage.fastTokens, () => config.limits.fastTokenLifetime);
-  // Housekeeping that must run once per cluster: the node holding a chore's lease runs it.
-  const chores = new Chores(storage.leases, config.clusterHostname, () => config.choreInterval, logger.category('db'));
   chores.add({ name: 'fast-token-expiry', run: async () => void (await fastTokens.prune()) });
   chores.add({
     name: 'mam-expiry',
@@ -319,6 +320,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     clusterNodes: () => 1 + (cluster?.connectedNodes().length ?? 0),
     clusterStatus: cluster && clusterSessions ? () => clusterStatus(cluster, clusterSessions) : undefined,
     onTransport: (transport) => new C2SStream(transport, c2sContext),
+    handlers: components.flatMap((component) => (component.http ? [component.http] : [])),
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
   const allPorts = { ...ports, ...web.ports };

@@ -157,7 +157,8 @@ const STRATEGY_ALIASES: Record<string, string> = {
   'tigase.server.cluster.strategy.OnlineUsersCachingStrategy': 'online-users-caching',
 };
 
-const COMPONENT_ALIASES: Record<string, 'muc' | 'pubsub'> = {
+const COMPONENT_ALIASES: Record<string, 'muc' | 'pubsub' | 'upload'> = {
+  upload: 'upload',
   muc: 'muc',
   'tigase.muc.MUCComponent': 'muc',
   'tigase.muc.cluster.MUCComponentClustered': 'muc',
@@ -719,10 +720,10 @@ function readComponents(r: Reader): ComponentConfig[] {
     const { nameKey, classKey } = byIndex.get(index)!;
     const className = classKey === undefined ? undefined : r.string(classKey);
     if (className === undefined) {
-      r.fail(nameKey ?? `--comp-class-${index}`, `has no --comp-class-${index} (muc or pubsub)`);
+      r.fail(nameKey ?? `--comp-class-${index}`, `has no --comp-class-${index} (muc, pubsub or upload)`);
     }
     const kind = COMPONENT_ALIASES[className];
-    if (kind === undefined) r.fail(classKey!, `unknown component class "${className}" (muc, pubsub or their Tigase class names)`);
+    if (kind === undefined) r.fail(classKey!, `unknown component class "${className}" (muc, pubsub, upload or their Tigase class names)`);
     const name = (nameKey === undefined ? undefined : r.string(nameKey)?.toLowerCase()) ?? kind;
     if (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) {
       r.fail(nameKey!, `"${name}" is not a valid subdomain label (it is served at ${name}.<vhost>)`);

@@ -28,6 +28,8 @@ export interface WebListenersOptions {
   clusterStatus?: () => Record<string, unknown>;
   /** Builds the stream state machine for a new WebSocket connection or BOSH session. */
   onTransport: (transport: Transport) => TransportListener;
+  /** Components' handlers (XEP-0363 uploads), on every web port. */
+  handlers?: HttpHandler[];
 }
 
 export interface WebListeners {
@@ -90,6 +92,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
   for (const port of config.boshPorts) add(port, boshEndpoint);
   for (const port of config.wsPorts) add(port, websocket);
   for (const port of byPort.keys()) add(port, hostMeta);
+  for (const handler of opts.handlers ?? []) for (const port of byPort.keys()) add(port, handler);
 
   const requestInfo = new RequestInfoReader(config.trustedProxies);
   const listeners: HttpListener[] = [];

@@ -11,6 +11,7 @@ import { KnexPushStore } from './push-store';
 import { KnexFastTokenStore } from './fast-token-store';
 import { KnexArchiveStore } from './archive-store';
 import { KnexLeaseStore } from './lease-store';
+import { KnexUploadStore } from './upload-store';
 import { KnexRosterStore } from './roster-store';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -36,6 +37,7 @@ export class KnexStorage implements Storage {
   readonly fastTokens: KnexFastTokenStore;
   readonly archive: KnexArchiveStore;
   readonly leases: KnexLeaseStore;
+  readonly uploads: KnexUploadStore;
   /** Migrations of this instance run one after another; other processes are kept out by the lock. */
   private migrating: Promise<void> = Promise.resolve();
 
@@ -59,6 +61,7 @@ export class KnexStorage implements Storage {
     this.fastTokens = new KnexFastTokenStore(knex);
     this.archive = new KnexArchiveStore(knex);
     this.leases = new KnexLeaseStore(knex);
+    this.uploads = new KnexUploadStore(knex);
   }
 
   migrate(): Promise<void> {

@@ -7,6 +7,7 @@ import * as push from './migrations/005-push';
 import * as fastTokens from './migrations/006-fast-tokens';
 import * as archive from './migrations/007-archive';
 import * as leases from './migrations/008-leases';
+import * as uploads from './migrations/009-uploads';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -29,6 +30,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '006-fast-tokens', migration: fastTokens },
   { name: '007-archive', migration: archive },
   { name: '008-leases', migration: leases },
+  { name: '009-uploads', migration: uploads },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

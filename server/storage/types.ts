@@ -279,6 +279,33 @@ export interface LeaseStore {
   holder(name: string): Promise<string | undefined>;
 }
 
+/** XEP-0363: an upload slot, and once PUT, its file. */
+export interface UploadSlot {
+  /** Random; the secret part of the file's URL. */
+  id: string;
+  user: string;
+  filename: string;
+  size: number;
+  contentType: string;
+  createdAt: Date;
+  uploadedAt?: Date;
+}
+
+export interface UploadStore {
+  createSlot(slot: Omit<UploadSlot, 'uploadedAt'>): Promise<void>;
+  slot(id: string): Promise<UploadSlot | undefined>;
+  /** Stores the file of a slot not yet used; false when it was used already. */
+  store(id: string, data: Buffer): Promise<boolean>;
+  /** The file's bytes, in order. */
+  chunks(id: string): AsyncGenerator<Buffer>;
+  /** Bytes of a user's slots (used or reserved), for quotas. */
+  usage(user: string): Promise<number>;
+  /** Deletes up to `limit` slots (and their files) created before `cutoff`; how many went. */
+  removeOlderThan(cutoff: Date, limit: number): Promise<number>;
+  /** Deletes slots never used, created before `before`. */
+  removeUnused(before: Date): Promise<number>;
+}
+
 export interface Storage {
   readonly kind: 'sqlite' | 'mysql';
   readonly knex: Knex;
@@ -302,6 +329,8 @@ export interface Storage {
   readonly archive: ArchiveStore;
   /** Leases of cluster-wide chores. */
   readonly leases: LeaseStore;
+  /** XEP-0363 uploads. */
+  readonly uploads: UploadStore;
   /** Runs pending migrations (also run by openStorage unless told not to). */
   migrate(): Promise<void>;
   /** True when the database answers. */

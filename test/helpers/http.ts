@@ -5,6 +5,8 @@ export interface HttpReply {
   status: number;
   headers: http.IncomingHttpHeaders;
   text: string;
+  /** The body as received. */
+  bytes: Buffer;
 }
 
 const agents = {
@@ -21,7 +23,10 @@ export function httpRequest(url: string, opts: { method?: string; body?: string 
     const req = send(target, { method: opts.method ?? 'GET', headers: opts.headers, agent: secure ? agents.https : agents.http }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => {
+        const bytes = Buffer.concat(chunks);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: bytes.toString('utf8'), bytes });
+      });
       res.on('error', reject);
     });
     req.on('error', reject);

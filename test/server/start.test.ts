@@ -49,7 +49,7 @@ t.test('the shipped etc/init.properties starts a node that serves localhost with
   t.equal(pong.attrs.type, 'result');
   const items = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' })));
   const services = items.getChild('query')!.getChildren('item').map((i: { attrs: { jid: string } }) => i.attrs.jid).sort();
-  t.same(services, ['muc.localhost', 'pubsub.localhost'], 'group chat and publish-subscribe are on by default');
+  t.same(services, ['muc.localhost', 'pubsub.localhost', 'upload.localhost'], 'group chat, publish-subscribe and file upload are on by default');
   await alice.stop();
 
   node.kill('SIGTERM');

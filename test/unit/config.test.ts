@@ -82,7 +82,7 @@ t.test('the shipped etc/init.properties loads, matches the defaults and turns on
   const defaults = loadConfig([], { cwd: repo, env: {}, hostname: 'node-a' });
   const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined, components: undefined });
   t.same(comparable(shipped), comparable(defaults));
-  t.same(shipped.components.map((c) => [c.name, c.kind]), [['muc', 'muc'], ['pubsub', 'pubsub']]);
+  t.same(shipped.components.map((c) => [c.name, c.kind]), [['muc', 'muc'], ['pubsub', 'pubsub'], ['upload', 'upload']]);
   t.equal(shipped.configFile, path.join(repo, 'etc/init.properties'));
   t.same(shipped.warnings, []);
 });
@@ -347,9 +347,9 @@ t.test('components: Tigase class names are aliases, names default to the kind, o
 });
 
 t.test('component errors: name without class, unknown class, duplicate or bad name', async (t) => {
-  t.equal(loadError(t, '--comp-name-1 = muc'), 'etc/init.properties:1: --comp-name-1: has no --comp-class-1 (muc or pubsub)');
+  t.equal(loadError(t, '--comp-name-1 = muc'), 'etc/init.properties:1: --comp-name-1: has no --comp-class-1 (muc, pubsub or upload)');
   t.equal(loadError(t, '--comp-class-1 = tigase.server.xmppsession.SessionManager'),
-    'etc/init.properties:1: --comp-class-1: unknown component class "tigase.server.xmppsession.SessionManager" (muc, pubsub or their Tigase class names)');
+    'etc/init.properties:1: --comp-class-1: unknown component class "tigase.server.xmppsession.SessionManager" (muc, pubsub, upload or their Tigase class names)');
   t.match(loadError(t, '--comp-class-1 = muc\n--comp-class-2 = muc'), /^etc\/init\.properties:2: --comp-class-2: component name "muc" is already used by --comp-name-1/);
   t.match(loadError(t, '--comp-name-1 = my_rooms\n--comp-class-1 = muc'), /--comp-name-1: "my_rooms" is not a valid subdomain label/);
 });
