@@ -8,6 +8,7 @@ import type { SessionManager } from '../sm/session-manager';
 import type { Storage } from '../storage/types';
 import type { RemoteDelivery } from '../sm/remote-delivery';
 import type { Element } from 'ltx';
+import type { JID } from '../jid';
 import type { PushNotifier } from './push';
 import type { MessageArchive } from '../sm/archive';
 
@@ -29,6 +30,8 @@ export interface ModuleContext {
   pushNotifier?: PushNotifier;
   /** Set by the blocking module: what this node does when a peer reports a changed block list. */
   blocklistChangedHere?: (user: string, command: Element) => void;
+  /** Set by the PEP module: XEP-0048 bookmarks stored in private XML are published as XEP-0402 ones. */
+  bookmarksFromPrivate?: (account: JID, stored: Element) => Promise<void>;
   /** Set by the PEP module: delivers a peer's PEP notification to this node's interested resources. */
   notifyInterestedHere?: (stanza: Element, users: string[], feature: string) => void;
 }

@@ -5,7 +5,8 @@ import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
 /** XEP-0049 private XML storage: one element per namespace, readable and writable by its owner only. */
-export const privateStorage: ServerModule = ({ router, storage }) => {
+export const privateStorage: ServerModule = (ctx) => {
+  const { router, storage } = ctx;
   router.iq('get', 'account', NS.PRIVATE, 'query', async ({ payload, self, to }) => {
     if (!self) throw new StanzaError('forbidden');
     const wanted = payload.getChildElements();
@@ -25,6 +26,8 @@ export const privateStorage: ServerModule = ({ router, storage }) => {
     for (const element of elements) {
       element.parent = null;
       await storage.privateXml.set(to.bareString(), element.attrs.xmlns, element.toString());
+      // XEP-0402 §5: XEP-0048 bookmarks become PEP bookmarks too, for newer clients and other devices.
+      if (element.attrs.xmlns === 'storage:bookmarks') await ctx.bookmarksFromPrivate?.(to, element);
     }
     return null;
   });
