@@ -78,6 +78,8 @@ export interface XmppNode {
    * login attempt and stanza), and the TLS certificate (for new connections). Returns what changed.
    */
   reload(next: Config): Promise<string[]>;
+  /** Marks the node draining: readiness turns 503 (balancers send new clients elsewhere); it keeps serving. */
+  drain(): void;
   stop(): Promise<void>;
 }
 
@@ -321,12 +323,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     clusterStatus: cluster && clusterSessions ? () => clusterStatus(cluster, clusterSessions) : undefined,
     onTransport: (transport) => new C2SStream(transport, c2sContext),
     handlers: components.flatMap((component) => (component.http ? [component.http] : [])),
+    draining: () => draining,
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
   const allPorts = { ...ports, ...web.ports };
   logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 
   let stopped = false;
+  let draining = false;
   return {
     config,
     logger,
@@ -336,6 +340,9 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     ports: allPorts,
     metrics,
     streamManagement,
+    drain() {
+      draining = true;
+    },
     async reload(next) {
       const changed: string[] = [];
       for (const [key, value] of Object.entries(next.limits) as [keyof Config['limits'], number][]) {
@@ -367,8 +374,11 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       // Sessions waiting to be resumed end now: what they hold goes to offline storage.
       streamManagement.endHibernating();
       const webClosed = web.close();
-      // Give unavailable broadcasts and offline writes a moment to finish before the database closes.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The sessions' ends (unavailable presence, unacknowledged stanzas to offline storage) run
+      // now; their offline writes finish before the database closes (bounded by --offline-write-timeout).
+      await new Promise((resolve) => setImmediate(resolve));
+      const deadline = Date.now() + config.limits.offlineWriteTimeout * 1000;
+      while (offlineWriter.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       await webClosed;
       for (const component of components) await component.stop?.();
       await cluster?.stop();
@@ -443,7 +453,10 @@ async function main(): Promise<void> {
   const logger = createLogger(config);
   for (const warning of config.warnings ?? []) logger.warn(warning);
   const node = await startNode(config, logger);
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     logger.info('shutting down', { signal });
     node.stop().then(
       () => process.exit(0),
@@ -454,7 +467,20 @@ async function main(): Promise<void> {
     );
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // SIGTERM drains first: --drain-grace seconds during which readiness is 503 (balancers stop
+  // sending new clients) while everything keeps working; then the node stops. A second SIGTERM
+  // stops it at once.
+  let drainTimer: NodeJS.Timeout | undefined;
+  process.on('SIGTERM', () => {
+    if (drainTimer || config.drainGrace === 0) {
+      clearTimeout(drainTimer);
+      shutdown('SIGTERM');
+      return;
+    }
+    node.drain();
+    logger.info('draining before stopping', { graceSeconds: config.drainGrace });
+    drainTimer = setTimeout(() => shutdown('SIGTERM'), config.drainGrace * 1000);
+  });
   // SIGHUP: reopen the log file (after rotation) and apply what can change live. A configuration
   // with errors is refused and the running one kept.
   process.on('SIGHUP', () => {

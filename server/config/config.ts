@@ -67,6 +67,7 @@ const KEYS: Record<string, Kind> = {
   '--sm-cluster-strategy-class': 'string',
   '--min-cluster-nodes': 'integer',
   '--chore-interval': 'seconds',
+  '--drain-grace': 'seconds',
   '--mam-retention': 'seconds',
   '--debug': 'list',
   '--log-level': 'string',
@@ -125,6 +126,7 @@ const DEFAULTS = {
   smClusterStrategyClass: 'broadcast', // --sm-cluster-strategy-class [broadcast]
   minClusterNodes: 1,                // --min-cluster-nodes [1]
   choreInterval: 3600,               // --chore-interval [3600 s]
+  drainGrace: 0,                     // --drain-grace [0 s: stop at once]
   mamRetention: 0,                   // --mam-retention [0: kept forever]
   logLevel: 'info',                  // --log-level [info]
   logJson: false,                    // --log-json [false]
@@ -302,6 +304,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     components,
     minClusterNodes: r.integer('--min-cluster-nodes', DEFAULTS.minClusterNodes, 1),
     choreInterval: r.seconds('--chore-interval', DEFAULTS.choreInterval),
+    drainGrace: r.string('--drain-grace') === '0' ? 0 : r.seconds('--drain-grace', DEFAULTS.drainGrace),
     // 0 keeps archived messages forever.
     mamRetention: r.string('--mam-retention') === '0' ? 0 : r.seconds('--mam-retention', DEFAULTS.mamRetention),
     debug: readDebug(r),

@@ -87,6 +87,8 @@ export interface Config {
   smClusterStrategyClass: string;
   components: ComponentConfig[];
   minClusterNodes: number;
+  /** SIGTERM: seconds the node reports not ready (draining) before it stops; 0 stops at once [0]. */
+  drainGrace: number;
   /** Seconds between runs of the cluster-wide chores (archive expiry, token pruning) [3600]. */
   choreInterval: number;
   /** XEP-0313: archived messages older than this many seconds are deleted; 0 keeps them [0]. */

@@ -23,6 +23,8 @@ export interface EndpointsOptions {
   clusterStatus?: () => Record<string, unknown>;
   /** False once the node has begun to stop. */
   serving: () => boolean;
+  /** True while the node drains before it stops (SIGTERM and --drain-grace). */
+  draining?: () => boolean;
   logger: Logger;
 }
 
@@ -80,6 +82,7 @@ export class Endpoints implements HttpHandler {
     const database = await this.opts.storage.ping();
     const problems: string[] = [];
     if (!this.opts.serving()) problems.push('the node is stopping');
+    else if (this.opts.draining?.()) problems.push('the node is draining: it stops soon, new clients should go elsewhere');
     if (!database) problems.push('the database does not answer');
     if (!this.formed) problems.push(`the cluster is forming: ${clusterNodes} of ${minClusterNodes} nodes connected`);
     const body = problems.length === 0

@@ -30,6 +30,8 @@ export interface WebListenersOptions {
   onTransport: (transport: Transport) => TransportListener;
   /** Components' handlers (XEP-0363 uploads), on every web port. */
   handlers?: HttpHandler[];
+  /** True while the node drains before stopping (SIGTERM): readiness answers 503. */
+  draining?: () => boolean;
 }
 
 export interface WebListeners {
@@ -78,6 +80,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     clusterNodes: opts.clusterNodes,
     clusterStatus: opts.clusterStatus,
     serving: () => serving,
+    draining: opts.draining,
     logger: log,
   });
   const hostMeta = new HostMeta({ wsPort: config.wsPorts[0], boshPort: config.boshPorts[0] });

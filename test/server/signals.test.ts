@@ -5,7 +5,7 @@ import os from 'node:os';
 import tls from 'node:tls';
 import path from 'node:path';
 import t from 'tap';
-import { eventually } from '../helpers/cluster';
+import { eventually, httpGet } from '../helpers/cluster';
 import { freePort, RawConnection, STREAM_OPEN } from '../helpers/server';
 import { loadOrCreateCertificate } from '../../server/tls';
 
@@ -14,6 +14,40 @@ const MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
 const WAIT_MS = 20_000;
 
 const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+
+// A balancer's view of a node told to stop: SIGTERM with --drain-grace makes it not ready first
+// (new clients go elsewhere) while it keeps serving, then it stops and exits 0.
+t.test('SIGTERM with --drain-grace: not ready at once, serving meanwhile, then a clean exit', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-drain-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const [c2s, http] = [await freePort(), await freePort()];
+  const node = spawn(process.execPath, [
+    MAIN, '--virt-hosts=localhost', `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
+    '--bind-address=127.0.0.1', `--data-dir=${path.join(dir, 'var')}`, '--tls-required=false', '--drain-grace=3',
+  ], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  node.stdout.on('data', (d) => (output += d));
+  node.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => node.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (node.exitCode === null && node.signalCode === null) node.kill('SIGKILL');
+  });
+  await eventually('started', () => /node started/.test(output), WAIT_MS);
+  t.equal((await httpGet(http, '/health/ready')).status, 200);
+  node.kill('SIGTERM');
+  await eventually('draining', () => /draining before stopping/.test(output), WAIT_MS);
+  const ready = await httpGet(http, '/health/ready');
+  t.equal(ready.status, 503, 'not ready while draining');
+  t.match(ready.body, /draining/);
+  t.equal((await httpGet(http, '/health/live')).status, 200, 'but alive');
+  const conn = await RawConnection.connect(c2s);
+  conn.write(STREAM_OPEN);
+  await conn.waitFor(/<\/stream:features>/, WAIT_MS);
+  t.pass('and still serving clients');
+  t.equal(await exited, 0, 'then it stops cleanly');
+  t.match(output, /node stopped/);
+  conn.destroy();
+});
 
 // An operator's node: a config file, a log file that logrotate moves away, and SIGHUP to reload.
 t.test('SIGHUP reopens the log file and applies the changed configuration; SIGTERM stops cleanly', async (t) => {
