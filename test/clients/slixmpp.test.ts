@@ -1,10 +1,14 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { eventually } from '../helpers/cluster';
 import { parseJID } from '../../server/jid';
-import { PASSWORD, startTestServer, xml } from '../helpers/server';
+import { freePort, PASSWORD, startTestServer, xml } from '../helpers/server';
+import { httpRequest } from '../helpers/http';
+import { MUC_ARGS } from '../helpers/muc';
+import { items } from '../helpers/pubsub';
 
 // Debian's python3-slixmpp, run with its default settings (it picks SCRAM-SHA-*-PLUS with
 // tls-unique channel binding, also on TLS 1.3), must log in over STARTTLS and direct TLS.
@@ -67,6 +71,35 @@ if (!slixmppAvailable()) {
     const bodies = (what: string) => run.lines.filter((l) => l.startsWith(`${what} `)).map((l) => l.slice(what.length + 1));
     t.same(bodies('FORWARD'), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'], 'pages of 3, oldest first');
     t.same(bodies('REVERSE'), ['m7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1'], 'and newest first');
+  });
+
+  t.test('slixmpp uploads a file (xep_0363) and stores bookmarks (xep_0048) that XEP-0402 clients see', async (t) => {
+    // aiohttp, which slixmpp uploads with, checks certificates against the system's store: the files
+    // are served over plain HTTP on the BOSH port, as behind a TLS-terminating proxy (--upload-url).
+    const bosh = await freePort();
+    const server = await startTestServer(t, { args: [...MUC_ARGS, '--comp-name-2=upload', '--comp-class-2=upload', `--bosh-ports=${bosh}`, `--upload-url=http://127.0.0.1:${bosh}/upload`] });
+    const jid = await server.addUser('slifiles');
+    const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
+    const file = path.join(server.node.config.dataDir, 'notes.txt');
+    const content = `notes ${Date.now()}\n`.repeat(100);
+    writeFileSync(file, content);
+    const run = await new Promise<Run>((resolve) => {
+      execFile(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_files.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, file, 'lounge@muc.localhost'], { timeout: 120_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? 1 : 0, lines: stdout.split('\n').filter(Boolean), stderr });
+      });
+    });
+    t.equal(run.code, 0, `${run.lines.join('\n')}\n${run.stderr.slice(-2000)}`);
+    const url = run.lines.find((l) => l.startsWith('URL '))?.slice(4) ?? '';
+    t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/upload\/[A-Za-z0-9_-]+\/notes\.txt$/);
+    const got = await httpRequest(url);
+    t.equal(got.text, content, 'the uploaded file, byte for byte');
+    t.equal(got.headers['content-type'], 'text/plain');
+    // The XEP-0048 bookmark is a XEP-0402 one too (#compat): what a newer client of the account reads.
+    const other = await server.login('slifiles', { resource: 'modern' });
+    const pep = await items(other, jid, 'urn:xmpp:bookmarks:1');
+    t.same(pep.map((i) => i.attrs.id), ['lounge@muc.localhost']);
+    t.equal(pep[0].getChild('conference')!.attrs.autojoin, 'true');
+    t.equal(pep[0].getChild('conference')!.getChildText('nick'), 'sli');
   });
 
   t.test('slixmpp with its XEP-0198 and XEP-0352 plugins resumes after losing its connection, and misses nothing', async (t) => {
