@@ -458,11 +458,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
+    // The last lines reach the log file (and Elasticsearch) before the process ends.
+    const exit = (code: number) => logger.close().finally(() => process.exit(code));
     node.stop().then(
-      () => process.exit(0),
+      () => exit(0),
       (err) => {
         logger.error('shutdown failed', { err: String(err) });
-        process.exit(1);
+        return exit(1);
       },
     );
   };
