@@ -7,11 +7,11 @@ import { NS } from '../xml/ns';
 
 /** XEP-0402 PEP native bookmarks: one item per room, its id the room's JID. */
 export const BOOKMARKS = 'urn:xmpp:bookmarks:1';
-/** XEP-0048 bookmarks, as older clients keep them in private XML storage (XEP-0049). */
-const LEGACY = 'storage:bookmarks';
+/** XEP-0048 bookmarks, as older clients keep them: in private XML storage (XEP-0049), or as the one item of this PEP node (XEP-0223). */
+export const LEGACY = 'storage:bookmarks';
 
-/** Runs a pubsub request on the account's own PEP service, as the account (notifications included). */
-export type PepRequest = (account: JID, type: 'get' | 'set', payload: Element) => Promise<Element | null>;
+/** Runs a pubsub request on the account's own PEP service, as the account (notifications included), in `node`'s turn. */
+export type PepRequest = (account: JID, type: 'get' | 'set', payload: Element, node?: string) => Promise<Element | null>;
 
 /**
  * XEP-0402 §5 compatibility (`urn:xmpp:bookmarks:1#compat`): what a client keeps in XEP-0048
@@ -59,6 +59,14 @@ export class BookmarksCompat {
     }
   }
 
+  /** XEP-0048 in PEP → XEP-0402 and private storage, after the account published its storage:bookmarks item. */
+  async fromLegacyPep(account: JID): Promise<void> {
+    const legacy = await this.legacyPepItem(account);
+    if (!legacy) return;
+    await this.fromPrivate(account, legacy);
+    await this.toPrivate(account);
+  }
+
   /** XEP-0402 → XEP-0048, after a publish or retract on the account's bookmarks node. */
   async toPrivate(account: JID): Promise<void> {
     const user = account.bareString();
@@ -74,6 +82,29 @@ export class BookmarksCompat {
     }
     if (before) for (const url of (parseXml(before) as Element).getChildren('url')) stored.cnode(url);
     await this.storage.privateXml.set(user, LEGACY, stored.toString());
+    // #compat-pep: a client that keeps XEP-0048 bookmarks in PEP finds them there too (if it ever did).
+    if ((await this.legacyPepItem(account)) !== undefined) {
+      const pubsub = new Element('pubsub', { xmlns: NS.PUBSUB });
+      pubsub.c('publish', { node: LEGACY }).c('item', { id: 'current' }).cnode(stored);
+      pubsub.c('publish-options').cnode(buildDataForm('submit', 'http://jabber.org/protocol/pubsub#publish-options', [
+        { var: 'pubsub#persist_items', values: ['true'] },
+        { var: 'pubsub#access_model', values: ['whitelist'] },
+      ]));
+      await this.pep(account, 'set', pubsub);
+    }
+  }
+
+  /** The <storage/> of the account's XEP-0048 PEP node, undefined when there is no such node. */
+  private async legacyPepItem(account: JID): Promise<Element | undefined> {
+    const pubsub = new Element('pubsub', { xmlns: NS.PUBSUB });
+    pubsub.c('items', { node: LEGACY });
+    try {
+      const reply = await this.pep(account, 'get', pubsub, LEGACY);
+      return reply?.getChild('items')?.getChildren('item').at(-1)?.getChild('storage', LEGACY) ?? new Element('storage', { xmlns: LEGACY });
+    } catch (err) {
+      if (err instanceof StanzaError && err.condition === 'item-not-found') return undefined;
+      throw err;
+    }
   }
 
   /** The account's XEP-0402 bookmarks: room JID → <conference/>. */

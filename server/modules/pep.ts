@@ -8,7 +8,7 @@ import { PepDelivery } from '../sm/pep-delivery';
 import { ServerRequests } from '../sm/server-requests';
 import type { Session } from '../sm/session';
 import type { JID } from '../jid';
-import { BOOKMARKS, BookmarksCompat } from './bookmarks';
+import { BOOKMARKS, BookmarksCompat, LEGACY as LEGACY_BOOKMARKS } from './bookmarks';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
@@ -81,17 +81,20 @@ export const pep: ServerModule = (ctx) => {
         // A node's requests run one after another on this cluster node, so its items keep their order.
         const node = requestedNode(payload);
         const reply = await (node === undefined ? run() : service.serialise(scope.service, node, run));
-        // XEP-0402 §5: the account's bookmarks changed: its XEP-0048 private copy follows.
-        if (node === BOOKMARKS && type === 'set' && from.bareString() === to.bareString()) await bookmarks.toPrivate(to);
+        // XEP-0402 §5: the account's bookmarks changed: its XEP-0048 copies follow (and the other way).
+        if (type === 'set' && from.bareString() === to.bareString()) {
+          if (node === BOOKMARKS) await bookmarks.toPrivate(to);
+          else if (node === LEGACY_BOOKMARKS && payload.getChild('publish')) await bookmarks.fromLegacyPep(to);
+        }
         return reply;
       });
     }
   }
 
   // XEP-0402 §5 (#compat): XEP-0048 private storage and the PEP bookmarks node are kept as one.
-  const asAccount = async (account: JID, type: 'get' | 'set', payload: Element): Promise<Element | null> => {
+  const asAccount = async (account: JID, type: 'get' | 'set', payload: Element, node = BOOKMARKS): Promise<Element | null> => {
     const scope: RequestScope = { service: account.bareString(), actor: account, after: [] };
-    return service.serialise(scope.service, BOOKMARKS, async () => {
+    return service.serialise(scope.service, node, async () => {
       const reply = await handlePubSubRequest(service, scope, type, payload);
       await deliverAfter(scope);
       return reply;
@@ -99,6 +102,7 @@ export const pep: ServerModule = (ctx) => {
   };
   const bookmarks = new BookmarksCompat(storage, asAccount);
   router.feature('account', `${BOOKMARKS}#compat`);
+  router.feature('account', `${BOOKMARKS}#compat-pep`);
   ctx.bookmarksFromPrivate = (account, stored) => bookmarks.fromPrivate(account, stored);
 
   // Peers ask this node to deliver to its own interested resources.

@@ -62,6 +62,20 @@ forEachDatabase('XEP-0402 bookmarks and their XEP-0048 private copy are kept as 
     t.same(stored.getChildren('conference').map((c: Element) => c.attrs.jid).sort(), ['juice@muc.localhost', 'tea@muc.localhost']);
   });
 
+  await t.test('#compat-pep: XEP-0048 bookmarks kept in PEP (XEP-0223) are kept in step as well', async (t) => {
+    const legacyOptions = { 'pubsub#persist_items': 'true', 'pubsub#access_model': 'whitelist' };
+    await publish(old, undefined, LEGACY, xml('storage', { xmlns: LEGACY },
+      xml('conference', { jid: 'tea@muc.localhost', name: 'Tea', autojoin: 'true' }, xml('nick', {}, 'alice')),
+      xml('conference', { jid: 'milk@muc.localhost', name: 'Milk', autojoin: 'false' })), 'current', legacyOptions);
+    t.same((await items(modern, 'alice@localhost', BOOKMARKS)).map((i: Element) => i.attrs.id).sort(), ['milk@muc.localhost', 'tea@muc.localhost'], 'published as XEP-0402 bookmarks');
+    t.same((await privateBookmarks(old)).getChildren('conference').map((c: Element) => c.attrs.jid).sort(), ['milk@muc.localhost', 'tea@muc.localhost'], 'and in private storage');
+    await publish(modern, undefined, BOOKMARKS, xml('conference', { xmlns: BOOKMARKS, name: 'Cocoa', autojoin: 'true' }), 'cocoa@muc.localhost', OPTIONS);
+    const [current] = await items(old, 'alice@localhost', LEGACY);
+    t.same(current.getChild('storage', LEGACY)!.getChildren('conference').map((c: Element) => c.attrs.jid).sort(), ['cocoa@muc.localhost', 'milk@muc.localhost', 'tea@muc.localhost'], 'a XEP-0402 publish reaches the XEP-0048 PEP item');
+    await setPrivate(old, xml('storage', { xmlns: LEGACY }, xml('conference', { jid: 'tea@muc.localhost', name: 'Tea', autojoin: 'true' }, xml('nick', {}, 'alice')),
+      xml('conference', { jid: 'juice@muc.localhost', name: 'Juice', autojoin: 'false' }, xml('nick', {}, 'al'))));
+  });
+
   await t.test('a bookmark removed from private storage is retracted from PEP, with a notification', async (t) => {
     const retracted = nextEvent(modern, BOOKMARKS, (i) => i.getChild('retract')?.attrs.id === 'juice@muc.localhost');
     await setPrivate(old, xml('storage', { xmlns: LEGACY }, xml('conference', { jid: 'tea@muc.localhost', name: 'Tea', autojoin: 'true' }, xml('nick', {}, 'alice'))));
