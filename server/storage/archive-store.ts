@@ -37,12 +37,19 @@ export class KnexArchiveStore implements ArchiveStore {
   }
 
   async query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'> {
+    // start and end become bounds on the id (found on the (user, created_at) index): ids grow with
+    // time, and a range of ids is what the (user) and (user, with_jid) indexes page through.
+    const startId = filter.start ? await this.edgeId(user, '>=', filter.start) : undefined;
+    const endId = filter.end ? await this.edgeId(user, '<=', filter.end) : undefined;
+    if ((filter.start && startId === undefined) || (filter.end && endId === undefined)) {
+      return { messages: [], complete: true, count: 0 };
+    }
     const base = () => {
       const q = this.knex('archive_messages').where('user', user);
       if (filter.withJid !== undefined) q.andWhere('with_jid', filter.withJid);
       if (filter.withResource !== undefined) q.andWhere('with_resource', filter.withResource);
-      if (filter.start) q.andWhere('created_at', '>=', filter.start);
-      if (filter.end) q.andWhere('created_at', '<=', filter.end);
+      if (startId !== undefined) q.andWhere('id', '>=', startId);
+      if (endId !== undefined) q.andWhere('id', '<=', endId);
       if (filter.ids) q.whereIn('stanza_id', filter.ids);
       return q;
     };
@@ -74,6 +81,14 @@ export class KnexArchiveStore implements ArchiveStore {
     if (backwards) rows.reverse();
     const counted = (await base().count({ n: '*' }).first()) as { n: number | string } | undefined;
     return { messages: rows.map(toMessage), complete: !more, count: Number(counted?.n ?? 0) };
+  }
+
+  /** The first id at or after `at` ('>='), or the last at or before it ('<='), in `user`'s archive. */
+  private async edgeId(user: string, op: '>=' | '<=', at: Date): Promise<number | undefined> {
+    const order = op === '>=' ? 'asc' : 'desc';
+    const row = await this.knex('archive_messages').where('user', user).andWhere('created_at', op, at)
+      .orderBy([{ column: 'created_at', order }, { column: 'id', order }]).first('id');
+    return row ? Number(row.id) : undefined;
   }
 
   async bounds(user: string): Promise<{ first?: ArchivedMessage; last?: ArchivedMessage }> {
