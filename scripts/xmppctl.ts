@@ -18,6 +18,7 @@ commands:
   listusers [DOMAIN]      list accounts
   cluster-nodes           show the cluster_nodes table with each row's age
   migrate                 bring the database schema up to date
+  status                  this node's state (from its --http-port) and the cluster's nodes
   check-config            validate the configuration without starting (exit 1 on errors)
   version                 print the server version`;
 
@@ -70,6 +71,33 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
       const domain = domainArg?.toLowerCase();
       if (domain !== undefined && !config.virtHosts.includes(domain)) throw new CommandError(notServed(domain, config));
       for (const jid of await storage.users.list(domain)) console.log(jid);
+    },
+  },
+  status: {
+    args: [0, 0],
+    async run(storage, config) {
+      // The running node answers on its HTTP port; the cluster's view comes from the database.
+      const host = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
+      let node: Record<string, unknown>;
+      try {
+        if (config.httpPort === 0) throw new Error('--http-port is 0');
+        const res = await fetch(`http://${host.includes(':') ? `[${host}]` : host}:${config.httpPort}/status`, { signal: AbortSignal.timeout(5000) });
+        node = (await res.json()) as Record<string, unknown>;
+      } catch (err) {
+        throw new CommandError(`no node answers on http://${host}:${config.httpPort}/status (${(err as Error).message}): is it running with this configuration?`);
+      }
+      const connections = Object.entries((node.connections ?? {}) as Record<string, number>).map(([k, v]) => `${k} ${v}`).join(', ');
+      const cluster = (node.cluster ?? {}) as { nodes?: number; minNodes?: number };
+      console.log(`node        ${node.node} (version ${node.version}, up ${node.uptimeSeconds} s${node.serving ? '' : ', stopping'})`);
+      console.log(`sessions    ${node.sessions}`);
+      console.log(`connections ${connections || 'none'}`);
+      console.log(`database    ${(node.database as { kind?: string; reachable?: boolean })?.kind} (${(node.database as { reachable?: boolean })?.reachable ? 'answers' : 'does not answer'})`);
+      console.log(`cluster     ${cluster.nodes ?? 1} node(s) connected${config.clusterMode ? '' : ' (not clustered)'}`);
+      const rows: Record<string, unknown>[] = await storage.knex('cluster_nodes').select('hostname', 'last_update').orderBy('hostname');
+      for (const row of rows) {
+        const age = (Date.now() - new Date(row.last_update as string | Date).getTime()) / 1000;
+        console.log(`            ${row.hostname} (row ${age.toFixed(1)} s old)`);
+      }
     },
   },
   'cluster-nodes': {

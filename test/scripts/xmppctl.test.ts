@@ -163,7 +163,7 @@ t.test('xmppctl migrate creates the schema in an empty database', async (t) => {
   t.match(empty.err[0], /no cluster nodes registered in sqlite:.*xmpp\.sqlite: is this the cluster's database/);
 });
 
-t.test('xmppctl adduser --random, check-config and version', async (t) => {
+t.test('xmppctl adduser --random, check-config, status and version', async (t) => {
   const { file, dbUri } = tempConfig(t, 'localhost');
   const random = await ctl(file, 'adduser', 'frank@localhost', '--random');
   t.equal(random.code, 0);
@@ -181,6 +181,16 @@ t.test('xmppctl adduser --random, check-config and version', async (t) => {
   const invalid = await ctl(bad, 'check-config');
   t.equal(invalid.code, 1);
   t.match(invalid.err[0], /--c2s-ports/);
+  const down = await ctl(file, 'status');
+  t.equal(down.code, 1, 'status with no node running');
+  t.match(down.err[0], /no node answers on http:\/\/127\.0\.0\.1:\d+\/status/);
+  const statusFile = path.join(path.dirname(file), 'status.properties');
+  writeFileSync(statusFile, `--virt-hosts = localhost\n--user-db-uri = ${dbUri}\n--http-port = ${server.httpPort}\n--bind-address = 127.0.0.1\n`);
+  const status = await ctl(statusFile, 'status');
+  t.equal(status.code, 0, status.err.join('\n'));
+  t.match(status.out[0], new RegExp(`^node +\\S+ \\(version ${SERVER_VERSION.replace(/\./g, '\\.')}, up \\d+ s\\)$`));
+  t.match(status.out.join('\n'), /sessions +1/, 'frank is logged in');
+  t.match(status.out.join('\n'), /database +sqlite \(answers\)/);
   const version = await ctl(file, 'version');
   t.equal(version.code, 0);
   t.same(version.out, [`xmpp-cluster-server ${SERVER_VERSION}`]);
