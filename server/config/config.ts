@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { databaseKindOf, parseDatabaseUri } from '../storage/database-uri';
 import { ConfigError, parseProperties, PropertyType } from './properties';
 import type { ComponentConfig, Config, Limits } from './types';
 
@@ -571,35 +572,41 @@ function readAdmins(r: Reader): string[] {
   return admins;
 }
 
-function uriScheme(uri: string): 'sqlite' | 'mysql' | undefined {
-  if (uri.startsWith('sqlite:')) return 'sqlite';
-  if (uri.startsWith('mysql://') || uri.startsWith('jdbc:mysql://')) return 'mysql';
-  return undefined;
-}
+/** `--user-db` values: Tigase's names, and `postgresql` for those who spell it out. */
+const USER_DB_NAMES: Record<string, 'sqlite' | 'mysql' | 'pgsql'> = { sqlite: 'sqlite', mysql: 'mysql', pgsql: 'pgsql', postgresql: 'pgsql' };
+const URI_FORMS = {
+  sqlite: 'sqlite:PATH',
+  mysql: 'mysql://user:pass@host:port/db or jdbc:mysql://host:port/db?user=..&password=..',
+  pgsql: 'postgresql://user:pass@host:port/db or jdbc:postgresql://host:port/db?user=..&password=..',
+};
 
-function readUserDb(r: Reader, cwd: string, dataDir: string): { userDb: 'sqlite' | 'mysql'; userDbUri: string } {
-  const db = r.string('--user-db')?.toLowerCase();
-  if (db !== undefined && db !== 'sqlite' && db !== 'mysql') r.fail('--user-db', `"${db}" is not supported (sqlite or mysql)`);
+function readUserDb(r: Reader, cwd: string, dataDir: string): { userDb: 'sqlite' | 'mysql' | 'pgsql'; userDbUri: string } {
+  const name = r.string('--user-db')?.toLowerCase();
+  const db = name === undefined ? undefined : USER_DB_NAMES[name];
+  if (name !== undefined && db === undefined) r.fail('--user-db', `"${name}" is not supported (sqlite, mysql or pgsql)`);
   let uri = r.string('--user-db-uri');
   if (uri === undefined) {
-    if (db === 'mysql') r.fail('--user-db-uri', 'is required when --user-db is mysql (mysql://user:pass@host:port/db)', '--user-db');
+    if (db !== undefined && db !== 'sqlite') r.fail('--user-db-uri', `is required when --user-db is ${name} (${URI_FORMS[db]})`, '--user-db');
     return { userDb: 'sqlite', userDbUri: `sqlite:${path.join(dataDir, 'xmpp.sqlite')}` };
   }
-  const scheme = uriScheme(uri);
+  const scheme = databaseKindOf(uri);
   // Never echo the URI: it may hold a password.
   if (scheme === undefined) {
-    r.fail('--user-db-uri', 'unsupported URI; use sqlite:PATH, mysql://user:pass@host:port/db or jdbc:mysql://host:port/db?user=..&password=..');
+    r.fail('--user-db-uri', `unsupported URI; use ${URI_FORMS.sqlite}, ${URI_FORMS.mysql}, ${URI_FORMS.pgsql}`);
   }
-  if (db !== undefined && db !== scheme) r.fail('--user-db-uri', `a ${scheme} URI does not match --user-db=${db}`);
+  if (db !== undefined && db !== scheme) r.fail('--user-db-uri', `a ${scheme} URI does not match --user-db=${name}`);
   if (scheme === 'sqlite') {
     const file = uri.slice('sqlite:'.length);
     if (file === '') r.fail('--user-db-uri', 'sqlite: needs a file name (sqlite:var/xmpp.sqlite)');
     // ':memory:' and 'file:' URIs are passed through; plain paths resolve like every other path.
     if (!file.startsWith(':') && !file.startsWith('file:')) uri = `sqlite:${path.resolve(cwd, file)}`;
   } else {
-    let url: URL | undefined;
-    try { url = new URL(uri.startsWith('jdbc:') ? uri.slice(5) : uri); } catch { url = undefined; }
-    if (url === undefined || url.hostname === '') r.fail('--user-db-uri', 'is not a valid mysql URI (mysql://user:pass@host:port/db)');
+    try {
+      parseDatabaseUri(uri);
+    } catch (err) {
+      // parseDatabaseUri's messages already hide the password.
+      r.fail('--user-db-uri', `${(err as Error).message} (${URI_FORMS[scheme!]})`);
+    }
   }
   return { userDb: scheme ?? DEFAULTS.userDb, userDbUri: uri };
 }

@@ -44,7 +44,7 @@ export interface ComponentConfig {
 export interface Config {
   virtHosts: string[];
   admins: string[];
-  userDb: 'sqlite' | 'mysql';
+  userDb: 'sqlite' | 'mysql' | 'pgsql';
   userDbUri: string;
   c2sPorts: number[];
   c2sSslPorts: number[];

@@ -42,7 +42,7 @@ export class KnexStorage implements Storage {
   private migrating: Promise<void> = Promise.resolve();
 
   constructor(
-    readonly kind: 'sqlite' | 'mysql',
+    readonly kind: 'sqlite' | 'mysql' | 'pgsql',
     readonly knex: Knex,
     private readonly migrationLock: MigrationLock | undefined,
     private readonly logger: StorageLogger,

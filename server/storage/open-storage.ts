@@ -1,9 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
 import { parseDatabaseUri, redactPassword, type DatabaseConfig } from './database-uri';
 import { KnexStorage } from './knex-storage';
 import { ensureMysqlDatabase, mysqlMigrationLock, type MysqlConfig } from './mysql-server';
+import { ensurePgsqlDatabase, pgSsl, pgsqlMigrationLock, type PgsqlConfig } from './pgsql-server';
 import { sqliteClient } from './sqlite-client';
 import { silentLogger, type StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -15,16 +17,18 @@ export interface OpenStorageOptions {
   /** Apply pending migrations before returning [true]. */
   migrate?: boolean;
   logger?: StorageLogger;
-  /** MySQL connections per node [10] (--user-db-pool-size). */
+  /** MySQL or PostgreSQL connections per node [10] (--user-db-pool-size). */
   poolSize?: number;
 }
 
 /** SQLite: how long a statement waits for another process's write lock before SQLITE_BUSY [5000 ms]. */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
-/** MySQL: connections per node [10]. */
-const MYSQL_POOL_MAX = 10;
-/** MySQL: how long a query waits for a free pool connection [10000 ms]. */
-const MYSQL_ACQUIRE_TIMEOUT_MS = 10_000;
+/** MySQL and PostgreSQL: connections per node [10]. */
+const POOL_MAX = 10;
+/** MySQL and PostgreSQL: how long a query waits for a free pool connection [10000 ms]. */
+const ACQUIRE_TIMEOUT_MS = 10_000;
+/** PostgreSQL: how long opening a connection may take [10000 ms]. */
+const PGSQL_CONNECT_TIMEOUT_MS = 10_000;
 /**
  * MySQL session settings. Strict mode turns would-be truncations into errors; a UTC session makes
  * NOW() and CURRENT_TIMESTAMP agree with the UTC values we store.
@@ -44,11 +48,15 @@ export async function openStorage(uri: string, opts: OpenStorageOptions = {}): P
   const config = parseDatabaseUri(uri);
   const logger = opts.logger ?? silentLogger;
   let storage: KnexStorage;
+  const poolSize = opts.poolSize ?? POOL_MAX;
   if (config.kind === 'sqlite') {
     storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger);
-  } else {
+  } else if (config.kind === 'mysql') {
     await ensureMysqlDatabase(config);
-    storage = new KnexStorage('mysql', openMysql(config, logger, opts.poolSize ?? MYSQL_POOL_MAX), mysqlMigrationLock(config, logger), logger);
+    storage = new KnexStorage('mysql', openMysql(config, logger, poolSize), mysqlMigrationLock(config, logger), logger);
+  } else {
+    await ensurePgsqlDatabase(config);
+    storage = new KnexStorage('pgsql', openPgsql(config, logger, poolSize), pgsqlMigrationLock(config, logger), logger);
   }
   try {
     if (opts.migrate !== false) await storage.migrate();
@@ -107,7 +115,7 @@ function openMysql(config: MysqlConfig, logger: StorageLogger, poolSize: number)
       supportBigNumbers: true,
     },
     log: knexLog(logger),
-    acquireConnectionTimeout: MYSQL_ACQUIRE_TIMEOUT_MS,
+    acquireConnectionTimeout: ACQUIRE_TIMEOUT_MS,
     pool: {
       min: 0,
       max: poolSize,
@@ -115,6 +123,41 @@ function openMysql(config: MysqlConfig, logger: StorageLogger, poolSize: number)
         conn.query(MYSQL_SESSION_SQL, (err) => done(err, conn));
       },
     },
+  });
+}
+
+/**
+ * node-postgres returns BIGINT (int8) and NUMERIC as strings, because they may exceed 2^53. Ours
+ * are row ids, counts, sizes and sums of sizes, far below that, and the other drivers return
+ * numbers: these parsers make PostgreSQL's rows read the same.
+ */
+const PG_INT8_OID = 20;
+const PG_NUMERIC_OID = 1700;
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === PG_INT8_OID || oid === PG_NUMERIC_OID) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+function openPgsql(config: PgsqlConfig, logger: StorageLogger, poolSize: number): Knex {
+  return knexFactory({
+    client: 'pg',
+    connection: {
+      host: config.host,
+      port: config.port,
+      user: config.user,
+      password: config.password,
+      database: config.database,
+      ssl: pgSsl(config),
+      types: pgTypes,
+      connectionTimeoutMillis: PGSQL_CONNECT_TIMEOUT_MS,
+      // Sessions in UTC, so that psql and NOW() show the instants we store as we store them.
+      options: '-c TimeZone=UTC',
+    } as Knex.PgConnectionConfig,
+    log: knexLog(logger),
+    acquireConnectionTimeout: ACQUIRE_TIMEOUT_MS,
+    pool: { min: 0, max: poolSize },
   });
 }
 
@@ -130,5 +173,5 @@ function knexLog(logger: StorageLogger): Knex.Config['log'] {
 }
 
 function describe(config: DatabaseConfig, uri: string): string {
-  return config.kind === 'sqlite' ? `sqlite ${config.filename}` : `mysql ${redactPassword(uri)}`;
+  return config.kind === 'sqlite' ? `sqlite ${config.filename}` : `${config.kind} ${redactPassword(uri)}`;
 }

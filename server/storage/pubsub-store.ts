@@ -142,7 +142,9 @@ export class KnexPubSubStore implements PubSubStore {
     const createdAt = new Date();
     try {
       return await inWriteTransaction(this.knex, async (trx) => {
-        const [inserted] = await trx('pubsub_nodes').insert({ service, node, owner, config: JSON.stringify(config), created_at: createdAt });
+        // PostgreSQL returns the new id only when asked; MySQL and SQLite return it anyway.
+        const insert = trx('pubsub_nodes').insert({ service, node, owner, config: JSON.stringify(config), created_at: createdAt });
+        const [inserted] = await (trx.client.dialect === 'postgresql' ? insert.returning('id') : insert);
         const id = Number(typeof inserted === 'object' ? (inserted as { id: number }).id : inserted);
         await trx('pubsub_affiliations').insert({ node_id: id, jid: owner, affiliation: 'owner' });
         return { id, service, node, owner, config, createdAt };

@@ -307,7 +307,7 @@ export interface UploadStore {
 }
 
 export interface Storage {
-  readonly kind: 'sqlite' | 'mysql';
+  readonly kind: 'sqlite' | 'mysql' | 'pgsql';
   readonly knex: Knex;
   readonly users: UserStore;
   readonly roster: RosterStore;

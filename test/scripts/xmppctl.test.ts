@@ -5,24 +5,23 @@ import path from 'node:path';
 import t from 'tap';
 import { run } from '../../scripts/xmppctl';
 import { openStorage } from '../../server/storage/open-storage';
-import type { TapTest } from '../helpers/databases';
+import { forEachDatabase, type TapTest } from '../helpers/databases';
 import { startTestServer } from '../helpers/server';
 import { SERVER_VERSION } from '../../server/version';
 
 const ROOT = path.join(__dirname, '..', '..');
 
-/** A temporary folder with an init.properties whose database is a fresh SQLite file in it. */
-function tempConfig(t: TapTest, hosts = 'localhost, example.org'): { file: string; dbUri: string } {
+/** A temporary folder with an init.properties whose database is `dbUri`, by default a fresh SQLite file in it. */
+function tempConfig(t: TapTest, hosts = 'localhost, example.org', uri?: string): { file: string; dbUri: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmppctl-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const dbUri = `sqlite:${path.join(dir, 'xmpp.sqlite')}`;
+  const dbUri = uri ?? `sqlite:${path.join(dir, 'xmpp.sqlite')}`;
   const file = path.join(dir, 'init.properties');
   writeFileSync(
     file,
     [
       '# written by xmppctl.test.ts',
       `--virt-hosts = ${hosts}`,
-      '--user-db = sqlite',
       `--user-db-uri = ${dbUri}`,
       `--data-dir = ${dir}`,
       '--scram-iterations = 4096',
@@ -144,8 +143,8 @@ t.test('xmppctl commands', async (t) => {
   });
 });
 
-t.test('xmppctl migrate creates the schema in an empty database', async (t) => {
-  const { file, dbUri } = tempConfig(t, 'localhost');
+forEachDatabase('xmppctl migrate creates the schema in an empty database', async (t, uri) => {
+  const { file, dbUri } = tempConfig(t, 'localhost', uri);
   const result = await ctl(file, 'migrate');
   t.equal(result.code, 0);
   t.same(result.out, ['database schema is up to date']);
@@ -160,7 +159,7 @@ t.test('xmppctl migrate creates the schema in an empty database', async (t) => {
   t.equal((await ctl(file, 'migrate')).code, 0, 'running it again is harmless');
   const empty = await ctl(file, 'cluster-nodes');
   t.equal(empty.code, 1, 'an empty cluster_nodes table is most likely the wrong database: exit 1');
-  t.match(empty.err[0], /no cluster nodes registered in sqlite:.*xmpp\.sqlite: is this the cluster's database/);
+  t.equal(empty.err[0], `xmppctl: no cluster nodes registered in ${dbUri}: is this the cluster's database (--user-db-uri), and is a node running?`);
 });
 
 t.test('xmppctl adduser --random, check-config, status and version', async (t) => {

@@ -42,11 +42,36 @@ t.test('parseDatabaseUri', async (t) => {
     });
   });
 
+  t.test('reads postgresql:// and postgres:// URIs with defaults and sslmode', async (t) => {
+    t.same(parseDatabaseUri('postgresql://xmpp:p%40ss@db.example.com:5433/xmpp'), {
+      kind: 'pgsql', host: 'db.example.com', port: 5433, user: 'xmpp', password: 'p@ss', database: 'xmpp', ssl: 'disable',
+    });
+    t.same(parseDatabaseUri('postgres://db.example.com/xmpp?sslmode=verify-full'), {
+      kind: 'pgsql', host: 'db.example.com', port: 5432, user: 'postgres', password: '', database: 'xmpp', ssl: 'verify-full',
+    });
+    t.same(parseDatabaseUri('postgresql://me@[::1]/xmpp_1?sslmode=require'), {
+      kind: 'pgsql', host: '::1', port: 5432, user: 'me', password: '', database: 'xmpp_1', ssl: 'require',
+    });
+  });
+
+  t.test("reads Tigase's jdbc:postgresql form and ignores pgJDBC tuning parameters", async (t) => {
+    t.same(parseDatabaseUri('jdbc:postgresql://localhost/tigasedb?user=tigase&password=tigase12&useSSL=false'), {
+      kind: 'pgsql', host: 'localhost', port: 5432, user: 'tigase', password: 'tigase12', database: 'tigasedb', ssl: 'disable',
+    });
+    t.same(parseDatabaseUri('jdbc:postgresql://db:6432/x?user=a&sslmode=require&ApplicationName=xmpp'), {
+      kind: 'pgsql', host: 'db', port: 6432, user: 'a', password: '', database: 'x', ssl: 'require',
+    });
+  });
+
   t.test('refuses anything else with a message that names the problem', async (t) => {
     const cases: [string, RegExp][] = [
-      ['', /unsupported database URI/],
-      ['postgres://u@h/db', /unsupported database URI.*expected sqlite:PATH/],
-      ['jdbc:postgresql://h/db', /unsupported database URI/],
+      ['', /unsupported database URI.*expected sqlite:PATH.*postgresql:\/\//],
+      ['pgsql://u@h/db', /unsupported database URI/],
+      ['postgresql://h', /names no database/],
+      ['postgresql://h/db?sslmode=prefer', /sslmode=prefer; use disable, require, verify-full/],
+      ['postgresql://h/db?user=a', /query parameters \(user\).*only sslmode/],
+      ['jdbc:postgresql://h/db?user=a&sslmode=allow', /sslmode=allow/],
+      [`postgresql://h/${'x'.repeat(64)}`, /unusable database name.*at most 63/],
       ['sqlite:', /names no file/],
       ['mysql://host', /names no database/],
       ['mysql://host/', /names no database/],
@@ -60,7 +85,10 @@ t.test('parseDatabaseUri', async (t) => {
   });
 
   t.test('keeps passwords out of error messages', async (t) => {
-    for (const uri of ['postgres://u:hunter2@h/db', 'mysql://u:hunter2@h:0/db', 'jdbc:mysql://h/?user=u&password=hunter2']) {
+    for (const uri of [
+      'postgres://u:hunter2@h', 'mysql://u:hunter2@h:0/db', 'jdbc:mysql://h/?user=u&password=hunter2',
+      'jdbc:postgresql://h/db?user=u&password=hunter2&sslmode=nope', 'pgsql://u:hunter2@h/db',
+    ]) {
       let message = '';
       try {
         parseDatabaseUri(uri);
@@ -176,6 +204,26 @@ forEachDatabase('schema', async (t, uri, kind) => {
     t.notMatch(String((err as Error).message), /wrong-secret/, 'the password stays out of the message');
   }
 
+  if (kind === 'pgsql') {
+    const { rows: [db] } = await storage.knex.raw(
+      'SELECT pg_encoding_to_char(encoding) AS encoding, datcollate AS collate FROM pg_database WHERE datname = current_database()',
+    );
+    t.same(db, { encoding: 'UTF8', collate: 'C' }, 'the database was created as UTF-8 with code-point order');
+    const { rows: [asText] } = await storage.knex.raw('SELECT last_update::text AS v FROM cluster_nodes');
+    t.equal(asText.v, '2024-05-01 12:34:56.789+00', 'PostgreSQL holds the instant and shows it in UTC');
+    const { rows: types } = await storage.knex.raw(
+      "SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_name = 'upload_chunks' AND column_name = 'data'",
+    );
+    t.same(types, [{ name: 'data', type: 'bytea' }]);
+
+    const config = parseDatabaseUri(uri);
+    if (config.kind !== 'pgsql') throw new Error('unreachable');
+    // Trust authentication on 127.0.0.1 takes any password; a user that does not exist is refused.
+    const wrong = `postgresql://no_such_user:wrong-secret@${config.host}:${config.port}/${config.database}`;
+    const err = await t.rejects(openStorage(wrong), /cannot open PostgreSQL database xmpp_test_\w+ at .* as no_such_user: /);
+    t.notMatch(String((err as Error).message), /wrong-secret/, 'the password stays out of the message');
+  }
+
   t.equal(await storage.ping(), true);
   await storage.close();
   t.equal(await storage.ping(), false, 'ping answers false, not an exception, when the database is gone');
@@ -201,19 +249,39 @@ forEachDatabase('two Storage instances migrating at once in one process', async 
   t.equal(await b.vcards.get('a@example.com'), '<vCard/>', 'both are usable');
 });
 
-// MySQL only: on SQLite knex sets the row inside the migration's BEGIN IMMEDIATE transaction, so a
-// crash rolls it back; a row set by hand is reported after 60 s with the way out (migrate.ts).
-t.test('a knex migration lock left set by a crashed process (mysql)', async (t) => {
-  const db = await createTestDatabase(t, 'mysql');
+// MySQL and PostgreSQL: on SQLite knex sets the row inside the migration's BEGIN IMMEDIATE
+// transaction, so a crash rolls it back; a row set by hand is reported after 60 s with the way out
+// (migrate.ts).
+for (const kind of ['mysql', 'pgsql'] as const) {
+  t.test(`a knex migration lock left set by a crashed process (${kind})`, async (t) => {
+    const db = await createTestDatabase(t, kind);
+    if (!db) return;
+    const uri = db.uri;
+    const first = await openTestStorage(t, uri);
+    await first.knex('knex_migrations_lock').update({ is_locked: 1 });
+    const messages: string[] = [];
+    const started = Date.now();
+    await openTestStorage(t, uri, { logger: { debug: () => undefined, info: (m) => messages.push(m) } });
+    t.ok(Date.now() - started < 5000, 'the next start does not wait for it');
+    t.match(messages, [/clearing knex_migrations_lock/]);
+    // GET_LOCK and advisory locks belong to a connection, so holding one proves no migration is running.
+    t.same(await first.knex('knex_migrations_lock').select('is_locked'), [{ is_locked: 0 }]);
+  });
+}
+
+t.test('nodes starting at once on a PostgreSQL database that does not exist yet', async (t) => {
+  const db = await createTestDatabase(t, 'pgsql');
   if (!db) return;
-  const uri = db.uri;
-  const first = await openTestStorage(t, uri);
-  await first.knex('knex_migrations_lock').update({ is_locked: 1 });
-  const messages: string[] = [];
-  const started = Date.now();
-  await openTestStorage(t, uri, { logger: { debug: () => undefined, info: (m) => messages.push(m) } });
-  t.ok(Date.now() - started < 5000, 'the next start does not wait for it');
-  t.match(messages, [/clearing knex_migrations_lock/]);
-  // GET_LOCK belongs to a connection, so holding it proves no migration is running.
-  t.same(await first.knex('knex_migrations_lock').select('is_locked'), [{ is_locked: 0 }]);
+  // The test database exists; one named after it does not, and is dropped with it.
+  const config = parseDatabaseUri(db.uri);
+  if (config.kind !== 'pgsql') throw new Error('unreachable');
+  const uri = db.uri.replace(new RegExp(`/${config.database}$`), `/${config.database}_new`);
+  t.teardown(async () => {
+    const admin = await openStorage(db.uri, { migrate: false });
+    await admin.knex.raw(`DROP DATABASE IF EXISTS "${config.database}_new" WITH (FORCE)`).finally(() => admin.close());
+  });
+  const results = await runWorkers(3, [uri, 'migrate']);
+  t.same(results, [{ migrated: true }, { migrated: true }, { migrated: true }], 'every process creates or finds it, and starts');
+  const storage = await openTestStorage(t, uri, { migrate: false });
+  t.equal((await storage.knex('knex_migrations').select()).length, MIGRATION_NAMES.length, 'each migration ran once');
 });

@@ -248,14 +248,27 @@ t.test('--user-db and --user-db-uri must agree', async (t) => {
   t.equal(jdbc.userDb, 'mysql', 'the database is inferred from the URI');
   t.equal(jdbc.userDbUri, 'jdbc:mysql://db:3306/tigasedb?user=tigase&password=x');
 
-  t.equal(loadError(t, '--user-db = mysql'), 'etc/init.properties:1: --user-db-uri: is required when --user-db is mysql (mysql://user:pass@host:port/db)');
+  const pgsql = load(t, '--user-db = pgsql\n--user-db-uri = postgresql://u:secret@db/xmpp');
+  t.equal(pgsql.userDb, 'pgsql');
+  t.equal(load(t, '--user-db-uri = jdbc:postgresql://db/tigasedb?user=tigase&password=x').userDb, 'pgsql', 'inferred from a jdbc:postgresql URI');
+  t.equal(load(t, '--user-db = postgresql\n--user-db-uri = postgres://db/xmpp').userDb, 'pgsql', '"postgresql" is another name for pgsql');
+
+  t.equal(
+    loadError(t, '--user-db = mysql'),
+    'etc/init.properties:1: --user-db-uri: is required when --user-db is mysql (mysql://user:pass@host:port/db or jdbc:mysql://host:port/db?user=..&password=..)',
+  );
+  t.match(loadError(t, '--user-db = pgsql'), /--user-db-uri: is required when --user-db is pgsql \(postgresql:\/\/user:pass@host:port\/db/);
   const mismatch = loadError(t, '--user-db = sqlite\n--user-db-uri = mysql://u:secret@db/xmpp');
   t.equal(mismatch, 'etc/init.properties:2: --user-db-uri: a mysql URI does not match --user-db=sqlite');
   t.match(loadError(t, '--user-db = mysql\n--user-db-uri = sqlite:x.db'), /a sqlite URI does not match --user-db=mysql/);
-  const bad = loadError(t, '--user-db-uri = postgres://u:secret@db/xmpp');
+  const bad = loadError(t, '--user-db-uri = oracle://u:secret@db/xmpp');
   t.match(bad, /--user-db-uri: unsupported URI/);
   t.notMatch(bad, /secret/, 'the URI, which may hold a password, is not echoed');
-  t.match(loadError(t, '--user-db = derby'), /--user-db: "derby" is not supported \(sqlite or mysql\)/);
+  const broken = loadError(t, '--user-db-uri = postgresql://u:secret@db/xmpp?sslmode=prefer');
+  t.match(broken, /--user-db-uri: .*sslmode=prefer; use disable, require, verify-full/, 'a malformed URI is refused at load, saying why');
+  t.notMatch(broken, /secret/);
+  t.match(loadError(t, '--user-db-uri = mysql://u:secret@db'), /names no database/);
+  t.match(loadError(t, '--user-db = derby'), /--user-db: "derby" is not supported \(sqlite, mysql or pgsql\)/);
 });
 
 t.test('a relative sqlite path resolves against cwd; :memory: is kept', async (t) => {

@@ -5,6 +5,9 @@ import { tableCreator } from './table-builder';
  * XEP-0363 uploads, in the shared database so that any node serves any file: a slot per requested
  * upload (its id is the secret in the URL), and the file's bytes in chunks once it was PUT.
  */
+/** A column for up to 1 MiB of bytes: MySQL's blob stops at 64 KiB; PostgreSQL calls it bytea. */
+const BLOB_TYPE: Record<string, string> = { mysql: 'mediumblob', postgresql: 'bytea' };
+
 export async function up(knex: Knex): Promise<void> {
   const create = await tableCreator(knex);
   await create('upload_slots', (t) => {
@@ -22,7 +25,7 @@ export async function up(knex: Knex): Promise<void> {
     t.string('slot_id', 64).notNullable();
     t.integer('seq').notNullable();
     // A 256 KiB chunk needs MySQL's MEDIUMBLOB (a BLOB holds 64 KiB).
-    t.specificType('data', knex.client.dialect === 'mysql' ? 'mediumblob' : 'blob').notNullable();
+    t.specificType('data', BLOB_TYPE[knex.client.dialect as string] ?? 'blob').notNullable();
     t.primary(['slot_id', 'seq']);
   });
 }
