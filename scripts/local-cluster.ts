@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { databaseKindOf } from '../server/storage/database-uri';
 
 const USAGE = `usage: npm run cluster -- [NODES] [--db=URI] [--strategy=NAME] [--key=value ...]
 Starts NODES (default 3) cluster nodes on this machine, sharing one database, for development.
@@ -46,7 +47,7 @@ function main(argv: string[]): void {
       `--ws-ports=${5290 + 100 * i}`,
       `--bosh-ports=${5280 + 100 * i}`,
       `--http-port=${8080 + i}`,
-      `--user-db=${db.startsWith('sqlite:') ? 'sqlite' : 'mysql'}`,
+      `--user-db=${databaseKindOf(db) ?? 'sqlite'}`,
       `--user-db-uri=${db}`,
       `--data-dir=var/cluster/node${i + 1}`,
       `--sm-cluster-strategy-class=${strategy}`,

@@ -18,6 +18,8 @@ import { push, PushNotifier } from './modules/push';
 import { mam } from './modules/mam';
 import { MessageArchive } from './sm/archive';
 import { disco } from './modules/disco';
+import { admin } from './modules/admin';
+import { SessionAdmin } from './sm/session-admin';
 import type { ModuleContext, ServerModule } from './modules/module';
 import { offline } from './modules/offline';
 import { ping } from './modules/ping';
@@ -140,8 +142,12 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
   // XEP-0313: the users' archives, written in batches by the node that routes each message.
   const archive = new MessageArchive(storage, logger.category('db'));
-  const moduleContext: ModuleContext = { config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote, pushNotifier, archive };
-  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep, push, mam];
+  // XEP-0133 and xmppctl act on the sessions of every node through this.
+  const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
+  const moduleContext: ModuleContext = {
+    config, logger, storage, router, sessions, roster: rosterService, presence, messages, remote, pushNotifier, archive, admin: sessionAdmin,
+  };
+  const modules: ServerModule[] = [disco, ping, version, time, roster, offline, carbons, vcard, privateStorage, blocking, pep, push, mam, admin];
   if (config.registration) modules.push(register);
   for (const module of modules) module(moduleContext);
 

@@ -24,6 +24,12 @@ export interface IqRequest {
   self: boolean;
 }
 
+/** A disco node of the server: each answers with the `<query/>` (XEP-0030), or throws a StanzaError. */
+export interface DiscoNode {
+  info?(req: IqRequest): Element | Promise<Element>;
+  items?(req: IqRequest): Element | Promise<Element>;
+}
+
 /** An IQ handler's return value is the reply: a payload element, or null for an empty result. */
 export type IqHandler = (req: IqRequest) => Element | null | Promise<Element | null>;
 
@@ -61,6 +67,7 @@ export class Router {
   private readonly iqHandlers = new Map<string, IqHandler>();
   private readonly features: Record<IqTarget, Set<string>> = { host: new Set(), account: new Set() };
   private readonly identities: Record<IqTarget, DiscoIdentity[]> = { host: [], account: [] };
+  private readonly discoNodes = new Map<string, DiscoNode>();
   private readonly domains = new Map<string, DomainHandler>();
   private readonly inboundFilters: InboundFilter[] = [];
   private readonly outboundFilters: OutboundFilter[] = [];
@@ -97,6 +104,17 @@ export class Router {
 
   discoIdentities(target: IqTarget): DiscoIdentity[] {
     return this.identities[target];
+  }
+
+  /** Answers disco#info and disco#items queries to the server at `node` (XEP-0030 §3.2, §4.2). */
+  discoNode(node: string, handlers: DiscoNode): void {
+    if (this.discoNodes.has(node)) throw new Error(`disco node registered twice: ${node}`);
+    this.discoNodes.set(node, handlers);
+  }
+
+  /** The handlers of a server disco node, if any module registered it. */
+  discoNodeOf(node: string): DiscoNode | undefined {
+    return this.discoNodes.get(node);
   }
 
   addInboundFilter(filter: InboundFilter): void {

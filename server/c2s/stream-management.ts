@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Element, parse as parseXml } from 'ltx';
 import { StreamError } from '../errors';
 import type { Logger } from '../log';
-import type { Session, StanzaSink } from '../sm/session';
+import type { Session, SinkInfo, StanzaSink } from '../sm/session';
 import type { SessionManager } from '../sm/session-manager';
 import { NS } from '../xml/ns';
 import { nodeOfId, nodeTaggedId } from '../node-id';
@@ -48,6 +48,8 @@ export interface StreamOutput {
   close(error?: StreamError): void;
   /** Ends the stream quietly, leaving the session to another stream that resumed it. */
   release(): void;
+  /** The client's address and transport, for operators. */
+  readonly info?: SinkInfo;
 }
 
 /** XEP-0198 state of one session: its unacknowledged stanzas and both counters. */
@@ -146,6 +148,11 @@ export class ClientSink implements StanzaSink {
 
   close(error?: StreamError): void {
     this.output?.close(error);
+  }
+
+  describe(): SinkInfo {
+    if (!this.output) return { transport: 'waiting' };
+    return this.output.info ?? { transport: 'unknown' };
   }
 
   /** The stream is gone (hibernating) or another one took over. */

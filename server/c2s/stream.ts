@@ -201,6 +201,7 @@ export class C2SStream implements TransportListener {
       whenWritten: () => this.transport.whenWritten?.(),
       close: (err) => this.close(err),
       release: () => this.release(),
+      info: { address: this.transport.remoteAddress, transport: this.transport.kind },
     };
   }
 
@@ -394,10 +395,14 @@ export class C2SStream implements TransportListener {
     const { exchange, request, mechanism } = this.sasl!;
     const step = await exchange.step(response);
     if (step.kind === 'challenge') return this.saslChallenge(step.data);
+    const jid = `${step.username}@${this.domain}`;
+    // Asked only once the credentials are proven, so that it tells a stranger nothing.
+    if ((await this.ctx.storage.users.get(jid))?.disabledAt) {
+      throw new SaslFailure('account-disabled', 'this account is disabled by an administrator');
+    }
     this.sasl = undefined;
     this.authenticated = step.username;
     this.ctx.stats?.authSuccess();
-    const jid = `${step.username}@${this.domain}`;
     void this.ctx.storage.authFailures.reset(jid).catch(() => undefined);
     this.log.info('authenticated', { jid, transport: this.transport.kind, mechanism, sasl2: request ? true : undefined });
     if (request) return this.sasl2Success(step, request, exchange);

@@ -37,6 +37,8 @@ export const LINK = {
   bosh: 'bosh',
   /** Request: hand stream-managed session `id` of `user` over to the asking node, whose client resumed it with `h` (XEP-0198). */
   smResume: 'sm-resume',
+  /** Request: an operator's command on the receiving node's sessions (`op` list, end or announce; sm/session-admin.ts). */
+  admin: 'admin',
   /** One-way or request: a component's own traffic; `c` names the component, `op` its message. */
   component: 'component',
 } as const;

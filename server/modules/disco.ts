@@ -17,13 +17,24 @@ export const disco: ServerModule = (ctx) => {
   router.feature('account', NS.DISCO_INFO);
   router.feature('account', NS.DISCO_ITEMS);
 
-  router.iq('get', 'host', NS.DISCO_INFO, 'query', (req) => info(ctx, 'host', req));
+  router.iq('get', 'host', NS.DISCO_INFO, 'query', (req) => {
+    const node = req.payload.attrs.node as string | undefined;
+    if (node === undefined) return info(ctx, 'host', req);
+    const handler = router.discoNodeOf(node)?.info;
+    if (!handler) throw new StanzaError('item-not-found');
+    return handler(req);
+  });
   router.iq('get', 'account', NS.DISCO_INFO, 'query', async (req) => {
     await mayDiscoverAccount(ctx, req);
     return info(ctx, 'account', req);
   });
   router.iq('get', 'host', NS.DISCO_ITEMS, 'query', (req) => {
-    if (req.payload.attrs.node) throw new StanzaError('item-not-found');
+    const node = req.payload.attrs.node as string | undefined;
+    if (node !== undefined) {
+      const handler = router.discoNodeOf(node)?.items;
+      if (!handler) throw new StanzaError('item-not-found');
+      return handler(req);
+    }
     const query = new Element('query', { xmlns: NS.DISCO_ITEMS });
     // Components served at subdomains of this host (XEP-0030 §4.2).
     for (const domain of router.componentDomains()) {

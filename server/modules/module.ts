@@ -11,6 +11,7 @@ import type { Element } from 'ltx';
 import type { JID } from '../jid';
 import type { PushNotifier } from './push';
 import type { MessageArchive } from '../sm/archive';
+import type { SessionAdmin } from '../sm/session-admin';
 
 /** What a module may use; it registers its routes and features on the router and nothing else at import time. */
 export interface ModuleContext {
@@ -24,6 +25,8 @@ export interface ModuleContext {
   messages: MessageService;
   /** The other nodes of the cluster (nothing on a single node). */
   remote: RemoteDelivery;
+  /** The operator's hand on sessions of every node (XEP-0133 commands). */
+  admin?: SessionAdmin;
   /** XEP-0313: the users' message archives (the MAM module answers queries on them). */
   archive?: MessageArchive;
   /** XEP-0357: tells app servers of waiting messages; the push module tells it of changed registrations. */

@@ -33,10 +33,7 @@ export const register: ServerModule = (ctx) => {
     if (payload.getChild('remove')) {
       // §3.2: "The <remove/> element was not the only child element of the <query/> element" -> bad-request.
       if (payload.getChildElements().length !== 1) throw new StanzaError('bad-request', '<remove/> must be alone');
-      await cancelSubscriptions(ctx, user);
-      await storage.users.delete(user);
-      // The roster went with the account: the sessions' own unavailable broadcast must not find it cached.
-      ctx.roster.forget(user);
+      await deleteAccount(ctx, user);
       ctx.logger.info('account removed in band', { conn: session?.id, jid: user });
       // §3.2: "the server SHOULD then return a <not-authorized/> stream error and terminate all
       // active sessions for the entity" (after the result, which the router sends now).
@@ -73,6 +70,19 @@ function accountOf({ self, from, to }: IqRequest): string {
   // Addressed to the server: the sender's account, if it lives on that server.
   if (!from.local || from.domain !== to.domain) throw new StanzaError('forbidden');
   return from.bareString();
+}
+
+/**
+ * Deletes an account and everything stored for it, cancelling its presence subscriptions first
+ * (XEP-0077 §3.2, also for XEP-0133 delete-user); its sessions are the caller's to end. False when
+ * there was no such account.
+ */
+export async function deleteAccount(ctx: ModuleContext, user: string): Promise<boolean> {
+  await cancelSubscriptions(ctx, user);
+  const deleted = await ctx.storage.users.delete(user);
+  // The roster went with the account: the sessions' own unavailable broadcast must not find it cached.
+  ctx.roster.forget(user);
+  return deleted;
 }
 
 /**
@@ -151,7 +161,8 @@ export function registrationHandler({ storage, config, logger }: ModuleContext):
   };
 }
 
-function checkPassword(password: string): void {
+/** Passwords shorter than the minimum are refused (not-acceptable), here and by admin commands. */
+export function checkPassword(password: string): void {
   if ([...password].length < MIN_PASSWORD_LENGTH) {
     throw new StanzaError('not-acceptable', `the password needs at least ${MIN_PASSWORD_LENGTH} characters`);
   }

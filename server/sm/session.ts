@@ -16,6 +16,16 @@ export interface StanzaSink {
    * Messages a person reads are then stored (durable, shared) rather than held in this process.
    */
   readonly waiting?: boolean;
+  /** Where the client is, for operators (admin commands, xmppctl sessions); optional. */
+  describe?(): SinkInfo;
+}
+
+/** What an operator sees of a session's connection. */
+export interface SinkInfo {
+  /** The client's IP address, when connected. */
+  address?: string;
+  /** tcp, websocket or bosh; "waiting" while a stream-managed session waits to be resumed. */
+  transport: string;
 }
 
 /**
@@ -43,6 +53,9 @@ export class Session {
   ended = false;
   /** Set when the session ends because it moved to another node (XEP-0198 resumption there): no unavailable presence. */
   movedTo?: string;
+
+  /** When the resource was bound. */
+  readonly since = new Date();
 
   constructor(readonly jid: JID, readonly sink: StanzaSink) {
     this.bare = jid.bareString();

@@ -8,6 +8,7 @@ import * as fastTokens from './migrations/006-fast-tokens';
 import * as archive from './migrations/007-archive';
 import * as leases from './migrations/008-leases';
 import * as uploads from './migrations/009-uploads';
+import * as disabledUsers from './migrations/010-disabled-users';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -31,6 +32,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '007-archive', migration: archive },
   { name: '008-leases', migration: leases },
   { name: '009-uploads', migration: uploads },
+  { name: '010-disabled-users', migration: disabledUsers },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

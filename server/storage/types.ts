@@ -24,6 +24,8 @@ export interface UserRecord {
   jid: string;
   credentials: ScramCredentials;
   createdAt: Date;
+  /** XEP-0133 disable-user: when the account was disabled; absent while it may log in. */
+  disabledAt?: Date;
 }
 
 export class UserExistsError extends Error {
@@ -54,8 +56,12 @@ export interface UserStore {
   setCredentials(jid: string, credentials: ScramCredentials): Promise<boolean>;
   /** Deletes the account and everything stored for it (roster, offline, vcard, private, blocks). */
   delete(jid: string): Promise<boolean>;
-  /** Bare JIDs, sorted; only those of `domain` when given. */
-  list(domain?: string): Promise<string[]>;
+  /** Bare JIDs, sorted; only those of `domain` when given; at most `limit` when given. */
+  list(domain?: string, limit?: number): Promise<string[]>;
+  /** How many accounts `domain` has (disabled ones included), and how many of them are disabled. */
+  count(domain: string): Promise<{ registered: number; disabled: number }>;
+  /** Disables (XEP-0133) or re-enables the accounts; returns those that exist. */
+  setDisabled(jids: string[], disabled: boolean): Promise<string[]>;
 }
 
 export type Subscription = 'none' | 'to' | 'from' | 'both';

@@ -61,7 +61,9 @@ export class KnexUserStore implements UserStore {
         serverKey: String(row[`${prefix}_server_key`]),
       };
     }
-    return { jid: row.jid, credentials, createdAt: dateFromColumn(row.created_at) };
+    const record: UserRecord = { jid: row.jid, credentials, createdAt: dateFromColumn(row.created_at) };
+    if (row.disabled_at !== null && row.disabled_at !== undefined) record.disabledAt = dateFromColumn(row.disabled_at);
+    return record;
   }
 
   /** A new password also revokes the account's FAST tokens (XEP-0484): a device that had one must prove it knows the new password. */
@@ -85,11 +87,30 @@ export class KnexUserStore implements UserStore {
     });
   }
 
-  async list(domain?: string): Promise<string[]> {
+  async list(domain?: string, limit?: number): Promise<string[]> {
     const query = this.knex('users').select('jid').orderBy('jid');
     if (domain !== undefined) query.where({ domain });
+    if (limit !== undefined) query.limit(limit);
     const rows: { jid: string }[] = await query;
     return rows.map((r) => r.jid);
+  }
+
+  async count(domain: string): Promise<{ registered: number; disabled: number }> {
+    const row = (await this.knex('users').where({ domain })
+      .first(this.knex.raw('COUNT(*) AS registered'), this.knex.raw('COUNT(disabled_at) AS disabled'))) as { registered: number | string; disabled: number | string };
+    return { registered: Number(row.registered), disabled: Number(row.disabled) };
+  }
+
+  async setDisabled(jids: string[], disabled: boolean): Promise<string[]> {
+    if (jids.length === 0) return [];
+    return inWriteTransaction(this.knex, async (trx) => {
+      const existing: string[] = (await trx('users').whereIn('jid', jids).select('jid')).map((r: { jid: string }) => r.jid);
+      const query = trx('users').whereIn('jid', existing);
+      // Disabling again keeps the first date; re-enabling clears it.
+      if (disabled) await query.whereNull('disabled_at').update({ disabled_at: new Date() });
+      else await query.update({ disabled_at: null });
+      return existing;
+    });
   }
 }
 

@@ -40,6 +40,8 @@ export const NS = {
   DELAY: 'urn:xmpp:delay',
   OFFLINE: 'msgoffline',
   DATA_FORMS: 'jabber:x:data',
+  COMMANDS: 'http://jabber.org/protocol/commands',
+  ADMIN: 'http://jabber.org/protocol/admin',
   CAPS: 'http://jabber.org/protocol/caps',
   SASL_CB: 'urn:xmpp:sasl-cb:0',
   SASL2: 'urn:xmpp:sasl:2',

@@ -73,6 +73,23 @@ if (!slixmppAvailable()) {
     t.same(bodies('REVERSE'), ['m7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1'], 'and newest first');
   });
 
+  t.test('slixmpp lists and runs XEP-0133 admin commands with its xep_0050 and xep_0133 plugins', async (t) => {
+    const server = await startTestServer(t, { args: ['--admins=sliadmin@localhost'] });
+    const jid = await server.addUser('sliadmin');
+    const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
+    const run = await new Promise<Run>((resolve) => {
+      execFile(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_admin.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, 'made-by-slixmpp@localhost', 'slixmpp-made-pw'], { timeout: 120_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? 1 : 0, lines: stdout.split('\n').filter(Boolean), stderr });
+      });
+    });
+    t.equal(run.code, 0, `${run.lines.join('\n')}\n${run.stderr.slice(-2000)}`);
+    t.ok(run.lines.includes('COMMAND http://jabber.org/protocol/admin#add-user'), 'the commands are listed');
+    t.same(run.lines.filter((l) => l.startsWith('ADDED ') || l.startsWith('ONLINE ')), ['ADDED Created made-by-slixmpp@localhost.', 'ONLINE 1']);
+    const made = await server.login('made-by-slixmpp', { password: 'slixmpp-made-pw' });
+    t.ok(made.jid, 'the account slixmpp added logs in');
+    await made.stop();
+  });
+
   t.test('slixmpp uploads a file (xep_0363) and stores bookmarks (xep_0048) that XEP-0402 clients see', async (t) => {
     // aiohttp, which slixmpp uploads with, checks certificates against the system's store: the files
     // are served over plain HTTP on the BOSH port, as behind a TLS-terminating proxy (--upload-url).

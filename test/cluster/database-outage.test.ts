@@ -2,18 +2,25 @@ import t from 'tap';
 import { eventually, startCluster } from '../helpers/cluster';
 import { NumberedTraffic, type Pair } from '../helpers/numbered-traffic';
 import { startPrivateMariaDb } from '../helpers/private-mariadb';
+import { startPrivatePostgres } from '../helpers/private-postgres';
 
 /** Messages per second during the outage test: chat between users online throughout [400]. */
 const RATE = 400;
 
-// The cluster's database (a private MariaDB, never the shared one) goes away for longer than the
-// node timeout while users chat across nodes, then comes back. Every cluster_nodes row looks
+// The cluster's database (a private MariaDB or PostgreSQL, never a shared one) is killed for longer
+// than the node timeout while users chat across nodes, then comes back. Every cluster_nodes row looks
 // expired then; a healthy, heartbeating link must not be dropped for it, and nothing may be lost
 // or parked in offline storage for receivers who were online the whole time.
+const SERVERS = [
+  { name: 'MariaDB', start: startPrivateMariaDb, strategies: ['broadcast', 'online-users-caching'] },
+  // On PostgreSQL the same code paths run under one strategy; the strategies differ above the storage.
+  { name: 'PostgreSQL', start: startPrivatePostgres, strategies: ['online-users-caching'] },
+];
+
 t.test('a database outage drops no healthy link, loses nothing and parks nothing', async (t) => {
-  for (const strategy of ['broadcast', 'online-users-caching']) {
-    await t.test(strategy, async (t) => {
-      const db = await startPrivateMariaDb(t);
+  for (const server of SERVERS) for (const strategy of server.strategies) {
+    await t.test(`${server.name}, ${strategy}`, async (t) => {
+      const db = await server.start(t);
       if (!db) return;
       const cluster = await startCluster(t, { nodes: 3, dbUri: `${db.uri}/xmpp_outage`, strategy });
       const pairs: Pair[] = [];

@@ -285,3 +285,54 @@ t.test('nodes starting at once on a PostgreSQL database that does not exist yet'
   const storage = await openTestStorage(t, uri, { migrate: false });
   t.equal((await storage.knex('knex_migrations').select()).length, MIGRATION_NAMES.length, 'each migration ran once');
 });
+
+// README, Databases: what a PostgreSQL account needs. A role that may log in and owns its database,
+// nothing more (no superuser, no CREATEDB), migrates it and runs every store.
+t.test('a PostgreSQL role that only owns its database migrates and uses it', async (t) => {
+  const db = await createTestDatabase(t, 'pgsql');
+  if (!db) return;
+  const config = parseDatabaseUri(db.uri);
+  if (config.kind !== 'pgsql') throw new Error('unreachable');
+  const role = `${config.database}_owner`;
+  const admin = await openStorage(db.uri, { migrate: false });
+  t.teardown(async () => {
+    await admin.knex.raw(`DROP DATABASE IF EXISTS "${config.database}_owned" WITH (FORCE)`);
+    await admin.knex.raw(`DROP ROLE IF EXISTS "${role}"`);
+    await admin.close();
+  });
+  await admin.knex.raw(`CREATE ROLE "${role}" LOGIN PASSWORD 'owner-secret' NOSUPERUSER NOCREATEDB NOCREATEROLE`);
+  await admin.knex.raw(`CREATE DATABASE "${config.database}_owned" OWNER "${role}" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+
+  const uri = `postgresql://${role}:owner-secret@${config.host}:${config.port}/${config.database}_owned`;
+  const storage = await openTestStorage(t, uri);
+  t.equal((await storage.knex('knex_migrations').select()).length, MIGRATION_NAMES.length, 'every migration ran as the owner');
+  await storage.offline.store('a@example.com', '<message/>', 10);
+  t.equal(await storage.offline.count('a@example.com'), 1);
+  await storage.vcards.set('a@example.com', '<vCard/>');
+  t.equal(await storage.vcards.get('a@example.com'), '<vCard/>');
+
+  const missing = `postgresql://${role}:owner-secret@${config.host}:${config.port}/${config.database}_none`;
+  await t.rejects(openStorage(missing), /cannot open PostgreSQL database .*_none .*permission denied to create database/, 'without CREATEDB a missing database is reported, not created');
+});
+
+// README, Databases: the grants a MySQL account needs on its own database, and nothing more.
+t.test('a MySQL account with the documented grants on its database migrates and uses it', async (t) => {
+  const db = await createTestDatabase(t, 'mysql');
+  if (!db) return;
+  const config = parseDatabaseUri(db.uri);
+  if (config.kind !== 'mysql') throw new Error('unreachable');
+  const user = `u${config.database.slice(-8)}`;
+  const admin = await openStorage(db.uri, { migrate: false });
+  t.teardown(async () => {
+    await admin.knex.raw(`DROP USER IF EXISTS '${user}'@'%'`);
+    await admin.close();
+  });
+  await admin.knex.raw(`CREATE USER '${user}'@'%' IDENTIFIED BY 'grant-secret'`);
+  await admin.knex.raw(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON \`${config.database}\`.* TO '${user}'@'%'`);
+
+  const storage = await openTestStorage(t, `mysql://${user}:grant-secret@${config.host}:${config.port}/${config.database}`);
+  t.equal((await storage.knex('knex_migrations').select()).length, MIGRATION_NAMES.length, 'every migration ran with these grants');
+  await storage.offline.store('a@example.com', '<message/>', 10);
+  t.equal(await storage.offline.count('a@example.com'), 1);
+  t.same((await storage.offline.take('a@example.com')).length, 1);
+});

@@ -100,6 +100,24 @@ forEachDatabase('users', async (t, uri) => {
     t.ok(all.includes('alice@example.com') && all.includes('zed@other.example'));
     // Binary collation: upper case sorts before lower case, on both databases.
     t.same(all.filter((j) => /^bob@/i.test(j)), ['Bob@example.com', 'bob@example.com']);
+    t.same(await users.list('other.example', 1), ['amy@other.example'], 'a limit keeps the first ones');
+  });
+
+  t.test('accounts are disabled and re-enabled, and counted per domain', async (t) => {
+    await users.create('d1@disabled.example', credentials('1'));
+    await users.create('d2@disabled.example', credentials('2'));
+    t.same(await users.count('disabled.example'), { registered: 2, disabled: 0 });
+    t.same(await users.setDisabled(['d1@disabled.example', 'ghost@disabled.example'], true), ['d1@disabled.example'], 'only existing accounts');
+    const disabled = await users.get('d1@disabled.example');
+    t.ok(disabled?.disabledAt instanceof Date, 'get says since when');
+    t.equal((await users.get('d2@disabled.example'))?.disabledAt, undefined);
+    t.same(await users.count('disabled.example'), { registered: 2, disabled: 1 });
+    await users.setDisabled(['d1@disabled.example'], true);
+    t.equal((await users.get('d1@disabled.example'))?.disabledAt?.getTime(), disabled?.disabledAt?.getTime(), 'disabling again keeps the date');
+    await users.setDisabled(['d1@disabled.example'], false);
+    t.equal((await users.get('d1@disabled.example'))?.disabledAt, undefined, 're-enabled');
+    t.same(await users.count('disabled.example'), { registered: 2, disabled: 0 });
+    t.same(await users.count('nowhere.example'), { registered: 0, disabled: 0 });
   });
 
   t.test('delete removes the account and everything stored for it, and nobody else’s data', async (t) => {

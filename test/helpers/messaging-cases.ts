@@ -1,11 +1,14 @@
 import path from 'node:path';
-import { CUSTOM_STRATEGY, eventually, startCluster } from '../helpers/cluster';
-import { forEachDatabase } from '../helpers/databases';
-import { collect, nextStanza, sleep, xml } from '../helpers/server';
+import { eventually, startCluster } from './cluster';
+import { forEachDatabase } from './databases';
+import { collect, nextStanza, sleep, xml } from './server';
 
-const STRATEGIES = ['broadcast', 'online-users-caching', CUSTOM_STRATEGY];
-
-for (const strategy of STRATEGIES) {
+/**
+ * The cross-node messaging cases, on three nodes, for one strategy on every database; each
+ * strategy has its own test file (messaging-*.test.ts), so that each file stays well inside
+ * tap's per-file timeout on a slow machine.
+ */
+export function messagingCases(strategy: string): void {
   forEachDatabase(`three nodes, strategy ${path.basename(strategy)}`, async (t, dbUri) => {
     const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
     for (const user of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina']) await cluster.addUser(user);

@@ -1,0 +1,49 @@
+import t from 'tap';
+import { fieldValues, noteOf, runAdminCommand } from '../helpers/adhoc';
+import { startCluster } from '../helpers/cluster';
+import { createClusterDatabase } from '../helpers/databases';
+import { nextStanza, type XmppClient } from '../helpers/server';
+
+/** Resolves with the stream error condition that ends `client`'s stream. */
+function streamError(client: XmppClient): Promise<string> {
+  return new Promise((resolve) => client.on('error', (err: Error & { condition?: string }) => resolve(err.condition ?? err.message)));
+}
+
+// XEP-0133 through the cluster: an admin on node 1 sees and acts on sessions of nodes 2 and 3.
+t.test('admin commands act on every node of the cluster', async (t) => {
+  const dbUri = await createClusterDatabase(t);
+  if (!dbUri) return;
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching', args: ['--admins=boss@localhost'] });
+  for (const user of ['boss', 'alice', 'bob']) await cluster.addUser(user);
+  const boss = await cluster.login(0, 'boss', { resource: 'console' });
+  const alice = await cluster.login(1, 'alice', { resource: 'phone' });
+  const bob = await cluster.login(2, 'bob', { resource: 'laptop' });
+
+  t.same(fieldValues(await runAdminCommand(boss, 'get-online-users-list', { max_items: 'none' }), 'onlineuserjids'),
+    ['alice@localhost', 'bob@localhost', 'boss@localhost'], 'online users of all three nodes');
+  t.same(fieldValues(await runAdminCommand(boss, 'get-online-users-num'), 'onlineusersnum'), ['3']);
+  const stats = await runAdminCommand(boss, 'user-stats', { accountjid: 'bob@localhost' });
+  t.match(fieldValues(stats, 'sessions'), [new RegExp(`^bob@localhost/laptop ${cluster.nodes[2].name.replace(/\./g, '\\.')} tcp 127\\.0\\.0\\.1:\\d+ `)],
+    'user-stats names the node the session is on');
+
+  const heard = [nextStanza(alice, (s) => s.is('message') && s.attrs.type === 'headline'), nextStanza(bob, (s) => s.is('message') && s.attrs.type === 'headline')];
+  t.equal(noteOf(await runAdminCommand(boss, 'announce', { announcement: 'Hello, everyone on every node.' })), 'info: Sent to 3 online session(s).');
+  for (const message of await Promise.all(heard)) t.equal(message.getChildText('body'), 'Hello, everyone on every node.');
+
+  const bobClosed = streamError(bob);
+  t.equal(noteOf(await runAdminCommand(boss, 'end-user-session', { accountjids: 'bob@localhost/laptop' })), 'info: Ended 1 session(s).');
+  t.equal(await bobClosed, 'policy-violation', 'a session on node 3 ended from node 1');
+
+  const aliceClosed = streamError(alice);
+  t.equal(noteOf(await runAdminCommand(boss, 'disable-user', { accountjids: 'alice@localhost' })), 'info: Disabled alice@localhost.');
+  t.equal(await aliceClosed, 'policy-violation', 'disabling ends the session on node 2');
+  await t.rejects(cluster.login(2, 'alice'), /account-disabled/, 'and no node lets the account in');
+  await runAdminCommand(boss, 'reenable-user', { accountjids: 'alice@localhost' });
+  const again = await cluster.login(2, 'alice', { resource: 'again' });
+
+  const deleted = streamError(again);
+  t.equal(noteOf(await runAdminCommand(boss, 'delete-user', { accountjids: 'alice@localhost' })), 'info: Deleted alice@localhost.');
+  t.equal(await deleted, 'policy-violation', 'deleting ends the session on node 3');
+  t.equal(await cluster.storage.users.get('alice@localhost'), undefined);
+  t.same(fieldValues(await runAdminCommand(boss, 'get-online-users-list', { max_items: 'none' }), 'onlineuserjids'), ['boss@localhost']);
+});

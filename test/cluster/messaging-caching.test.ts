@@ -1,0 +1,3 @@
+import { messagingCases } from '../helpers/messaging-cases';
+
+messagingCases('online-users-caching');
