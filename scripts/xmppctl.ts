@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { deriveScramCredentialsAsync } from '../server/c2s/sasl/scram';
 import { SERVER_VERSION } from '../server/version';
@@ -19,18 +20,28 @@ commands:
   cluster-nodes           show the cluster_nodes table with each row's age
   migrate                 bring the database schema up to date
   status                  this node's state (from its --http-port) and the cluster's nodes
+  sessions [JID|DOMAIN]   the sessions on every node of the cluster (of one user or domain)
+  kick JID                end a session (full JID) or all of a user's sessions (bare JID), on any node
+  stats                   registered, disabled and online users per domain; sessions per node
+  reload                  make the running node re-read its configuration (as SIGHUP)
+  drain                   readiness turns 503 so balancers send new clients elsewhere; sessions go on
   check-config            validate the configuration without starting (exit 1 on errors)
-  version                 print the server version`;
+  version                 print the server version
+sessions, kick, stats, reload and drain talk to the node running with this configuration, through
+its control socket (--control-socket, in --data-dir).`;
 
 /** A failure with a one-line reason; exit code 1. */
 class CommandError extends Error {}
 
 type Command = (storage: Storage, config: Config, args: string[]) => Promise<void>;
 
+/** How long xmppctl waits for the node's answer on its control socket [30000 ms]. */
+const CONTROL_TIMEOUT_MS = 30_000;
+
 /** Random passwords: 18 bytes, 24 characters of base64url. */
 const RANDOM_PASSWORD_BYTES = 18;
 
-const commands: Record<string, { args: [number, number]; run: Command; noStorage?: (config: Config, args: string[]) => void }> = {
+const commands: Record<string, { args: [number, number]; run: Command; noStorage?: (config: Config, args: string[]) => void | Promise<void> }> = {
   adduser: {
     args: [1, 2],
     async run(storage, config, [jidArg, given]) {
@@ -127,6 +138,72 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
       console.log('database schema is up to date');
     },
   },
+  sessions: {
+    args: [0, 1],
+    run: async () => undefined,
+    async noStorage(config, [target]) {
+      const query = new URLSearchParams();
+      if (target) {
+        const jid = tryParseJID(target);
+        if (!jid || jid.resource) throw new CommandError(`not a bare JID or domain: ${target}`);
+        if (!config.virtHosts.includes(jid.domain)) throw new CommandError(notServed(jid.domain, config));
+        query.set(jid.local ? 'user' : 'domain', jid.toString());
+      }
+      const { sessions, unanswered } = (await control(config, 'GET', `/sessions?${query}`)) as { sessions: SessionRow[]; unanswered: string[] };
+      if (sessions.length > 0) {
+        printTable(sessions.map((s) => ({
+          jid: s.jid, node: s.node, transport: s.transport, address: s.address ?? '-', since: s.since, presence: s.available ? 'available' : '-',
+        })));
+      }
+      console.log(`${sessions.length} session(s)`);
+      warnUnanswered(unanswered);
+    },
+  },
+  kick: {
+    args: [1, 1],
+    run: async () => undefined,
+    async noStorage(config, [target]) {
+      const jid = tryParseJID(target);
+      if (!jid || !jid.local) throw new CommandError(`not a user JID (user@domain or user@domain/resource): ${target}`);
+      if (!config.virtHosts.includes(jid.domain)) throw new CommandError(notServed(jid.domain, config));
+      const { ended, unanswered } = (await control(config, 'POST', `/kick?${new URLSearchParams({ jid: jid.toString() })}`)) as { ended: SessionRow[]; unanswered: string[] };
+      warnUnanswered(unanswered);
+      if (ended.length === 0) throw new CommandError(`no session of ${jid} is online`);
+      for (const s of ended) console.log(`ended ${s.jid} on ${s.node}`);
+    },
+  },
+  stats: {
+    args: [0, 0],
+    run: async () => undefined,
+    async noStorage(config) {
+      const stats = (await control(config, 'GET', '/stats')) as {
+        domains: Record<string, { registered: number; disabled: number; onlineUsers: number; sessions: number }>;
+        sessionsPerNode: Record<string, number>;
+        unanswered: string[];
+      };
+      printTable(Object.entries(stats.domains).map(([domain, d]) => ({
+        domain, registered: String(d.registered), disabled: String(d.disabled), 'online users': String(d.onlineUsers), sessions: String(d.sessions),
+      })));
+      for (const [node, n] of Object.entries(stats.sessionsPerNode).sort()) console.log(`node ${node}: ${n} session(s)`);
+      warnUnanswered(stats.unanswered);
+    },
+  },
+  reload: {
+    args: [0, 0],
+    run: async () => undefined,
+    async noStorage(config) {
+      const { changed } = (await control(config, 'POST', '/reload')) as { changed: string };
+      console.log(`configuration reloaded; changed: ${changed}`);
+    },
+  },
+  drain: {
+    args: [0, 0],
+    run: async () => undefined,
+    async noStorage(config) {
+      await control(config, 'POST', '/drain');
+      console.log('draining: /health/ready answers 503, so balancers send new clients to other nodes; sessions go on until the node stops');
+    },
+  },
   'check-config': {
     args: [0, 0],
     run: async () => undefined,
@@ -143,6 +220,54 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
     },
   },
 };
+
+/** A session as the control socket lists it (server/sm/session-admin.ts). */
+interface SessionRow {
+  jid: string;
+  node: string;
+  address?: string;
+  transport: string;
+  since: string;
+  available: boolean;
+}
+
+/**
+ * One request to the running node's control socket; its JSON answer. A missing socket or a node
+ * that does not answer is a CommandError saying so; an error answer carries the node's reason.
+ */
+function control(config: Config, method: 'GET' | 'POST', path: string): Promise<unknown> {
+  const socketPath = config.controlSocket;
+  if (!socketPath) throw new CommandError('--control-socket is 0: this command needs the running node\'s control socket');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method, path, timeout: CONTROL_TIMEOUT_MS }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        let body: Record<string, unknown>;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          reject(new CommandError(`the node answered something that is not JSON (HTTP ${res.statusCode})`));
+          return;
+        }
+        if (res.statusCode !== 200) reject(new CommandError(String(body.error ?? `HTTP ${res.statusCode}`)));
+        else resolve(body);
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${CONTROL_TIMEOUT_MS / 1000} s`)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no node is running with this configuration' : err.message;
+      reject(new CommandError(`cannot reach the node's control socket ${socketPath}: ${why}`));
+    });
+    req.end();
+  });
+}
+
+/** Cluster-wide commands say which nodes did not answer: their part is missing. */
+function warnUnanswered(unanswered: string[]): void {
+  if (unanswered.length > 0) console.error(`warning: no answer from ${unanswered.join(', ')}; their sessions are not included`);
+}
 
 /** A random password is `--random`; none given is asked for (a terminal) or read (a pipe). */
 async function passwordFor(jid: string, given: string | undefined): Promise<string> {
@@ -244,7 +369,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const config = loadConfig(options);
     if (command.noStorage) {
-      command.noStorage(config, args);
+      await command.noStorage(config, args);
       return 0;
     }
     storage = await openStorage(config.userDbUri);

@@ -20,6 +20,7 @@ import { MessageArchive } from './sm/archive';
 import { disco } from './modules/disco';
 import { admin } from './modules/admin';
 import { SessionAdmin } from './sm/session-admin';
+import { startControlSocket } from './http/control-socket';
 import type { ModuleContext, ServerModule } from './modules/module';
 import { offline } from './modules/offline';
 import { ping } from './modules/ping';
@@ -75,6 +76,8 @@ export interface XmppNode {
   readonly metrics: NodeMetrics;
   /** XEP-0198 sessions of this node. */
   readonly streamManagement: StreamManagementRegistry;
+  /** The operator's hand on the sessions of every node (XEP-0133, xmppctl). */
+  readonly admin: SessionAdmin;
   /**
    * Applies what can change while running (SIGHUP): the limits (read by every new connection,
    * login attempt and stanza), and the TLS certificate (for new connections). Returns what changed.
@@ -346,6 +349,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     ports: allPorts,
     metrics,
     streamManagement,
+    admin: sessionAdmin,
     drain() {
       draining = true;
     },
@@ -459,11 +463,13 @@ async function main(): Promise<void> {
   const logger = createLogger(config);
   for (const warning of config.warnings ?? []) logger.warn(warning);
   const node = await startNode(config, logger);
+  let control: { close(): Promise<void> } | undefined;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
+    void control?.close();
     // The last lines reach the log file (and Elasticsearch) before the process ends.
     const exit = (code: number) => logger.close().finally(() => process.exit(code));
     node.stop().then(
@@ -489,23 +495,47 @@ async function main(): Promise<void> {
     logger.info('draining before stopping', { graceSeconds: config.drainGrace });
     drainTimer = setTimeout(() => shutdown('SIGTERM'), config.drainGrace * 1000);
   });
-  // SIGHUP: reopen the log file (after rotation) and apply what can change live. A configuration
-  // with errors is refused and the running one kept.
-  process.on('SIGHUP', () => {
+  // SIGHUP (and xmppctl reload): reopen the log file (after rotation) and apply what can change
+  // live. A configuration with errors is refused and the running one kept.
+  const reload = async (how: string): Promise<{ ok: boolean; message: string }> => {
     logger.reopen();
     let next: Config;
     try {
       next = loadConfig(argv);
     } catch (err) {
-      logger.error('reload refused: the configuration has errors; the running one is kept', { err: err instanceof ConfigError ? err.message : String(err) });
-      return;
+      const message = err instanceof ConfigError ? err.message : String(err);
+      logger.error('reload refused: the configuration has errors; the running one is kept', { err: message });
+      return { ok: false, message };
     }
     logger.reconfigure(next);
-    node.reload(next).then(
-      (changed) => logger.info('configuration reloaded (SIGHUP)', { logLevel: next.logLevel, debug: next.debug.join(',') || undefined, changed: changed.join(', ') || 'nothing else' }),
-      (err) => logger.error('reload failed', { err: String(err) }),
-    );
-  });
+    try {
+      const changed = (await node.reload(next)).join(', ') || 'nothing else';
+      logger.info(`configuration reloaded (${how})`, { logLevel: next.logLevel, debug: next.debug.join(',') || undefined, changed });
+      return { ok: true, message: changed };
+    } catch (err) {
+      logger.error('reload failed', { err: String(err) });
+      return { ok: false, message: String(err) };
+    }
+  };
+  process.on('SIGHUP', () => void reload('SIGHUP'));
+  // xmppctl's way in (sessions, kick, reload, drain, stats): a Unix socket only this user can open.
+  if (config.controlSocket) {
+    try {
+      control = await startControlSocket(config.controlSocket, {
+        node: config.clusterHostname,
+        hosts: config.virtHosts,
+        admin: node.admin,
+        storage: node.storage,
+        reload: () => reload('xmppctl reload'),
+        drain: () => {
+          node.drain();
+          logger.info('draining (xmppctl drain): readiness is 503, sessions go on');
+        },
+      }, logger);
+    } catch (err) {
+      logger.error('no control socket: xmppctl cannot reach this node', { err: String((err as Error)?.message ?? err) });
+    }
+  }
 }
 
 if (require.main === module) {

@@ -69,6 +69,7 @@ const KEYS: Record<string, Kind> = {
   '--min-cluster-nodes': 'integer',
   '--chore-interval': 'seconds',
   '--drain-grace': 'seconds',
+  '--control-socket': 'string',
   '--mam-retention': 'seconds',
   '--debug': 'list',
   '--log-level': 'string',
@@ -133,6 +134,7 @@ const DEFAULTS = {
   logJson: false,                    // --log-json [false]
   logElasticsearchIndex: 'xmpp-server', // --log-elasticsearch-index [xmpp-server]
   dataDir: 'var',                    // --data-dir [var], relative to the working directory
+  controlSocket: 'xmppd.sock',       // --control-socket [xmppd.sock in --data-dir; 0 disables]
   limits: {
     maxStanzaSize: 262144,           // --max-stanza-size [262144 bytes]
     maxXmlDepth: 32,                 // --max-xml-depth [32]
@@ -315,6 +317,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     logElasticsearch,
     logElasticsearchIndex,
     dataDir,
+    controlSocket: readControlSocket(r, cwd, dataDir),
     limits: readLimits(r),
     raw: frozenMap(new Map([...settings].map(([k, s]) => [k, s.value]))),
     configFile,
@@ -609,6 +612,16 @@ function readUserDb(r: Reader, cwd: string, dataDir: string): { userDb: 'sqlite'
     }
   }
   return { userDb: scheme ?? DEFAULTS.userDb, userDbUri: uri };
+}
+
+/** The Unix socket xmppctl talks to the running node on; relative paths are in --data-dir; 0 disables. */
+function readControlSocket(r: Reader, cwd: string, dataDir: string): string | undefined {
+  const value = r.string('--control-socket') ?? DEFAULTS.controlSocket;
+  if (value === '0' || value === '') return undefined;
+  const resolved = path.isAbsolute(value) ? value : path.resolve(value.includes('/') ? cwd : dataDir, value);
+  // sockaddr_un holds 108 bytes with the terminating NUL.
+  if (Buffer.byteLength(resolved) > 107) r.fail('--control-socket', `the path is longer than a Unix socket allows (107 bytes): ${resolved}`);
+  return resolved;
 }
 
 function readBindAddress(r: Reader): string {

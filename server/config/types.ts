@@ -101,6 +101,8 @@ export interface Config {
   logElasticsearchIndex?: string;
   /** Folder for the SQLite file and the generated certificate [var]. */
   dataDir: string;
+  /** The node's control socket for xmppctl (sessions, kick, reload, drain, stats); undefined when disabled. */
+  controlSocket?: string;
   limits: Limits;
   /** Every key as given (after command-line overrides), for components' own keys. */
   raw: ReadonlyMap<string, string>;

@@ -35,6 +35,8 @@ export interface NodeProcess {
   readonly c2sPort: number;
   readonly httpPort: number;
   readonly clusterPort: number;
+  /** Its --data-dir (the control socket xmppctl talks to is xmppd.sock in it). */
+  readonly dataDir: string;
   output: string;
   process?: ChildProcess;
   /** Starts (or restarts) the process and waits until it has started. */
@@ -156,6 +158,7 @@ export async function startCluster(t: Test, opts: ClusterOptions): Promise<TestC
 async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Promise<NodeProcess> {
   const name = opts.names?.[index] ?? `node${index + 1}.cluster.test`;
   const [c2sPort, httpPort, clusterPort] = [await freePort(), await freePort(), await freePort()];
+  const dataDir = path.join(dir, `node${index + 1}`);
   const args = [
     MAIN,
     '--virt-hosts=localhost',
@@ -166,7 +169,7 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     `--http-port=${httpPort}`,
     '--bind-address=127.0.0.1',
     `--user-db-uri=${opts.dbUri}`,
-    `--data-dir=${path.join(dir, `node${index + 1}`)}`,
+    `--data-dir=${dataDir}`,
     '--scram-iterations=4096',
     '--cluster-mode=true',
     `--cluster-hostname=${name}`,
@@ -187,6 +190,7 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     c2sPort,
     httpPort,
     clusterPort,
+    dataDir,
     output: '',
     async start() {
       node.output = '';
