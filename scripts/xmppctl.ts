@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { deriveScramCredentialsAsync } from '../server/c2s/sasl/scram';
 import { SERVER_VERSION } from '../server/version';
+import { exportPie, importPie } from './pie';
 import { ConfigError, loadConfig } from '../server/config/config';
 import type { Config } from '../server/config/types';
 import { tryParseJID } from '../server/jid';
@@ -17,6 +19,10 @@ commands:
   passwd JID [PASSWORD]   set a new password (asked for in the same way; --random too)
   deluser JID             delete an account and everything stored for it
   listusers [DOMAIN]      list accounts
+  export FILE [DOMAIN]    write the accounts (with SCRAM credentials), rosters, vCards, private
+                          data and offline messages to FILE in XEP-0227 format (mode 0600)
+  import FILE             read a XEP-0227 file (from ejabberd export_piefxis, Prosody, Tigase or
+                          export); existing accounts are left alone
   cluster-nodes           show the cluster_nodes table with each row's age
   migrate                 bring the database schema up to date
   status                  this node's state (from its --http-port) and the cluster's nodes
@@ -109,6 +115,40 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
         const age = (Date.now() - new Date(row.last_update as string | Date).getTime()) / 1000;
         console.log(`            ${row.hostname} (row ${age.toFixed(1)} s old)`);
       }
+    },
+  },
+  export: {
+    args: [1, 2],
+    async run(storage, config, [file, domainArg]) {
+      const domain = domainArg?.toLowerCase();
+      if (domain !== undefined && !config.virtHosts.includes(domain)) throw new CommandError(notServed(domain, config));
+      const { document, users } = await exportPie(storage, domain ? [domain] : config.virtHosts);
+      try {
+        // It holds credentials and private data: readable by this user only, and never over another file.
+        writeFileSync(file, document, { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CommandError(`${file} exists; choose another name`);
+        throw err;
+      }
+      console.log(`exported ${users} account(s) to ${file}`);
+    },
+  },
+  import: {
+    args: [1, 1],
+    async run(storage, config, [file]) {
+      const report = await importPie(storage, file, config.virtHosts, {
+        scramIterations: config.scramIterations,
+        offlineLimit: config.limits.offlineQueueLength,
+      });
+      for (const jid of report.imported) console.log(`imported ${jid}`);
+      for (const jid of report.skipped) console.log(`skipped ${jid}: the account exists here`);
+      for (const host of report.otherHosts) console.log(`skipped host ${host}: not in --virt-hosts`);
+      for (const jid of report.oneHashOnly) {
+        console.log(`note: ${jid} came with one SCRAM hash only; it logs in with that mechanism or PLAIN until its password is set again (xmppctl passwd)`);
+      }
+      for (const problem of report.problems) console.error(`problem: ${problem}`);
+      console.log(`${report.imported.length} account(s) imported, ${report.skipped.length} skipped`);
+      if (report.problems.length > 0) throw new CommandError(`${report.problems.length} item(s) could not be imported (above)`);
     },
   },
   'cluster-nodes': {

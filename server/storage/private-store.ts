@@ -10,6 +10,10 @@ export class KnexPrivateStore implements PrivateStore {
     return row?.xml;
   }
 
+  async all(user: string): Promise<{ namespace: string; xml: string }[]> {
+    return this.knex('private_xml').where({ user }).orderBy('namespace').select('namespace', 'xml');
+  }
+
   async set(user: string, namespace: string, xml: string): Promise<void> {
     assertFits('user JID', user, STORAGE_LIMITS.jid);
     assertFits('namespace', namespace, STORAGE_LIMITS.namespace);

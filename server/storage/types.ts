@@ -22,6 +22,7 @@ export type ScramCredentials = Record<ScramHash, ScramCredential>;
 
 export interface UserRecord {
   jid: string;
+  /** Both hashes' credentials, but for an account imported with one alone. */
   credentials: ScramCredentials;
   createdAt: Date;
   /** XEP-0133 disable-user: when the account was disabled; absent while it may log in. */
@@ -49,8 +50,11 @@ export class ValueTooLongError extends Error {
 }
 
 export interface UserStore {
-  /** Throws UserExistsError when the JID is taken. */
-  create(jid: string, credentials: ScramCredentials): Promise<void>;
+  /**
+   * Throws UserExistsError when the JID is taken. Both credentials normally; one alone (an
+   * import) leaves the other mechanism unusable for the account until its password is set again.
+   */
+  create(jid: string, credentials: ScramCredentials | Partial<ScramCredentials>): Promise<void>;
   get(jid: string): Promise<UserRecord | undefined>;
   /** Returns false when the user does not exist. */
   setCredentials(jid: string, credentials: ScramCredentials): Promise<boolean>;
@@ -124,6 +128,8 @@ export interface OfflineStore {
 export interface PrivateStore {
   get(user: string, namespace: string): Promise<string | undefined>;
   set(user: string, namespace: string, xml: string): Promise<void>;
+  /** Everything `user` keeps, by namespace (XEP-0227 export). */
+  all(user: string): Promise<{ namespace: string; xml: string }[]>;
 }
 
 /** XEP-0054 vcard-temp: one vCard element per user. */

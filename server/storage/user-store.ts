@@ -36,11 +36,12 @@ interface UserRow {
 export class KnexUserStore implements UserStore {
   constructor(private readonly knex: Knex) {}
 
-  async create(jid: string, credentials: ScramCredentials): Promise<void> {
+  async create(jid: string, credentials: ScramCredentials | Partial<ScramCredentials>): Promise<void> {
     assertFits('JID', jid, STORAGE_LIMITS.jid);
     const { username, domain } = splitBareJid(jid);
+    if (!credentials['SHA-1'] && !credentials['SHA-256']) throw new Error('an account needs a SCRAM credential');
     try {
-      await this.knex('users').insert({ jid, username, domain, ...credentialColumns(credentials), created_at: new Date() });
+      await this.knex('users').insert({ jid, username, domain, ...credentialColumns(credentials, true), created_at: new Date() });
     } catch (err) {
       // Insert-and-catch rather than check-then-insert: two nodes registering the same JID at once
       // must see exactly one success.
@@ -54,6 +55,9 @@ export class KnexUserStore implements UserStore {
     if (!row) return undefined;
     const credentials = {} as ScramCredentials;
     for (const [hash, prefix] of Object.entries(HASH_COLUMNS) as [ScramHash, string][]) {
+      // An account imported with one hash's credential only (XEP-0227 from a server that kept
+      // SCRAM-SHA-1 alone) cannot use the other mechanism until its password is set again.
+      if (row[`${prefix}_salt`] === '') continue;
       credentials[hash] = {
         salt: String(row[`${prefix}_salt`]),
         iterations: Number(row[`${prefix}_iterations`]),
@@ -114,10 +118,15 @@ export class KnexUserStore implements UserStore {
   }
 }
 
-function credentialColumns(credentials: ScramCredentials): Record<string, string | number> {
+/** The credential columns; a hash without a credential (`allowMissing`) is stored empty, which get() leaves out. */
+function credentialColumns(credentials: Partial<ScramCredentials>, allowMissing = false): Record<string, string | number> {
   const columns: Record<string, string | number> = {};
   for (const [hash, prefix] of Object.entries(HASH_COLUMNS) as [ScramHash, string][]) {
     const c: ScramCredential | undefined = credentials[hash];
+    if (!c && allowMissing) {
+      Object.assign(columns, { [`${prefix}_salt`]: '', [`${prefix}_iterations`]: 0, [`${prefix}_stored_key`]: '', [`${prefix}_server_key`]: '' });
+      continue;
+    }
     if (!c) throw new Error(`missing ${hash} SCRAM credential`);
     columns[`${prefix}_salt`] = c.salt;
     columns[`${prefix}_iterations`] = c.iterations;
