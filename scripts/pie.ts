@@ -187,14 +187,30 @@ async function credentialsOf(user: Element, iterations: number): Promise<Partial
       serverKey: scram.getChildText('server-key')?.trim() ?? '',
       storedKey: scram.getChildText('stored-key')?.trim() ?? '',
     };
-    if (hash && Number.isInteger(credential.iterations) && credential.iterations > 0 && credential.salt && credential.serverKey && credential.storedKey) {
-      found[hash] = credential;
-    }
+    const usable = hash && Number.isInteger(credential.iterations) && credential.iterations > 0 ? undoubled(credential, hash) : undefined;
+    if (hash && usable) found[hash] = usable;
   }
   // A plaintext password gives both credentials; never stored as such.
   const password = user.attrs.password as string | undefined;
   if (password) return { ...(await deriveScramCredentialsAsync(password, iterations)), ...found };
   return found['SHA-1'] || found['SHA-256'] ? found : undefined;
+}
+
+/** Digest length of each hash: the size of a stored or server key [RFC 5802]. */
+const KEY_BYTES: Record<ScramHash, number> = { 'SHA-1': 20, 'SHA-256': 32 };
+
+/**
+ * The credential with base64 values as RFC 5802 keys are, or undefined when they are not keys.
+ * ejabberd (23.01 at least) writes each value base64-encoded twice; keys decoded once to base64
+ * text of the digest's size are taken from there, and the salt with them.
+ */
+function undoubled(c: ScramCredential, hash: ScramHash): ScramCredential | undefined {
+  const isKey = (b64: string) => /^[A-Za-z0-9+/]+={0,2}$/.test(b64) && Buffer.from(b64, 'base64').length === KEY_BYTES[hash];
+  if (!c.salt) return undefined;
+  if (isKey(c.serverKey) && isKey(c.storedKey)) return c;
+  const once = (b64: string) => Buffer.from(b64, 'base64').toString('latin1');
+  const inner = { ...c, salt: once(c.salt), serverKey: once(c.serverKey), storedKey: once(c.storedKey) };
+  return isKey(inner.serverKey) && isKey(inner.storedKey) && /^[A-Za-z0-9+/]+={0,2}$/.test(inner.salt) ? inner : undefined;
 }
 
 function rosterItem(item: Element): RosterItem {

@@ -3,6 +3,7 @@ import type { Logger } from '../log';
 import type { NodeMetrics } from '../metrics';
 import type { Storage } from '../storage/types';
 import { SERVER_VERSION } from '../version';
+import { statusPage } from './status-page';
 import type { HttpHandler } from './http-listener';
 
 export interface EndpointsOptions {
@@ -31,7 +32,8 @@ export interface EndpointsOptions {
 /**
  * The operators' endpoints on --http-port: GET /health/live (liveness: the process answers),
  * GET /health/ready and its older name /health (readiness, for load balancers: 200 or 503 with a
- * small JSON body), GET /status (JSON for humans and scripts) and GET /metrics (Prometheus).
+ * small JSON body), GET /status (JSON for scripts; an HTML page for browsers, or with
+ * ?format=html) and GET /metrics (Prometheus).
  */
 export class Endpoints implements HttpHandler {
   private readonly startedAt = new Date();
@@ -47,7 +49,7 @@ export class Endpoints implements HttpHandler {
       case '/health':
       case '/health/ready': produce = () => this.health(); break;
       case '/health/live': produce = async () => json(200, { status: 'ok', node: this.opts.node }); break;
-      case '/status': produce = () => this.status(); break;
+      case '/status': produce = () => (wantsHtml(req) ? this.statusPage() : this.status()); break;
       case '/metrics': produce = () => this.metrics(); break;
       default: return false;
     }
@@ -77,6 +79,15 @@ export class Endpoints implements HttpHandler {
    */
   private async health(): Promise<{ status: number; type: string; body: string }> {
     const { node, minClusterNodes } = this.opts;
+    const { ok, problems, clusterNodes } = await this.readiness();
+    const body = ok
+      ? { status: 'ok', node, clusterNodes }
+      : { status: 'unavailable', node, clusterNodes, minClusterNodes, problems };
+    return json(ok ? 200 : 503, body);
+  }
+
+  private async readiness(): Promise<{ ok: boolean; problems: string[]; clusterNodes: number }> {
+    const { minClusterNodes } = this.opts;
     const clusterNodes = this.opts.clusterNodes();
     if (clusterNodes >= minClusterNodes) this.formed = true;
     const database = await this.opts.storage.ping();
@@ -85,10 +96,12 @@ export class Endpoints implements HttpHandler {
     else if (this.opts.draining?.()) problems.push('the node is draining: it stops soon, new clients should go elsewhere');
     if (!database) problems.push('the database does not answer');
     if (!this.formed) problems.push(`the cluster is forming: ${clusterNodes} of ${minClusterNodes} nodes connected`);
-    const body = problems.length === 0
-      ? { status: 'ok', node, clusterNodes }
-      : { status: 'unavailable', node, clusterNodes, minClusterNodes, problems };
-    return json(problems.length === 0 ? 200 : 503, body);
+    return { ok: problems.length === 0, problems, clusterNodes };
+  }
+
+  private async statusPage(): Promise<{ status: number; type: string; body: string }> {
+    const [{ body }, ready] = await Promise.all([this.status(), this.readiness()]);
+    return { status: 200, type: 'text/html; charset=utf-8', body: statusPage(JSON.parse(body), ready) };
   }
 
   private async status(): Promise<{ status: number; type: string; body: string }> {
@@ -112,6 +125,13 @@ export class Endpoints implements HttpHandler {
   private async metrics(): Promise<{ status: number; type: string; body: string }> {
     return { status: 200, type: this.opts.metrics.contentType, body: await this.opts.metrics.text() };
   }
+}
+
+/** A browser asks for HTML; scripts (curl, fetch) get JSON; ?format= decides when given. */
+function wantsHtml(req: IncomingMessage): boolean {
+  const format = new URL(req.url ?? '/', 'http://node').searchParams.get('format');
+  if (format) return format === 'html';
+  return /\btext\/html\b/.test(String(req.headers.accept ?? ''));
 }
 
 function json(status: number, value: unknown): { status: number; type: string; body: string } {

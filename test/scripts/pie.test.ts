@@ -133,3 +133,45 @@ t.test('xmppctl import: SCRAM-SHA-1 only accounts, other hosts, XIncludes and ba
   writeFileSync(path.join(dir, 'loop.xml'), `<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'><xi:include href='loop.xml'/></server-data>`);
   t.match((await ctl(target.file, 'import', path.join(dir, 'loop.xml'))).err[0], /XIncludes nest deeper than 8/);
 });
+
+// A real export of Debian's ejabberd 23.01 (fixtures/ejabberd-piefxis/README.md says how it was
+// made): with plain passwords, and with the SCRAM-SHA-1 credentials ejabberd keeps by default.
+const EJABBERD = path.join(__dirname, 'fixtures', 'ejabberd-piefxis');
+for (const [variant, main] of [['plain passwords', '20261206-141116.xml'], ['SCRAM-SHA-1 credentials', 'scram/20261206-141149.xml']] as const) {
+  t.test(`xmppctl import of an ejabberd export_piefxis file (${variant})`, async (t) => {
+    const target = setup(t, 'example.net');
+    const result = await ctl(target.file, 'import', path.join(EJABBERD, main));
+    t.equal(result.code, 0, result.err.join('\n'));
+    t.same(result.out.filter((l) => l.startsWith('imported ')), ['imported alice@example.net', 'imported bob@example.net', 'imported carol@example.net']);
+
+    const server = await startTestServer(t, { dbUri: target.dbUri, args: ['--virt-hosts=example.net'] });
+    const { storage } = server.node;
+    t.same((await storage.roster.getItems('alice@example.net')).map((i) => [i.jid, i.name, i.subscription, i.groups]), [
+      ['bob@example.net', 'Bobby', 'both', ['Friends']],
+      ['carol@example.net', 'Carol', 'to', []],
+    ]);
+    t.same((await storage.roster.getItems('carol@example.net')).map((i) => [i.jid, i.subscription, i.groups]), [
+      ['alice@example.net', 'from', []],
+      ['dave@elsewhere.example', 'none', ['Work']],
+    ]);
+    t.match(await storage.vcards.get('alice@example.net'), /<FN>Alice Liddell<\/FN>.*<NICKNAME>alice<\/NICKNAME>/);
+    t.match(await storage.privateXml.get('bob@example.net', 'storage:bookmarks'), /conference jid=.room@conference\.example\.net./);
+
+    // The passwords ejabberd was given log in here, with SCRAM-SHA-1 and PLAIN.
+    const login = (local: string, password: string, mechanism: 'SCRAM-SHA-1' | 'PLAIN', presence = true) =>
+      connectClient({ service: `xmpp://127.0.0.1:${server.port}`, domain: 'example.net', local, password, mechanism, presence });
+    for (const mechanism of ['SCRAM-SHA-1', 'PLAIN'] as const) {
+      const alice = await login('alice', 'alice-secret-1', mechanism);
+      t.equal(alice.jid?.bare().toString(), 'alice@example.net', `alice logs in with ${mechanism}`);
+      await alice.stop();
+    }
+    await t.rejects(login('bob', 'wrong-password', 'SCRAM-SHA-1'), /not-authorized/);
+    const carol = await login('carol', 'carol-pw-333', 'SCRAM-SHA-1', false);
+    const offline = nextStanza(carol, (s) => s.is('message'));
+    await carol.send(xml('presence'));
+    const message = await offline;
+    t.equal(message.getChildText('body'), 'Hello Carol, you were offline', 'the message ejabberd held offline is delivered');
+    t.equal(message.attrs.from, 'alice@example.net');
+    await carol.stop();
+  });
+}
