@@ -31,6 +31,51 @@ export function withoutSasl2(client: XmppClient): void {
   });
 }
 
+/**
+ * @xmpp/client writes its stream header and only once the write has called back starts waiting for
+ * the server's header. A server in the same process (the tests' in-process nodes) can answer
+ * within that gap when the machine is busy, and the client then waits for a header it already
+ * got until it times out. Over a network the answer always comes later; here the client listens
+ * first. It is the library's own open(), with the wait set up before the write.
+ */
+export function listenBeforeOpening(client: XmppClient): void {
+  type Internals = {
+    _status(status: string): void;
+    headerElement(): { attrs: Record<string, string> };
+    header(el: unknown): string;
+    root: unknown;
+    _attachParser(parser: unknown): void;
+    Parser: new () => unknown;
+    write(data: string): Promise<void>;
+    timeout: number;
+  };
+  const c = client as unknown as XmppClient & Internals;
+  c.open = async (options: { domain: string; lang: string }) => {
+    c._status('opening');
+    const headerElement = c.headerElement();
+    headerElement.attrs.to = options.domain;
+    headerElement.attrs['xml:lang'] = options.lang;
+    c.root = headerElement;
+    c._attachParser(new c.Parser());
+    const opened = new Promise<unknown>((resolve, reject) => {
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        c.off('open', onOpen);
+        c.off('error', onError);
+        settle();
+      };
+      const onOpen = (el: unknown) => done(() => resolve(el));
+      const onError = (err: unknown) => done(() => reject(err));
+      const timer = setTimeout(() => onError(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), c.timeout);
+      c.on('open', onOpen);
+      c.on('error', onError);
+    });
+    opened.catch(() => undefined);
+    await c.write(c.header(headerElement));
+    return opened;
+  };
+}
+
 /** A real @xmpp/client, logged in and bound (errors are swallowed: tests assert on behaviour). */
 export async function connectClient(opts: ConnectOptions): Promise<XmppClient> {
   const client = xmppClient({
@@ -44,6 +89,7 @@ export async function connectClient(opts: ConnectOptions): Promise<XmppClient> {
     },
   });
   if (!opts.sasl2) withoutSasl2(client);
+  listenBeforeOpening(client);
   client.on('error', () => undefined);
   // Tests reconnect on purpose; automatic reconnection would hide what they check.
   client.reconnect.stop();

@@ -1,6 +1,6 @@
 import { client as xmppClient, xml } from '@xmpp/client';
 import { PASSWORD } from './server';
-import type { XmppClient } from './client';
+import { listenBeforeOpening, type XmppClient } from './client';
 
 export type FastToken = { mechanism: string; token: string; expiry: string };
 type Fast = { fetchToken(): Promise<FastToken | undefined>; saveToken(t: FastToken): Promise<void>; deleteToken(): Promise<void> };
@@ -29,6 +29,7 @@ export class Device {
     });
     client.on('error', () => undefined);
     client.reconnect.stop();
+    listenBeforeOpening(client);
     const fast = (client as unknown as { fast: Fast }).fast;
     fast.fetchToken = async () => this.token;
     fast.saveToken = async (token) => {

@@ -10,7 +10,7 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
 import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
-import { withoutSasl2 } from './client';
+import { listenBeforeOpening, withoutSasl2 } from './client';
 
 // The test servers use a self-signed certificate generated on first start.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -137,6 +137,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
         },
       });
       if (!login.sasl2) withoutSasl2(client);
+      listenBeforeOpening(client);
       client.on('error', () => undefined);
       if (login.resumption === false) {
         // A client that enables stream management without resumption: a lost connection ends its session at once.
