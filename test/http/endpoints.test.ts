@@ -75,6 +75,21 @@ t.test('GET /status and GET /metrics describe the node', async (t) => {
     t.same(s.cluster, { nodes: 1, minNodes: 1 });
   });
 
+  await t.test('/status for people: HTML when a browser asks (Accept: text/html) or with ?format=html', async (t) => {
+    for (const [how, url, headers] of [
+      ['Accept', `${base}/status`, { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' }],
+      ['format=html', `${base}/status?format=html`, {}],
+    ] as const) {
+      const page = await httpRequest(url, { headers });
+      t.match(page.headers['content-type'], /^text\/html; charset=utf-8/, how);
+      t.match(page.text, /<p class="state ok" id="state">Ready: serving clients<\/p>/);
+      t.match(page.text, /<th scope="row">Sessions<\/th><td>3<\/td>/);
+      t.match(page.text, /<p id="cluster">Not clustered\.<\/p>/);
+    }
+    const asJson = await httpRequest(`${base}/status?format=json`, { headers: { accept: 'text/html' } });
+    t.match(asJson.headers['content-type'], /^application\/json/, '?format=json wins over Accept');
+  });
+
   await t.test('/metrics: Prometheus text with connections, stanzas, auth, routing latency, offline queue, event loop', async (t) => {
     const before = await metricsOf(server);
     const reply = await httpRequest(`${base}/metrics`);
