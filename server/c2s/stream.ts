@@ -1,8 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Element } from 'ltx';
 import type { Config } from '../config/types';
 import { StanzaError, StreamError } from '../errors';
 import { makeJID } from '../jid';
+import { hostOf } from '../net-address';
+import { STORAGE_LIMITS } from '../storage/limits';
 import type { Logger } from '../log';
 import type { StreamStats } from '../metrics';
 import type { Router } from '../router';
@@ -58,6 +60,20 @@ type State =
   | 'closed';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Each wrong password beyond the limit, from any address, delays the account's logins this much more [250 ms]. */
+const AUTH_DELAY_STEP_MS = 250;
+/** The longest such delay [5000 ms]. */
+const AUTH_DELAY_MAX_MS = 5000;
+
+/**
+ * The auth-failure counters of a login: the account's (every address) and the account's from this
+ * client's address. A key too long for the column is hashed (the count is what matters).
+ */
+export function authFailureKeys(jid: string, remoteAddress: string): { account: string; client: string } {
+  const fit = (key: string) => ([...key].length <= STORAGE_LIMITS.authKey ? key : `sha256:${createHash('sha256').update(key).digest('hex')}`);
+  return { account: fit(jid), client: fit(`${jid} from ${hostOf(remoteAddress)}`) };
+}
 
 /**
  * The client-to-server stream state machine (RFC 6120 §4–§7), shared by every transport:
@@ -403,7 +419,8 @@ export class C2SStream implements TransportListener {
     this.sasl = undefined;
     this.authenticated = step.username;
     this.ctx.stats?.authSuccess();
-    void this.ctx.storage.authFailures.reset(jid).catch(() => undefined);
+    // The owner's own address starts afresh; guesses from elsewhere still count.
+    void this.ctx.storage.authFailures.reset(authFailureKeys(jid, this.transport.remoteAddress).client).catch(() => undefined);
     this.log.info('authenticated', { jid, transport: this.transport.kind, mechanism, sasl2: request ? true : undefined });
     if (request) return this.sasl2Success(step, request, exchange);
     const success = new Element('success', { xmlns: NS.SASL });
@@ -515,7 +532,8 @@ export class C2SStream implements TransportListener {
     if (failure.wrongCredentials && username) {
       this.ctx.stats?.authFailure();
       const { authLockout } = this.ctx.config.limits;
-      await this.ctx.storage.authFailures.record(`${username}@${this.domain}`, authLockout * 1000);
+      const keys = authFailureKeys(`${username}@${this.domain}`, this.transport.remoteAddress);
+      await Promise.all([keys.client, keys.account].map((key) => this.ctx.storage.authFailures.record(key, authLockout * 1000)));
     }
     this.log.warn('authentication failed', {
       condition: failure.condition, reason: failure.text ?? (failure.wrongCredentials ? 'wrong password or unknown user' : undefined),
@@ -526,11 +544,27 @@ export class C2SStream implements TransportListener {
     }
   }
 
+  /**
+   * Password guessing (DESIGN: abuse limits never lock an owner out). Wrong passwords are counted
+   * per account and client address, cluster-wide: an address that reached
+   * --max-account-auth-failures for an account gets temporary-auth-failure for it until
+   * --auth-lockout has passed, while the owner elsewhere logs in as usual. Guessing from many
+   * addresses slows every password login of the account (a growing delay, at most
+   * AUTH_DELAY_MAX_MS) but never refuses the right password.
+   */
   private async checkLockout(jid: string): Promise<void> {
     const { maxAccountAuthFailures, authLockout } = this.ctx.config.limits;
-    const failures = await this.ctx.storage.authFailures.count(jid, authLockout * 1000);
-    if (failures >= maxAccountAuthFailures) {
-      throw new SaslFailure('temporary-auth-failure', 'too many failed attempts for this account; try again later');
+    const keys = authFailureKeys(jid, this.transport.remoteAddress);
+    const [fromHere, everywhere] = await Promise.all([
+      this.ctx.storage.authFailures.count(keys.client, authLockout * 1000),
+      this.ctx.storage.authFailures.count(keys.account, authLockout * 1000),
+    ]);
+    if (fromHere >= maxAccountAuthFailures) {
+      throw new SaslFailure('temporary-auth-failure', 'too many failed attempts for this account from your address; try again later');
+    }
+    if (everywhere >= maxAccountAuthFailures) {
+      const delay = Math.min(AUTH_DELAY_MAX_MS, AUTH_DELAY_STEP_MS * (everywhere - maxAccountAuthFailures + 1));
+      await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 

@@ -1,8 +1,8 @@
-import { isIP } from 'node:net';
 import { Element } from 'ltx';
 import { deriveScramCredentialsAsync } from '../c2s/sasl/scram';
 import { StanzaError } from '../errors';
 import { tryParseJID, type JID } from '../jid';
+import { hostOf } from '../net-address';
 import type { IqRequest } from '../router';
 import type { Outcome } from '../sm/session-admin';
 import { UserExistsError } from '../storage/types';
@@ -236,13 +236,6 @@ class Values {
     if (jid.domain !== this.domain) throw new StanzaError('bad-request', `${jid.bareString()} is not an account of ${this.domain}`);
     return jid.toString();
   }
-}
-
-/** The IP address of "address:port" (IPv6 too: the port follows the last colon), or of a bare address. */
-function hostOf(address: string): string {
-  if (isIP(address) !== 0) return address;
-  const colon = address.lastIndexOf(':');
-  return colon < 0 ? address : address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
 }
 
 function bareOf(full: string): string {

@@ -200,10 +200,11 @@ export class RawConnection {
     socket.on('error', () => undefined);
   }
 
-  static async connect(port: number, secure = false): Promise<RawConnection> {
+  /** `localAddress`: the loopback address to connect from (127.0.0.0/8), for tests of per-address limits. */
+  static async connect(port: number, secure = false, localAddress?: string): Promise<RawConnection> {
     const socket = secure
-      ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
-      : net.connect({ port, host: '127.0.0.1' });
+      ? tls.connect({ port, host: '127.0.0.1', localAddress, rejectUnauthorized: false })
+      : net.connect({ port, host: '127.0.0.1', localAddress });
     await new Promise<void>((resolve, reject) => {
       socket.once(secure ? 'secureConnect' : 'connect', () => resolve());
       socket.once('error', reject);
