@@ -56,6 +56,7 @@ import { loadOrCreateCertificate } from './tls';
 import { startWebListeners } from './http/web-listeners';
 import { NodeMetrics } from './metrics';
 import { listenTcp, reloadCertificate, type TcpTransport } from './transports/tcp';
+import { AddressLimits } from './transports/address-limits';
 import { SERVER_VERSION } from './version';
 
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
@@ -279,6 +280,12 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const connections = new Set<TcpTransport>();
   metrics.trackConnections('tcp', () => connections.size);
   let nextConnection = 0;
+  // Abuse limits per client address (the PROXY protocol's when a balancer speaks it); loopback and
+  // --connection-limits-exempt addresses never count.
+  const addressLimits = new AddressLimits(
+    () => ({ maxPerAddress: config.limits.maxConnectionsPerIp, ratePerSecond: config.limits.connectionRatePerIp }),
+    config.connectionLimitsExempt,
+  );
   const listen = (port: number, directTls: boolean) =>
     listenTcp({
       port,
@@ -290,6 +297,9 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       defaultDomain: config.virtHosts[0],
       logger: logger.category('c2s'),
       nextId: () => `c2s-${++nextConnection}`,
+      proxyProtocol: config.c2sProxyProtocol,
+      trustedProxies: config.trustedProxies,
+      addressLimits,
       onConnection: (transport) => {
         connections.add(transport);
         const stream = new C2SStream(transport, c2sContext);
@@ -379,6 +389,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       if (stopped) return;
       stopped = true;
       await chores.stop();
+      addressLimits.stop();
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
       // Sessions waiting to be resumed end now: what they hold goes to offline storage.

@@ -16,6 +16,7 @@ const FORWARD_TIMEOUT_MS = (MAX_WAIT_SECONDS + 10) * 1000;
 export function forwardBoshRequests(cluster: Cluster, bosh: BoshSessions): void {
   bosh.setForwarder(async (owner, body, info) => {
     if (!cluster.isConnected(owner)) return undefined;
+    cluster.counters.boshForwarded++;
     const attrs: Record<string, string> = { secure: info.secure ? '1' : '0', remote: info.remoteAddress, host: info.host };
     try {
       const res = await cluster.request(owner, LINK.bosh, body, attrs, FORWARD_TIMEOUT_MS);

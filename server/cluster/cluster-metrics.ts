@@ -15,6 +15,7 @@ export function clusterStatus(cluster: Cluster, sessions: ClusterSessions): Reco
     refusedSends: cluster.counters.refusedSends,
     linkDrops: cluster.counters.linkDrops,
     rerouted: cluster.counters.rerouted,
+    boshForwarded: cluster.counters.boshForwarded,
   };
 }
 
@@ -89,6 +90,13 @@ export function registerClusterMetrics(registry: Registry, cluster: Cluster, ses
     collect() {
       this.reset();
       this.inc(cluster.counters.rerouted);
+    },
+  });
+  new Counter({
+    name: 'xmpp_bosh_forwarded_total', help: 'BOSH requests that came to this node for a session of another node and were forwarded to it (0 behind a sticky balancer).', registers,
+    collect() {
+      this.reset();
+      this.inc(cluster.counters.boshForwarded);
     },
   });
 }

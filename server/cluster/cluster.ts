@@ -137,7 +137,8 @@ export class Cluster {
   private server?: net.Server;
   private nextId = 0;
   private stopped = false;
-  readonly counters = { linkDrops: 0, refusedSends: 0, rerouted: 0 };
+  /** boshForwarded: BOSH requests that reached this node for a session another node owns (a balancer that is not sticky). */
+  readonly counters = { linkDrops: 0, refusedSends: 0, rerouted: 0, boshForwarded: 0 };
 
   constructor(store: ClusterNodeStore, private readonly opts: ClusterOptions) {
     this.localNode = opts.hostname;

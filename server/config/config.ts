@@ -48,6 +48,10 @@ const KEYS: Record<string, Kind> = {
   '--http-port': 'port',
   '--bind-address': 'string',
   '--trusted-proxies': 'list',
+  '--c2s-proxy-protocol': 'boolean',
+  '--max-connections-per-ip': 'integer',
+  '--connection-rate-per-ip': 'integer',
+  '--connection-limits-exempt': 'list',
   '--bosh-inactivity': 'seconds',
   '--tls-cert': 'string',
   '--tls-key': 'string',
@@ -113,6 +117,8 @@ const DEFAULTS = {
   httpPort: 8080,                    // --http-port [8080] (/health, /status, /metrics)
   bindAddress: '0.0.0.0',            // --bind-address [0.0.0.0]
   trustedProxies: [] as string[],    // --trusted-proxies [none]
+  c2sProxyProtocol: false,           // --c2s-proxy-protocol [false]
+  connectionLimitsExempt: ['127.0.0.1', '::1'], // --connection-limits-exempt [127.0.0.1, ::1]
   boshInactivity: 60,                // --bosh-inactivity [60 s] (XEP-0124 §10)
   tlsRequired: true,                 // --tls-required [true]
   registration: false,               // --registration [false] (XEP-0077)
@@ -151,6 +157,8 @@ const DEFAULTS = {
     smResumptionTimeout: 300,        // --sm-resume-timeout [300 s]
     smMaxUnacked: 5000,              // --sm-max-unacked [5000]
     fastTokenLifetime: 1814400,      // --fast-token-lifetime [1814400 s = 21 days]
+    maxConnectionsPerIp: 500,        // --max-connections-per-ip [500; 0: no limit]
+    connectionRatePerIp: 20,         // --connection-rate-per-ip [20 a second; 0: no limit]
   } satisfies Limits,
 };
 
@@ -284,6 +292,8 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     httpPort,
     bindAddress: readBindAddress(r),
     trustedProxies: readTrustedProxies(r),
+    c2sProxyProtocol: r.boolean('--c2s-proxy-protocol', DEFAULTS.c2sProxyProtocol),
+    connectionLimitsExempt: readAddresses(r, '--connection-limits-exempt') ?? DEFAULTS.connectionLimitsExempt,
     boshInactivity: r.seconds('--bosh-inactivity', DEFAULTS.boshInactivity),
     tlsCert,
     tlsKey,
@@ -317,7 +327,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     logElasticsearch,
     logElasticsearchIndex,
     dataDir,
-    controlSocket: readControlSocket(r, cwd, dataDir),
+    controlSocket: readControlSocket(r, cwd, dataDir, warnings),
     limits: readLimits(r),
     raw: frozenMap(new Map([...settings].map(([k, s]) => [k, s.value]))),
     configFile,
@@ -615,12 +625,19 @@ function readUserDb(r: Reader, cwd: string, dataDir: string): { userDb: 'sqlite'
 }
 
 /** The Unix socket xmppctl talks to the running node on; relative paths are in --data-dir; 0 disables. */
-function readControlSocket(r: Reader, cwd: string, dataDir: string): string | undefined {
-  const value = r.string('--control-socket') ?? DEFAULTS.controlSocket;
+function readControlSocket(r: Reader, cwd: string, dataDir: string, warnings: string[]): string | undefined {
+  const given = r.string('--control-socket');
+  const value = given ?? DEFAULTS.controlSocket;
   if (value === '0' || value === '') return undefined;
   const resolved = path.isAbsolute(value) ? value : path.resolve(value.includes('/') ? cwd : dataDir, value);
   // sockaddr_un holds 108 bytes with the terminating NUL.
-  if (Buffer.byteLength(resolved) > 107) r.fail('--control-socket', `the path is longer than a Unix socket allows (107 bytes): ${resolved}`);
+  if (Buffer.byteLength(resolved) > 107) {
+    const problem = `the path is longer than a Unix socket allows (107 bytes): ${resolved}`;
+    if (given !== undefined) r.fail('--control-socket', problem);
+    // The default under a deep --data-dir: the node runs, without xmppctl's way in.
+    warnings.push(`--control-socket: ${problem}; xmppctl sessions, kick, stats, reload and drain are off until --control-socket names a shorter path`);
+    return undefined;
+  }
   return resolved;
 }
 
@@ -630,6 +647,14 @@ function readBindAddress(r: Reader): string {
     r.fail('--bind-address', `"${address}" is not an IP address or host name`);
   }
   return address;
+}
+
+/** A list of IP addresses; undefined when the key is not set. */
+function readAddresses(r: Reader, key: string): string[] | undefined {
+  const list = r.list(key);
+  if (list === undefined) return undefined;
+  for (const address of list) if (net.isIP(address) === 0) r.fail(key, `"${address}" is not an IP address`);
+  return list.map((a) => a.toLowerCase());
 }
 
 function readTrustedProxies(r: Reader): string[] {
@@ -806,6 +831,8 @@ function readLimits(r: Reader): Limits {
       : r.seconds('--sm-resumption-timeout', d.smResumptionTimeout),
     smMaxUnacked: r.integer('--sm-max-unacked', d.smMaxUnacked, 10),
     fastTokenLifetime: r.seconds('--fast-token-lifetime', d.fastTokenLifetime),
+    maxConnectionsPerIp: r.integer('--max-connections-per-ip', d.maxConnectionsPerIp, 0),
+    connectionRatePerIp: r.integer('--connection-rate-per-ip', d.connectionRatePerIp, 0),
   };
 }
 

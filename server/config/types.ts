@@ -16,6 +16,10 @@ export interface Limits {
   maxAccountAuthFailures: number;
   /** Seconds an account stays locked after maxAccountAuthFailures [300]. */
   authLockout: number;
+  /** Open client connections one address may hold on this node; 0: no limit [500]. */
+  maxConnectionsPerIp: number;
+  /** New client connections one address may open a second on this node (bursts of five seconds' worth); 0: no limit [20]. */
+  connectionRatePerIp: number;
   /** Messages kept offline per user; more are bounced with service-unavailable [1000]. */
   offlineQueueLength: number;
   /** Offline-storage writes waiting for the database, per node; past it senders wait [10000]. */
@@ -58,6 +62,10 @@ export interface Config {
    * and X-Forwarded-For names the client.
    */
   trustedProxies: string[];
+  /** Client TCP connections from trustedProxies start with a PROXY protocol header (v1 or v2) naming the client. */
+  c2sProxyProtocol: boolean;
+  /** Addresses the per-address connection limits never apply to [127.0.0.1, ::1]. */
+  connectionLimitsExempt: string[];
   /** Seconds a BOSH session may go without a request before it ends (XEP-0124 'inactivity') [60]. */
   boshInactivity: number;
   tlsCert?: string;

@@ -9,17 +9,24 @@ import type { Logger } from '../log';
 import { escapeXML } from 'ltx';
 import { NS } from '../xml/ns';
 import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+import { hostOf } from '../net-address';
+import type { AddressLimits } from './address-limits';
+import { readProxyHeader } from './proxy-protocol';
 
 /** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
 const WHITESPACE_KEEPALIVE_SECONDS = 60;
 /** TCP keepalive: first probe after 60 s idle, then every 10 s, 3 probes: a dead peer is gone in ~90 s. */
 const TCP_KEEPALIVE = { idleMs: 60_000, intervalMs: 10_000, probes: 3 };
+/** How long a balancer's connection may take to send its PROXY protocol header [10000 ms]. */
+const PROXY_HEADER_TIMEOUT_MS = 10_000;
 /** Seconds we wait for the client's closing tag after ours before dropping the socket [5]. */
 const CLOSE_GRACE_SECONDS = 5;
 
 export interface TcpConnectionOptions {
   id: string;
   socket: net.Socket;
+  /** The client's "address:port" when a balancer told it (PROXY protocol); else the socket's. */
+  remoteAddress?: string;
   limits: ParserLimits;
   /** Certificate for STARTTLS (the current one: SIGHUP may replace it); absent disables STARTTLS. */
   secureContext?: () => tls.SecureContext;
@@ -52,7 +59,7 @@ export class TcpTransport implements Transport {
 
   constructor(private readonly opts: TcpConnectionOptions) {
     this.socket = opts.socket;
-    this.remoteAddress = `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
+    this.remoteAddress = opts.remoteAddress ?? `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
     this.configureSocket(this.socket);
     this.keepalive = setInterval(() => {
       if (Date.now() - this.lastWrite >= WHITESPACE_KEEPALIVE_SECONDS * 1000 && !this.closing) this.write(' ');
@@ -76,6 +83,8 @@ export class TcpTransport implements Transport {
     this.listener = listener;
     this.parser = this.newParser();
     this.socket.on('data', this.onData);
+    // A socket whose PROXY header was read was paused, with what followed the header put back.
+    this.socket.resume();
   }
 
   sendHeader(attrs: Record<string, string>): void {
@@ -234,6 +243,11 @@ export interface TcpListenerOptions {
   logger: Logger;
   nextId: () => string;
   onConnection: (transport: TcpTransport) => void;
+  /** Connections from --trusted-proxies start with a PROXY protocol header naming the client (--c2s-proxy-protocol). */
+  proxyProtocol?: boolean;
+  trustedProxies?: readonly string[];
+  /** Per-address connection limits (--max-connections-per-ip, --connection-rate-per-ip). */
+  addressLimits?: AddressLimits;
 }
 
 /** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
@@ -243,12 +257,21 @@ export function reloadCertificate(server: net.Server, certificate: { cert: strin
 
 /** Listens for clients on one port; resolves with the server once it listens. */
 export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
-  const accept = (socket: net.Socket) => {
-    TcpTransport.tuneKeepalive(socket);
+  const proxied = (socket: net.Socket) => opts.proxyProtocol === true && (opts.trustedProxies ?? []).includes(normaliseAddress(socket.remoteAddress ?? ''));
+  const start = (socket: net.Socket, remoteAddress?: string) => {
+    const address = remoteAddress ?? `${socket.remoteAddress}:${socket.remotePort}`;
+    const admitted = opts.addressLimits?.admit(hostOf(address));
+    if (admitted && 'refused' in admitted) {
+      opts.logger.debug('connection refused', { remote: address, reason: admitted.refused });
+      refuse(socket, opts.defaultDomain, admitted.refused);
+      return;
+    }
+    if (admitted) socket.once('close', admitted.release);
     const id = opts.nextId();
     const transport = new TcpTransport({
       id,
       socket,
+      remoteAddress,
       limits: opts.limits,
       secureContext: opts.directTls ? undefined : opts.secureContext,
       defaultDomain: opts.defaultDomain,
@@ -256,7 +279,27 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
     });
     opts.onConnection(transport);
   };
-  const server = opts.directTls
+  // Behind a balancer speaking the PROXY protocol the header comes first, before TLS on a direct-TLS port.
+  const accept = (socket: net.Socket) => {
+    TcpTransport.tuneKeepalive(socket);
+    if (!proxied(socket)) {
+      if (opts.directTls && !(socket instanceof tls.TLSSocket)) return wrapTls(socket);
+      return start(socket);
+    }
+    readProxyHeader(socket, PROXY_HEADER_TIMEOUT_MS).then(
+      (peer) => (opts.directTls ? wrapTls(socket, peer.remoteAddress) : start(socket, peer.remoteAddress)),
+      (err: Error) => {
+        opts.logger.info('PROXY protocol header missing or malformed: connection closed', { remote: `${socket.remoteAddress}:${socket.remotePort}`, err: err.message });
+        socket.destroy();
+      },
+    );
+  };
+  const wrapTls = (socket: net.Socket, remoteAddress?: string) => {
+    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: opts.secureContext(), ALPNProtocols: ['xmpp-client'] });
+    secure.once('secure', () => start(secure, remoteAddress));
+    secure.on('error', (err) => opts.logger.debug('TLS handshake failed', { err: err.message }));
+  };
+  const server = opts.directTls && !opts.proxyProtocol
     ? tls.createServer({ ...opts.certificate, ALPNProtocols: ['xmpp-client'], minVersion: 'TLSv1.2' }, accept)
     : net.createServer(accept);
   server.on('tlsClientError', (err: Error) => opts.logger.debug('TLS handshake failed', { err: err.message }));
@@ -269,4 +312,18 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
     });
   });
   return server;
+}
+
+/** Closes a connection the address limits refused: a stream header and <policy-violation/> (RFC 6120 §4.9.3.14). */
+function refuse(socket: net.Socket, domain: string, reason: string): void {
+  const error = new StreamError('policy-violation', reason).toElement().toString();
+  socket.on('error', () => undefined);
+  socket.end(`<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}' from='${escapeXML(domain)}' version='1.0'>${error}</stream:stream>`);
+  setTimeout(() => socket.destroy(), CLOSE_GRACE_SECONDS * 1000).unref();
+}
+
+/** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */
+function normaliseAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return (mapped ? mapped[1] : address).toLowerCase();
 }

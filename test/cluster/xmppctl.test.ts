@@ -1,31 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import t from 'tap';
-import { run } from '../../scripts/xmppctl';
-import { eventually, httpGet, startCluster, type TestCluster } from '../helpers/cluster';
+import { eventually, httpGet, startCluster } from '../helpers/cluster';
+import { ctl } from '../helpers/xmppctl';
 import { createClusterDatabase } from '../helpers/databases';
 import type { XmppClient } from '../helpers/server';
-
-/** Runs xmppctl in this process with a config file for node `index` of the cluster; output captured. */
-async function ctl(cluster: TestCluster, index: number, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmppctl-cluster-'));
-  const file = path.join(dir, 'init.properties');
-  writeFileSync(file, [`--virt-hosts = localhost`, `--user-db-uri = ${cluster.dbUri}`, `--data-dir = ${cluster.nodes[index].dataDir}`, ''].join('\n'));
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...parts: unknown[]) => void out.push(...parts.join(' ').split('\n'));
-  console.error = (...parts: unknown[]) => void err.push(...parts.join(' ').split('\n'));
-  try {
-    return { code: await run(['--config', file, ...args]), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 function streamError(client: XmppClient): Promise<string> {
   return new Promise((resolve) => client.on('error', (err: Error & { condition?: string }) => resolve(err.condition ?? err.message)));

@@ -1,0 +1,145 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import t from 'tap';
+import { eventually } from '../helpers/cluster';
+import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer } from '../helpers/server';
+
+/** A connection from `from` that opens a stream; resolves with what the server said first. */
+async function openStream(port: number, from: string): Promise<{ conn: RawConnection; refused: boolean }> {
+  const conn = await RawConnection.connect(port, false, from);
+  conn.write(STREAM_OPEN);
+  const text = await conn.waitFor(/<\/stream:features>|<\/stream:stream>/, 15_000).catch((err) => String(err));
+  return { conn, refused: /policy-violation/.test(text) };
+}
+
+t.test('connections per client address: at most --max-connections-per-ip open', async (t) => {
+  const server = await startTestServer(t, { args: ['--max-connections-per-ip=3', '--connection-rate-per-ip=0'] });
+  const open: RawConnection[] = [];
+  t.teardown(() => open.forEach((c) => c.destroy()));
+  for (let i = 0; i < 3; i++) {
+    const { conn, refused } = await openStream(server.port, '127.0.0.2');
+    t.notOk(refused, `connection ${i + 1} from 127.0.0.2 is served`);
+    open.push(conn);
+  }
+  const fourth = await openStream(server.port, '127.0.0.2');
+  t.ok(fourth.refused, 'the fourth gets <policy-violation/>');
+  t.match(fourth.conn.text, /more than 3 connections from 127\.0\.0\.2/);
+  await fourth.conn.waitClosed(10_000);
+  t.notOk((await openStream(server.port, '127.0.0.3')).refused, 'another address is not affected');
+  for (let i = 0; i < 5; i++) t.notOk((await openStream(server.port, '127.0.0.1')).refused, 'loopback 127.0.0.1 is exempt by default');
+  open.shift()!.destroy();
+  await eventually('a closed connection frees its place', async () => {
+    const again = await openStream(server.port, '127.0.0.2');
+    again.conn.destroy();
+    return !again.refused;
+  }, 20_000);
+});
+
+t.test('new connections per client address: --connection-rate-per-ip a second, with a burst of five seconds\' worth', async (t) => {
+  const server = await startTestServer(t, { args: ['--max-connections-per-ip=0', '--connection-rate-per-ip=2'] });
+  // The bucket starts with 10 (five seconds' worth) and gains 2 a second: of 20 connections
+  // opened at once, no more than 10 + 2 per second elapsed may be served.
+  const started = Date.now();
+  let served = 0;
+  for (let i = 0; i < 20; i++) {
+    const { conn, refused } = await openStream(server.port, '127.0.0.4');
+    conn.destroy();
+    if (!refused) served++;
+  }
+  const seconds = (Date.now() - started) / 1000;
+  t.ok(served >= 10, `the burst is served (${served})`);
+  t.ok(served <= 10 + Math.ceil(2 * seconds), `and no more than the rate allows (${served} in ${seconds.toFixed(1)} s)`);
+  t.ok(served < 20 || seconds > 5, 'a flood is cut');
+  await eventually('the rate lets it in again', async () => {
+    const later = await openStream(server.port, '127.0.0.4');
+    later.conn.destroy();
+    return !later.refused;
+  }, 20_000);
+});
+
+/** HAProxy's v2 header for a TCP connection from `source` (IPv4 or IPv6) to the server. */
+function proxyV2(source: string, port: number): Buffer {
+  const v6 = net.isIPv6(source);
+  const signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+  const bytes = (ip: string) => v6 ? Buffer.from(expand(ip).map((g) => [g >> 8, g & 0xff]).flat()) : Buffer.from(ip.split('.').map(Number));
+  const addresses = Buffer.concat([bytes(source), bytes(v6 ? '::1' : '127.0.0.1'), Buffer.from([port >> 8, port & 0xff, 0x14, 0x66])]);
+  const header = Buffer.from([0x21, v6 ? 0x21 : 0x11, addresses.length >> 8, addresses.length & 0xff]);
+  return Buffer.concat([signature, header, addresses]);
+}
+
+function expand(ip: string): number[] {
+  const [head, tail] = ip.split('::');
+  const h = head ? head.split(':').map((g) => parseInt(g, 16)) : [];
+  const tl = tail ? tail.split(':').map((g) => parseInt(g, 16)) : [];
+  return [...h, ...new Array(8 - h.length - tl.length).fill(0), ...tl];
+}
+
+/** Logs in with PLAIN over direct TLS, the TLS preceded by `header` (a PROXY protocol header). */
+async function loginThrough(port: number, header: Buffer | string, user: string, whileBound: () => Promise<void>): Promise<string> {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.write(header);
+  const secure = tls.connect({ socket, rejectUnauthorized: false });
+  let text = '';
+  secure.setEncoding('utf8');
+  secure.on('data', (d: string) => (text += d));
+  secure.on('error', () => undefined);
+  const waitFor = async (re: RegExp) => {
+    await eventually(`${re}`, () => re.test(text) || secure.destroyed, 15_000);
+    return text;
+  };
+  try {
+    secure.write(STREAM_OPEN);
+    await waitFor(/<\/stream:features>/);
+    secure.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${PASSWORD}`).toString('base64')}</auth>`);
+    if (!/<success/.test(await waitFor(/<success|<failure/))) return 'failure';
+    secure.write(STREAM_OPEN);
+    await waitFor(/<bind /);
+    secure.write("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    await waitFor(/<jid>/);
+    await whileBound();
+    return 'success';
+  } finally {
+    secure.destroy();
+  }
+}
+
+t.test('--c2s-proxy-protocol: a trusted balancer names the client; limits and logs use that address', async (t) => {
+  const server = await startTestServer(t, { args: ['--c2s-proxy-protocol=true', '--trusted-proxies=127.0.0.1', '--max-connections-per-ip=1', '--connection-rate-per-ip=0'] });
+  await server.addUser('viaproxy');
+  const address = async () => (await server.node.admin.list({ user: 'viaproxy@localhost' })).result.map((s) => s.address);
+
+  t.equal(await loginThrough(server.tlsPort, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 5223\r\n', 'viaproxy', async () => {
+    t.same(await address(), ['203.0.113.7:51000'], 'the session has the client\'s address');
+  }), 'success', 'v1, then direct TLS');
+  t.equal(await loginThrough(server.tlsPort, proxyV2('2001:db8::7', 52000), 'viaproxy', async () => {
+    t.same(await address(), ['2001:db8::7:52000'], 'an IPv6 client');
+  }), 'success', 'v2');
+
+  // A session held open through the balancer carries the client's address.
+  const socket = net.connect({ port: server.port, host: '127.0.0.1' });
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  socket.write('PROXY TCP4 198.51.100.9 127.0.0.1 53000 5222\r\n');
+  socket.write(STREAM_OPEN);
+  let text = '';
+  socket.on('data', (d) => (text += d));
+  await eventually('features over the proxied plain connection', () => /<\/stream:features>/.test(text), 15_000);
+  const second = net.connect({ port: server.port, host: '127.0.0.1' });
+  await new Promise<void>((resolve) => second.once('connect', resolve));
+  second.write('PROXY TCP4 198.51.100.9 127.0.0.1 53001 5222\r\n');
+  let refusedText = '';
+  second.on('data', (d) => (refusedText += d));
+  await eventually('the second connection of that client is refused', () => /policy-violation/.test(refusedText), 15_000);
+  t.match(refusedText, /more than 1 connections from 198\.51\.100\.9/, 'limits count the client behind the balancer, not the balancer');
+  socket.destroy();
+  second.destroy();
+
+  // Without a header, the balancer's own connection is dropped; an untrusted address needs none.
+  const bare = await RawConnection.connect(server.port, false, '127.0.0.1');
+  bare.write(STREAM_OPEN);
+  await bare.waitClosed(20_000);
+  t.notMatch(bare.text, /<stream:features/, 'a trusted proxy that sends no PROXY header is not served');
+  const direct = await openStream(server.port, '127.0.0.5');
+  t.notOk(direct.refused, 'a client connecting directly is served as usual');
+  direct.conn.destroy();
+});
