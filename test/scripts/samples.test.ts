@@ -30,3 +30,19 @@ t.test('etc/haproxy.cfg.sample passes `haproxy -c`', { skip: HAPROXY ? false : '
   t.match(output, /Configuration file is valid/);
   t.match(sample, /option httpchk GET \/health\/ready/, 'balancers check readiness');
 });
+
+// The systemd unit sample must pass systemd's own check, and start what this project builds.
+const SYSTEMD_ANALYZE = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((p) => existsSync(p));
+t.test('etc/xmpp-cluster-server.service.sample passes `systemd-analyze verify`', { skip: SYSTEMD_ANALYZE ? false : 'systemd-analyze is not installed' }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'systemd-sample-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sample = readFileSync(path.join(ROOT, 'etc/xmpp-cluster-server.service.sample'), 'utf8');
+  const unit = path.join(dir, 'xmpp-cluster-server.service');
+  writeFileSync(unit, sample);
+  const { code, output } = await run(SYSTEMD_ANALYZE!, ['verify', unit]);
+  t.equal(code, 0, output);
+  t.equal(output.trim(), '', 'no warnings');
+  t.match(sample, /^ExecStart=\/usr\/bin\/node dist\/server\/main\.js --config etc\/init\.properties$/m);
+  t.ok(existsSync(path.join(ROOT, 'dist/server/main.js')), 'which npm run build writes');
+  t.match(sample, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m, 'reload is SIGHUP');
+});
