@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { deriveScramCredentialsAsync } from '../server/c2s/sasl/scram';
 import { SERVER_VERSION } from '../server/version';
 import { exportPie, importPie } from './pie';
+import type { SessionInfo } from '../server/sm/session-admin';
 import { ConfigError, loadConfig } from '../server/config/config';
 import type { Config } from '../server/config/types';
 import { tryParseJID } from '../server/jid';
@@ -189,7 +190,7 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
         if (!config.virtHosts.includes(jid.domain)) throw new CommandError(notServed(jid.domain, config));
         query.set(jid.local ? 'user' : 'domain', jid.toString());
       }
-      const { sessions, unanswered } = (await control(config, 'GET', `/sessions?${query}`)) as { sessions: SessionRow[]; unanswered: string[] };
+      const { sessions, unanswered } = (await control(config, 'GET', `/sessions?${query}`)) as { sessions: SessionInfo[]; unanswered: string[] };
       if (sessions.length > 0) {
         printTable(sessions.map((s) => ({
           jid: s.jid, node: s.node, transport: s.transport, address: s.address ?? '-', since: s.since, presence: s.available ? 'available' : '-',
@@ -206,7 +207,7 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
       const jid = tryParseJID(target);
       if (!jid || !jid.local) throw new CommandError(`not a user JID (user@domain or user@domain/resource): ${target}`);
       if (!config.virtHosts.includes(jid.domain)) throw new CommandError(notServed(jid.domain, config));
-      const { ended, unanswered } = (await control(config, 'POST', `/kick?${new URLSearchParams({ jid: jid.toString() })}`)) as { ended: SessionRow[]; unanswered: string[] };
+      const { ended, unanswered } = (await control(config, 'POST', `/kick?${new URLSearchParams({ jid: jid.toString() })}`)) as { ended: SessionInfo[]; unanswered: string[] };
       warnUnanswered(unanswered);
       if (ended.length === 0) throw new CommandError(`no session of ${jid} is online`);
       for (const s of ended) console.log(`ended ${s.jid} on ${s.node}`);
@@ -260,16 +261,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
     },
   },
 };
-
-/** A session as the control socket lists it (server/sm/session-admin.ts). */
-interface SessionRow {
-  jid: string;
-  node: string;
-  address?: string;
-  transport: string;
-  since: string;
-  available: boolean;
-}
 
 /**
  * One request to the running node's control socket; its JSON answer. A missing socket or a node

@@ -4,11 +4,14 @@ import path from 'node:path';
 import { run } from '../../scripts/xmppctl';
 import type { TestCluster } from './cluster';
 
-/** Runs xmppctl in this process with a config file for node `index` of the cluster; output captured. */
-export async function ctl(cluster: TestCluster, index: number, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmppctl-cluster-'));
-  const file = path.join(dir, 'init.properties');
-  writeFileSync(file, [`--virt-hosts = localhost`, `--user-db-uri = ${cluster.dbUri}`, `--data-dir = ${cluster.nodes[index].dataDir}`, ''].join('\n'));
+export interface CtlResult {
+  code: number;
+  out: string[];
+  err: string[];
+}
+
+/** Runs xmppctl's command line in this process with `--config file`; what it printed, line by line. */
+export async function xmppctl(file: string, ...args: string[]): Promise<CtlResult> {
   const out: string[] = [];
   const err: string[] = [];
   const log = console.log;
@@ -20,7 +23,17 @@ export async function ctl(cluster: TestCluster, index: number, ...args: string[]
   } finally {
     console.log = log;
     console.error = error;
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** Runs xmppctl with a config file for node `index` of the cluster (its database and data folder, so its control socket). */
+export async function ctl(cluster: TestCluster, index: number, ...args: string[]): Promise<CtlResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmppctl-cluster-'));
+  const file = path.join(dir, 'init.properties');
+  writeFileSync(file, [`--virt-hosts = localhost`, `--user-db-uri = ${cluster.dbUri}`, `--data-dir = ${cluster.nodes[index].dataDir}`, ''].join('\n'));
+  try {
+    return await xmppctl(file, ...args);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseXml } from 'ltx';
 import t from 'tap';
-import { run } from '../../scripts/xmppctl';
+import { xmppctl as ctl } from '../helpers/xmppctl';
 import { deriveScramCredential } from '../../server/c2s/sasl/scram';
 import { openTestStorage, type TapTest } from '../helpers/databases';
 import { connectClient } from '../helpers/client';
@@ -17,21 +17,6 @@ function setup(t: TapTest, hosts = 'localhost'): { dir: string; file: string; db
   const file = path.join(dir, 'init.properties');
   writeFileSync(file, [`--virt-hosts = ${hosts}`, `--user-db-uri = ${dbUri}`, `--data-dir = ${dir}`, '--scram-iterations = 4096', ''].join('\n'));
   return { dir, file, dbUri };
-}
-
-async function ctl(file: string, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...parts: unknown[]) => void out.push(...parts.join(' ').split('\n'));
-  console.error = (...parts: unknown[]) => void err.push(...parts.join(' ').split('\n'));
-  try {
-    return { code: await run(['--config', file, ...args]), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
 }
 
 t.test('xmppctl export and import move accounts and their data between servers', async (t) => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, existsSync }
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { run } from '../../scripts/xmppctl';
+import { xmppctl as ctl } from '../helpers/xmppctl';
 import { openStorage } from '../../server/storage/open-storage';
 import { forEachDatabase, type TapTest } from '../helpers/databases';
 import { startTestServer } from '../helpers/server';
@@ -29,22 +29,6 @@ function tempConfig(t: TapTest, hosts = 'localhost, example.org', uri?: string):
     ].join('\n'),
   );
   return { file, dbUri };
-}
-
-/** Runs the exported command line with console output captured. */
-async function ctl(file: string, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...parts: unknown[]) => void out.push(...parts.join(' ').split('\n'));
-  console.error = (...parts: unknown[]) => void err.push(...parts.join(' ').split('\n'));
-  try {
-    return { code: await run(['--config', file, ...args]), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
 }
 
 t.test('xmppctl commands', async (t) => {
