@@ -94,8 +94,8 @@ export interface XmppNode {
  * router, modules and transports, built in this visible order.
  */
 export async function startNode(frozen: Config, logger: Logger = createLogger(frozen)): Promise<XmppNode> {
-  // The limits may change while the node runs (reload, SIGHUP); the rest of the config is fixed.
-  const config: Config = { ...frozen, limits: { ...frozen.limits } };
+  // The limits and admins may change while the node runs (reload, SIGHUP); the rest of the config is fixed.
+  const config: Config = { ...frozen, limits: { ...frozen.limits }, admins: [...frozen.admins] };
   const storage = await openStorage(config.userDbUri, { logger: logger.category('db'), poolSize: config.limits.dbPoolSize });
   const loadCertificate = (c: Config) => loadOrCreateCertificate({ certFile: c.tlsCert, keyFile: c.tlsKey, dataDir: c.dataDir, hosts: c.virtHosts, logger });
   const certificate = await loadCertificate(config);
@@ -374,6 +374,11 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         }
         changed.push(`${key}=${value}`);
         config.limits[key] = value;
+      }
+      if (next.admins.join(',') !== config.admins.join(',')) {
+        // In place: the admin commands and the components read this array at each use.
+        config.admins.splice(0, config.admins.length, ...next.admins);
+        changed.push(`admins=${next.admins.join(',') || '(none)'}`);
       }
       const fresh = await loadCertificate(next);
       if (fresh.cert !== certificate.cert || fresh.key !== certificate.key) {

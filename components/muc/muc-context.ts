@@ -10,8 +10,8 @@ import type { OccupantSession, Room } from './room';
 /** What the room handlers may do beyond changing a Room: send, store, and report. */
 export interface MucContext {
   readonly options: MucOptions;
-  /** The server's --admins (bare JIDs). */
-  readonly admins: ReadonlySet<string>;
+  /** The server's --admins (bare JIDs), as they are now (SIGHUP may change them). */
+  readonly admins: { has(bare: string): boolean };
   readonly logger: Logger;
   readonly store: MucStore;
   /** XEP-0313 room archives (groupchat messages with a body). */

@@ -79,7 +79,7 @@ class MucComponent implements Component {
     this.mc = {
       archive: this.archive,
       options: this.options,
-      admins: new Set(ctx.config.admins),
+      admins: { has: (bare: string) => ctx.config.admins.includes(bare) },
       logger,
       store: this.store,
       send: (stanza, from, to) => this.outbox.send(stanza, from, to),

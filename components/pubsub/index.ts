@@ -119,7 +119,8 @@ export function ownerKey(service: string, node: string): string {
 }
 
 function componentPolicy(ctx: ComponentContext, options: PubSubOptions): ServicePolicy {
-  const admins = new Set(ctx.config.admins);
+  // Read at each use: SIGHUP may change --admins.
+  const admins = { has: (bare: string) => ctx.config.admins.includes(bare) };
   const hosts = new Set(ctx.config.virtHosts);
   const defaults: NodeConfig = { ...BASE_NODE_CONFIG, rosterGroupsAllowed: [], maxItems: options.maxItems, accessModel: options.defaultAccessModel };
   return {

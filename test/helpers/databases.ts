@@ -191,13 +191,14 @@ function withDatabase(serverUri: string, database: string): string {
 }
 
 /**
- * A fresh database for a cluster test that runs once rather than on both kinds: MySQL when it
- * answers (what real clusters share), otherwise a SQLite file shared by the node processes.
- * Undefined only when MySQL is required (CI) and missing: the test has already failed then.
+ * A fresh database for a cluster test that runs once rather than on every kind: MySQL (or
+ * PostgreSQL when asked) when it answers, as real clusters share; otherwise a SQLite file shared by
+ * the node processes. Undefined only when that server is required (CI) and missing: the test has
+ * already failed then.
  */
-export async function createClusterDatabase(t: TapTest): Promise<string | undefined> {
-  const mysql = await createTestDatabase(t, 'mysql');
-  if (mysql) return mysql.uri;
-  if (process.env.XMPP_TEST_REQUIRE_MYSQL === '1') return undefined;
+export async function createClusterDatabase(t: TapTest, kind: ServerKind = 'mysql'): Promise<string | undefined> {
+  const server = await createTestDatabase(t, kind);
+  if (server) return server.uri;
+  if (REQUIRED[kind]) return undefined;
   return (await createTestDatabase(t, 'sqlite'))?.uri;
 }

@@ -44,6 +44,17 @@ t.test('XEP-0050/XEP-0133 admin commands on one node', async (t) => {
     await alice.stop();
   });
 
+  await t.test('--admins reloaded (SIGHUP) takes effect at once', async (t) => {
+    const alice = await server.login('alice', { resource: 'promoted' });
+    t.equal(await conditionOf(commandStage(alice, `${ADMIN}#get-online-users-num`, { action: 'execute' })), 'forbidden');
+    const changed = await server.node.reload({ ...server.node.config, admins: ['boss@localhost', 'alice@localhost'] });
+    t.match(changed, ['admins=boss@localhost,alice@localhost']);
+    t.equal((await commandStage(alice, `${ADMIN}#get-online-users-num`, { action: 'execute' })).attrs.status, 'completed', 'alice is an admin now');
+    await server.node.reload({ ...server.node.config, admins: ['boss@localhost'] });
+    t.equal(await conditionOf(commandStage(alice, `${ADMIN}#get-online-users-num`, { action: 'execute' })), 'forbidden', 'and no longer');
+    await alice.stop();
+  });
+
   await t.test('add-user: a form, then an account a real client logs in with', async (t) => {
     const first = await commandStage(boss, `${ADMIN}#add-user`, { action: 'execute' });
     t.equal(first.attrs.status, 'executing');

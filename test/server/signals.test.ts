@@ -95,10 +95,10 @@ t.test('SIGHUP reopens the log file and applies the changed configuration; SIGTE
   });
 
   await t.test('a changed log level, debug category and limit take effect without a restart', async (t) => {
-    writeFileSync(configFile, [...base, '--debug = c2s', '--max-auth-failures = 1'].join('\n') + '\n');
+    writeFileSync(configFile, [...base, '--debug = c2s', '--max-auth-failures = 1', '--admins = root@localhost'].join('\n') + '\n');
     const before = read(log).length;
     node.kill('SIGHUP');
-    await eventually('reloaded', () => /configuration reloaded.*maxAuthFailures=1/.test(read(log).slice(before)), WAIT_MS);
+    await eventually('reloaded', () => /configuration reloaded.*maxAuthFailures=1.*admins=root@localhost/.test(read(log).slice(before)), WAIT_MS);
     const conn = await RawConnection.connect(c2s);
     t.teardown(() => conn.destroy());
     conn.write(STREAM_OPEN);
