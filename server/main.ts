@@ -300,6 +300,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       proxyProtocol: config.c2sProxyProtocol,
       trustedProxies: config.trustedProxies,
       addressLimits,
+      bytesPerSecond: () => config.limits.clientRateLimit,
       onConnection: (transport) => {
         connections.add(transport);
         const stream = new C2SStream(transport, c2sContext);

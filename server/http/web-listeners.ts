@@ -60,6 +60,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     defaultDomain: config.virtHosts[0],
     logger: logger.category('c2s'),
     onTransport: opts.onTransport,
+    bytesPerSecond: () => config.limits.clientRateLimit,
   });
   const bosh = new BoshSessions({
     node: config.clusterHostname,

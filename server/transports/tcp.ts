@@ -12,6 +12,7 @@ import { StreamParser, type ParserLimits } from '../xml/stream-parser';
 import { hostOf } from '../net-address';
 import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
+import { ReadRate } from './read-rate';
 
 /** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
 const WHITESPACE_KEEPALIVE_SECONDS = 60;
@@ -27,6 +28,8 @@ export interface TcpConnectionOptions {
   socket: net.Socket;
   /** The client's "address:port" when a balancer told it (PROXY protocol); else the socket's. */
   remoteAddress?: string;
+  /** Bytes a second the client may send (--client-rate-limit), read at each chunk. */
+  bytesPerSecond?: () => number;
   limits: ParserLimits;
   /** Certificate for STARTTLS (the current one: SIGHUP may replace it); absent disables STARTTLS. */
   secureContext?: () => tls.SecureContext;
@@ -56,10 +59,13 @@ export class TcpTransport implements Transport {
   private lastWrite = Date.now();
   private readonly keepalive: NodeJS.Timeout;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
+  private readonly rate?: ReadRate;
+  private throttled = false;
 
   constructor(private readonly opts: TcpConnectionOptions) {
     this.socket = opts.socket;
     this.remoteAddress = opts.remoteAddress ?? `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
+    if (opts.bytesPerSecond) this.rate = new ReadRate(opts.bytesPerSecond);
     this.configureSocket(this.socket);
     this.keepalive = setInterval(() => {
       if (Date.now() - this.lastWrite >= WHITESPACE_KEEPALIVE_SECONDS * 1000 && !this.closing) this.write(' ');
@@ -160,6 +166,17 @@ export class TcpTransport implements Transport {
 
   private feed(chunk: Buffer): void {
     if (this.closing) return;
+    const wait = this.rate?.take(chunk.length) ?? 0;
+    if (wait > 0 && !this.throttled) {
+      // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
+      const socket = this.socket;
+      this.throttled = true;
+      socket.pause();
+      setTimeout(() => {
+        this.throttled = false;
+        if (!socket.destroyed) socket.resume();
+      }, wait).unref();
+    }
     try {
       this.parser.write(chunk);
     } catch (err) {
@@ -248,6 +265,8 @@ export interface TcpListenerOptions {
   trustedProxies?: readonly string[];
   /** Per-address connection limits (--max-connections-per-ip, --connection-rate-per-ip). */
   addressLimits?: AddressLimits;
+  /** Bytes a second each client may send (--client-rate-limit). */
+  bytesPerSecond?: () => number;
 }
 
 /** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
@@ -272,6 +291,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       id,
       socket,
       remoteAddress,
+      bytesPerSecond: opts.bytesPerSecond,
       limits: opts.limits,
       secureContext: opts.directTls ? undefined : opts.secureContext,
       defaultDomain: opts.defaultDomain,

@@ -5,6 +5,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel-binding';
 import type { Transport, TransportListener } from '../c2s/transport';
 import { StreamError } from '../errors';
+import { ReadRate } from './read-rate';
 import type { HttpHandler } from '../http/http-listener';
 import type { RequestInfo } from '../http/request-info';
 import type { Logger } from '../log';
@@ -31,6 +32,8 @@ export interface WebSocketEndpointOptions {
   logger: Logger;
   /** Builds the stream state machine for a new connection (main attaches a C2SStream). */
   onTransport: (transport: WebSocketTransport) => TransportListener;
+  /** Bytes a second each client may send (--client-rate-limit), read at each message. */
+  bytesPerSecond?: () => number;
 }
 
 /**
@@ -76,7 +79,7 @@ export class WebSocketEndpoint implements HttpHandler {
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const id = `ws-${++this.nextId}`;
-      const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }));
+      const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }), this.opts.bytesPerSecond);
       this.transports.add(transport);
       transport.attach(this.opts.onTransport(transport), () => this.transports.delete(transport));
     });
@@ -105,6 +108,8 @@ export class WebSocketTransport implements Transport {
   private clientClosed = false;
   private alive = true;
   private closeTimer?: NodeJS.Timeout;
+  private readonly rate?: ReadRate;
+  private throttled = false;
 
   constructor(
     readonly id: string,
@@ -113,8 +118,10 @@ export class WebSocketTransport implements Transport {
     limits: ParserLimits,
     private readonly defaultDomain: string,
     private readonly log: Logger,
+    bytesPerSecond?: () => number,
   ) {
     this.parser = new FragmentParser(limits, { rootDepth: 2 });
+    if (bytesPerSecond) this.rate = new ReadRate(bytesPerSecond);
     // ws reports protocol errors (a frame over maxPayload: 1009) here; without a listener they would crash the process.
     ws.on('error', (err) => this.log.info('WebSocket error', { err: err.message }));
   }
@@ -194,6 +201,16 @@ export class WebSocketTransport implements Transport {
   private onMessage(data: RawData, isBinary: boolean): void {
     this.alive = true;
     const listener = this.listener!;
+    const wait = this.rate?.take(Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength) ?? 0;
+    if (wait > 0 && !this.throttled) {
+      // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
+      this.throttled = true;
+      this.ws.pause();
+      setTimeout(() => {
+        this.throttled = false;
+        this.ws.resume();
+      }, wait).unref();
+    }
     if (isBinary) {
       // RFC 7395 §3.2: XMPP messages are text frames.
       if (!this.closing) listener.streamError(new StreamError('bad-format', 'binary WebSocket messages are not XMPP'));

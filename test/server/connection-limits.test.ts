@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import t from 'tap';
 import { eventually } from '../helpers/cluster';
-import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer } from '../helpers/server';
+import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml } from '../helpers/server';
 
 /** A connection from `from` that opens a stream; resolves with what the server said first. */
 async function openStream(port: number, from: string): Promise<{ conn: RawConnection; refused: boolean }> {
@@ -142,4 +142,27 @@ t.test('--c2s-proxy-protocol: a trusted balancer names the client; limits and lo
   const direct = await openStream(server.port, '127.0.0.5');
   t.notOk(direct.refused, 'a client connecting directly is served as usual');
   direct.conn.destroy();
+});
+
+t.test('--client-rate-limit: a client sending faster is slowed down by not reading, and loses nothing', async (t) => {
+  // 20 000 bytes a second with a burst of 100 000: 300 000 bytes take about 10 s to be read (at
+  // least 6.7 s: the last read, up to 64 KiB, is handled before the pause it causes).
+  const server = await startTestServer(t, { args: ['--client-rate-limit=20000'] });
+  await server.addUser('flooder');
+  await server.addUser('reader');
+  const flooder = await server.login('flooder');
+  const reader = await server.login('reader');
+  const body = 'x'.repeat(2900);
+  const received = new Set<string>();
+  reader.on('stanza', (s: { is(n: string): boolean; getChildText(n: string): string | null; attrs: Record<string, string> }) => {
+    if (s.is('message') && s.attrs.id) received.add(s.attrs.id);
+  });
+  const started = Date.now();
+  for (let i = 0; i < 100; i++) void flooder.send(xml('message', { to: 'reader@localhost', type: 'chat', id: `m${i}` }, xml('body', {}, body)));
+  await eventually('every message arrives', () => received.size === 100, 120_000);
+  const seconds = (Date.now() - started) / 1000;
+  t.equal(received.size, 100, 'all 100 messages (300 KB) arrive: throttling loses nothing');
+  t.ok(seconds >= 6, `and it took the rate's time, not less (${seconds.toFixed(1)} s for 300 KB at 20 KB/s after a 100 KB burst)`);
+  const pinged = await flooder.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+  t.equal(pinged.attrs.type, 'result', 'the connection stays open and usable');
 });

@@ -67,7 +67,7 @@ t.test('without --config every key takes its documented default', async (t) => {
     maxStanzaSize: 262144, maxXmlDepth: 32, maxAttributes: 64, streamOpenTimeout: 10, authTimeout: 60,
     maxAuthFailures: 3, maxAccountAuthFailures: 10, authLockout: 300, offlineQueueLength: 1000,
     offlineWriteQueue: 10000, offlineWriteTimeout: 60, dbPoolSize: 10, smResumptionTimeout: 300, smMaxUnacked: 5000,
-    fastTokenLifetime: 1_814_400, maxConnectionsPerIp: 500, connectionRatePerIp: 20,
+    fastTokenLifetime: 1_814_400, maxConnectionsPerIp: 500, connectionRatePerIp: 20, clientRateLimit: 65536,
   });
   t.equal(c.raw.size, 0);
   t.equal(c.configFile, undefined);
@@ -429,14 +429,16 @@ t.test('limits take their keys and refuse nonsense', async (t) => {
     '--auth-timeout = 30', '--max-auth-failures = 5', '--max-account-auth-failures = 20', '--auth-lockout = 600',
     '--offline-queue-length = 0', '--offline-write-queue = 500', '--offline-write-timeout = 5', '--user-db-pool-size = 4',
     '--sm-resume-timeout = 60', '--sm-max-unacked = 200', '--fast-token-lifetime = 86400',
-    '--max-connections-per-ip = 50', '--connection-rate-per-ip = 3',
+    '--max-connections-per-ip = 50', '--connection-rate-per-ip = 3', '--client-rate-limit = 4096',
   ].join('\n'));
   t.same(c.limits, {
     maxStanzaSize: 65536, maxXmlDepth: 16, maxAttributes: 32, streamOpenTimeout: 5, authTimeout: 30,
     maxAuthFailures: 5, maxAccountAuthFailures: 20, authLockout: 600, offlineQueueLength: 0,
     offlineWriteQueue: 500, offlineWriteTimeout: 5, dbPoolSize: 4, smResumptionTimeout: 60, smMaxUnacked: 200, fastTokenLifetime: 86400,
-    maxConnectionsPerIp: 50, connectionRatePerIp: 3,
+    maxConnectionsPerIp: 50, connectionRatePerIp: 3, clientRateLimit: 4096,
   });
+  t.equal(load(t, '--client-rate-limit = 0').limits.clientRateLimit, 0, '0 turns the byte rate off');
+  t.match(loadError(t, '--client-rate-limit = 100'), /--client-rate-limit: 100 is below the minimum 1024/);
   t.match(loadError(t, '--sm-max-unacked = 5'), /--sm-max-unacked: 5 is below the minimum 10/);
   t.match(loadError(t, '--sm-resume-timeout = 0'), /--sm-resume-timeout: 0 must be more than 0 seconds/);
   t.equal(load(t, '--sm-resumption-timeout = 45').limits.smResumptionTimeout, 45, 'the key\'s first name is still read');
