@@ -344,6 +344,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     onTransport: (transport) => new C2SStream(transport, c2sContext),
     handlers: components.flatMap((component) => (component.http ? [component.http] : [])),
     draining: () => draining,
+    addressLimits,
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
   const allPorts = { ...ports, ...web.ports };

@@ -6,6 +6,7 @@ import type { NodeMetrics } from '../metrics';
 import type { Storage } from '../storage/types';
 import { BoshEndpoint, BoshSessions } from '../transports/bosh';
 import { WebSocketEndpoint } from '../transports/websocket';
+import type { AddressLimits } from '../transports/address-limits';
 import { Endpoints } from './endpoints';
 import { HostMeta } from './host-meta';
 import { HttpListener, type HttpHandler } from './http-listener';
@@ -32,6 +33,8 @@ export interface WebListenersOptions {
   handlers?: HttpHandler[];
   /** True while the node drains before stopping (SIGTERM): readiness answers 503. */
   draining?: () => boolean;
+  /** Per-address connection limits, shared with the TCP listeners. */
+  addressLimits?: AddressLimits;
 }
 
 export interface WebListeners {
@@ -61,6 +64,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     logger: logger.category('c2s'),
     onTransport: opts.onTransport,
     bytesPerSecond: () => config.limits.clientRateLimit,
+    addressLimits: opts.addressLimits,
   });
   const bosh = new BoshSessions({
     node: config.clusterHostname,

@@ -6,6 +6,8 @@ import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel
 import type { Transport, TransportListener } from '../c2s/transport';
 import { StreamError } from '../errors';
 import { ReadRate } from './read-rate';
+import type { AddressLimits } from './address-limits';
+import { hostOf } from '../net-address';
 import type { HttpHandler } from '../http/http-listener';
 import type { RequestInfo } from '../http/request-info';
 import type { Logger } from '../log';
@@ -34,6 +36,8 @@ export interface WebSocketEndpointOptions {
   onTransport: (transport: WebSocketTransport) => TransportListener;
   /** Bytes a second each client may send (--client-rate-limit), read at each message. */
   bytesPerSecond?: () => number;
+  /** Per-address connection limits (--max-connections-per-ip, --connection-rate-per-ip), by the client's address. */
+  addressLimits?: AddressLimits;
 }
 
 /**
@@ -77,6 +81,15 @@ export class WebSocketEndpoint implements HttpHandler {
       socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
       return true;
     }
+    const admitted = this.opts.addressLimits?.admit(hostOf(info.remoteAddress));
+    if (admitted && 'refused' in admitted) {
+      // Before the upgrade: an HTTP answer costs less than a WebSocket and a stream.
+      this.opts.logger.debug('WebSocket refused', { remote: info.remoteAddress, reason: admitted.refused });
+      const text = `${admitted.refused}\n`;
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      return true;
+    }
+    if (admitted) socket.once('close', admitted.release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const id = `ws-${++this.nextId}`;
       const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }), this.opts.bytesPerSecond);

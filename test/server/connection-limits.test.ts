@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import t from 'tap';
+import WebSocket from 'ws';
 import { eventually } from '../helpers/cluster';
 import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml } from '../helpers/server';
 
@@ -165,4 +166,28 @@ t.test('--client-rate-limit: a client sending faster is slowed down by not readi
   t.ok(seconds >= 6, `and it took the rate's time, not less (${seconds.toFixed(1)} s for 300 KB at 20 KB/s after a 100 KB burst)`);
   const pinged = await flooder.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
   t.equal(pinged.attrs.type, 'result', 'the connection stays open and usable');
+});
+
+t.test('WebSocket connections count towards the same per-address limits (refused before the upgrade with 429)', async (t) => {
+  const server = await startTestServer(t, { args: ['--max-connections-per-ip=1', '--connection-rate-per-ip=0'] });
+  const url = `ws://127.0.0.1:${server.wsPort}/xmpp-websocket`;
+  const open = (from: string) => new Promise<{ ws: WebSocket; status: number }>((resolve) => {
+    const ws = new WebSocket(url, 'xmpp', { localAddress: from });
+    ws.once('open', () => resolve({ ws, status: 101 }));
+    ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode ?? 0 }));
+    ws.on('error', () => undefined);
+  });
+  const first = await open('127.0.0.2');
+  t.equal(first.status, 101, 'the first WebSocket from 127.0.0.2 opens');
+  const second = await open('127.0.0.2');
+  t.equal(second.status, 429, 'the second gets 429 Too Many Requests');
+  const other = await open('127.0.0.3');
+  t.equal(other.status, 101, 'another address is not affected');
+  first.ws.close();
+  other.ws.close();
+  await eventually('a closed WebSocket frees its place', async () => {
+    const again = await open('127.0.0.2');
+    again.ws.close();
+    return again.status === 101;
+  }, 20_000);
 });
