@@ -115,7 +115,8 @@ class UploadComponent implements Component {
       throw new StanzaError('not-acceptable', `the file is larger than ${this.options.maxSize} bytes`, 'modify', app);
     }
     const user = from.bareString();
-    if (this.options.quota > 0 && (await this.ctx.storage.uploads.usage(user)) + size > this.options.quota) {
+    const usage = this.options.quota > 0 ? await this.ctx.storage.uploads.usage(user, new Date(Date.now() - SLOT_SECONDS * 1000)) : 0;
+    if (this.options.quota > 0 && usage + size > this.options.quota) {
       throw new StanzaError('resource-constraint', `your files would take more than your quota of ${this.options.quota} bytes; old files are deleted as they expire`);
     }
     const contentType = String(request.attrs['content-type'] ?? '').trim() || 'application/octet-stream';

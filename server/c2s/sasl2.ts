@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'crypto';
 import { Element } from 'ltx';
 import { makeJID } from '../jid';
 import { NS } from '../xml/ns';
-import { SaslFailure } from './sasl/mechanism';
+import { decodeSaslData, SaslFailure } from './sasl/mechanism';
 
 /** XEP-0386 inline requests inside <bind xmlns='urn:xmpp:bind:0'/>. */
 export interface Bind2Request {
@@ -31,17 +31,8 @@ export interface Sasl2Request {
   invalidate: boolean;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Longest Bind2 tag kept in a resource [64 characters]; a longer one is cut. */
 const MAX_TAG = 64;
-
-/** SASL2 data: an empty element is empty data (no RFC 6120 "=" convention). */
-export function decodeSasl2Data(text: string): Buffer {
-  const trimmed = text.trim();
-  if (trimmed === '=' || trimmed === '') return Buffer.alloc(0);
-  if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
-  return Buffer.from(trimmed, 'base64');
-}
 
 export function parseAuthenticate(element: Element): Sasl2Request {
   const mechanism = element.attrs.mechanism as string | undefined;
@@ -50,7 +41,7 @@ export function parseAuthenticate(element: Element): Sasl2Request {
   const userAgentId = element.getChild('user-agent')?.attrs.id as string | undefined;
   const request: Sasl2Request = {
     mechanism,
-    initialResponse: initial ? decodeSasl2Data(initial.getText()) : undefined,
+    initialResponse: initial ? decodeSaslData(initial.getText()) : undefined,
     userAgentId: userAgentId || undefined,
     invalidate: false,
   };

@@ -14,8 +14,8 @@ import type { Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { offeredMechanisms } from './sasl';
 import { FastTokens, HT_MECHANISMS, HtExchange } from './sasl/fast';
-import { SaslFailure, type SaslExchange, type SaslMechanism, type SaslStep } from './sasl/mechanism';
-import { bind2Resource, decodeSasl2Data, parseAuthenticate, sasl2Failure, type Sasl2Request } from './sasl2';
+import { decodeSaslData, SaslFailure, type SaslExchange, type SaslMechanism, type SaslStep } from './sasl/mechanism';
+import { bind2Resource, parseAuthenticate, sasl2Failure, type Sasl2Request } from './sasl2';
 import { ClientSink, isStanza, type ResumeFailure, type Resumed, type StreamManagementRegistry, type StreamOutput } from './stream-management';
 import type { Transport, TransportListener } from './transport';
 
@@ -58,8 +58,6 @@ type State =
   | 'bind' // authenticated, not yet bound
   | 'active' // bound: stanzas flow
   | 'closed';
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** Each wrong password beyond the limit, from any address, delays the account's logins this much more [250 ms]. */
 const AUTH_DELAY_STEP_MS = 250;
@@ -363,14 +361,14 @@ export class C2SStream implements TransportListener {
         this.state = 'sasl';
         // RFC 6120 §6.4.2: no text means no initial response, "=" an empty one; SASL2 leaves the element out.
         const text = element.getText();
-        const initial = request ? request.initialResponse : text === '' ? undefined : decodeBase64(text);
+        const initial = request ? request.initialResponse : text === '' ? undefined : decodeSaslData(text);
         if (initial === undefined) return this.saslChallenge(Buffer.alloc(0));
         return await this.saslStep(initial);
       }
       switch (element.name) {
         case 'response':
           if (!this.sasl || (this.sasl.request ? 'sasl2' : 'rfc6120') !== profile) throw new SaslFailure('malformed-request', 'no exchange is running');
-          return await this.saslStep(profile === 'sasl2' ? decodeSasl2Data(element.getText()) : decodeBase64(element.getText()));
+          return await this.saslStep(decodeSaslData(element.getText()));
         case 'abort':
           throw new SaslFailure('aborted');
         default:
@@ -719,13 +717,6 @@ export class C2SStream implements TransportListener {
     this.ctx.stats!.stanzaOut(element.name);
     this.transport.send(element);
   }
-}
-
-function decodeBase64(text: string): Buffer {
-  const trimmed = text.trim();
-  if (trimmed === '=') return Buffer.alloc(0);
-  if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
-  return Buffer.from(trimmed, 'base64');
 }
 
 function resumeFailureText(failure: ResumeFailure): string {

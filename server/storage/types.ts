@@ -310,8 +310,11 @@ export interface UploadStore {
   store(id: string, data: Buffer): Promise<boolean>;
   /** The file's bytes, in order. */
   chunks(id: string): AsyncGenerator<Buffer>;
-  /** Bytes of a user's slots (used or reserved), for quotas. */
-  usage(user: string): Promise<number>;
+  /**
+   * Bytes of a user's files, for quotas: uploaded ones, and slots created since `unusedSince` that
+   * may still be uploaded to (an abandoned slot stops counting once it can no longer be used).
+   */
+  usage(user: string, unusedSince: Date): Promise<number>;
   /** Deletes up to `limit` slots (and their files) created before `cutoff`; how many went. */
   removeOlderThan(cutoff: Date, limit: number): Promise<number>;
   /** Deletes slots never used, created before `before`. */

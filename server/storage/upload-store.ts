@@ -55,8 +55,10 @@ export class KnexUploadStore implements UploadStore {
     }
   }
 
-  async usage(user: string): Promise<number> {
-    const row = (await this.knex('upload_slots').where({ user }).sum({ total: 'size' }).first()) as { total: number | string | null } | undefined;
+  async usage(user: string, unusedSince: Date): Promise<number> {
+    const row = (await this.knex('upload_slots').where({ user })
+      .andWhere((q) => q.whereNotNull('uploaded_at').orWhere('created_at', '>=', unusedSince))
+      .sum({ total: 'size' }).first()) as { total: number | string | null } | undefined;
     return Number(row?.total ?? 0);
   }
 

@@ -125,3 +125,17 @@ export abstract class ExchangeBase implements SaslExchange {
 
   protected abstract next(response: Buffer): Promise<SaslStep>;
 }
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * The base64 payload of a SASL element (RFC 6120 §6.4.2 <auth/>, <response/>; XEP-0388
+ * <initial-response/>, <response/>). Empty data is "=" in RFC 6120 and an empty element in SASL2;
+ * both read as empty here. Anything that is not base64 is incorrect-encoding.
+ */
+export function decodeSaslData(text: string): Buffer {
+  const trimmed = text.trim();
+  if (trimmed === '=' || trimmed === '') return Buffer.alloc(0);
+  if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) throw new SaslFailure('incorrect-encoding');
+  return Buffer.from(trimmed, 'base64');
+}

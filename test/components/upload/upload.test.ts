@@ -76,6 +76,19 @@ forEachDatabase('XEP-0363 HTTP File Upload', async (t, dbUri) => {
     t.ok(await slot(bob, 'bobs.bin', 300_000), 'quotas are per user');
   });
 
+  await t.test('a slot never uploaded to stops counting against the quota once it can no longer be used', async (t) => {
+    await server.addUser('carol');
+    const carol = await server.login('carol');
+    // carol asked for 600000 bytes six minutes ago and never uploaded: the slot is dead (5 min).
+    await server.node.storage.uploads.createSlot({
+      id: 'abandoned-slot', user: 'carol@localhost', filename: 'never.bin', size: 600_000, contentType: 'application/octet-stream',
+      createdAt: new Date(Date.now() - 6 * 60_000),
+    });
+    t.ok(await slot(carol, 'now.bin', 300_000), 'it does not count: 300000 fits in 700000');
+    t.equal(await errorOf(slot(carol, 'more.bin', 300_000)), undefined, 'two live slots of 300000 fit too');
+    t.equal((await errorOf(slot(carol, 'too-much.bin', 300_000)))?.condition, 'resource-constraint', 'a third does not: live slots count');
+  });
+
   await t.test('files expire (--upload-expiry), by a cluster chore', async (t) => {
     const urls = await slot(bob, 'short-lived.txt', 3, 'text/plain');
     t.equal((await httpRequest(urls.put, { method: 'PUT', body: 'bye', headers: { 'Content-Type': 'text/plain' } })).status, 201);
