@@ -17,9 +17,11 @@ export interface Component {
   /**
    * A stanza for one of the component's domains (or a JID at one). `from` is trusted (stamped by
    * the router or by the node that forwarded it). `forwardedBy` names the cluster node that
-   * forwarded it here because this node owns the target: do not forward it again.
+   * forwarded it here because this node owns the target: do not forward it again. `home` is the
+   * node the stanza came into the cluster on when that is not `forwardedBy` (it was passed on
+   * twice, e.g. by a node that had just handed the item over).
    */
-  handle(stanza: Element, from: JID, to: JID, forwardedBy?: string): Promise<void>;
+  handle(stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string): Promise<void>;
   start?(): Promise<void>;
   stop?(): Promise<void>;
   /** Requests on the node's web ports (BOSH, WebSocket, HTTP) that are the component's (e.g. file uploads). */
@@ -51,8 +53,17 @@ export interface ComponentCluster {
   ownerOf(item: string): Promise<string>;
   /** Forgets this node's claim on `item` (e.g. a destroyed temporary room). */
   release(item: string): Promise<void>;
-  /** Hands a stanza to the same component on `node`; false when the link is down or full. */
-  forward(node: string, stanza: Element, from: JID, to: JID): boolean;
+  /** The live peer that takes `item` when this node stops; undefined when there is none. */
+  successorOf(item: string): string | undefined;
+  /** Moves this node's claim on `item` to `to` (which holds its state now) and tells every peer; false when the claim was not ours. */
+  handOver(item: string, to: string): Promise<boolean>;
+  /** Called when a peer handed one of this component's items over to another node. */
+  onMoved(listener: (item: string, from: string, to: string) => void): void;
+  /**
+   * Hands a stanza to the same component on `node`; false when the link is down or full. `home`:
+   * the node it came into the cluster on, when this node got it forwarded itself.
+   */
+  forward(node: string, stanza: Element, from: JID, to: JID, home?: string): boolean;
   /** The component's own messages on the cluster links (op names are kept apart per component). */
   send(node: string, op: string, payload?: Element | Element[], attrs?: Record<string, string>): boolean;
   request(node: string, op: string, payload?: Element | Element[], attrs?: Record<string, string>, timeoutMs?: number): Promise<Element>;

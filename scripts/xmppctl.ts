@@ -168,6 +168,7 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
         connections: String(row.connections ?? 0),
         'last update': new Date(row.last_update as string | Date).toISOString(),
         age: `${((now - new Date(row.last_update as string | Date).getTime()) / 1000).toFixed(1)}s`,
+        state: row.draining_since == null ? 'serving' : 'draining',
       }));
       printTable(table);
     },

@@ -63,6 +63,8 @@ import { SERVER_VERSION } from './version';
 const SM_HANDOVER_TIMEOUT_MS = 10_000;
 /** Archived messages deleted per statement when they expire [5000]. */
 const MAM_EXPIRY_BATCH = 5000;
+/** How long a stopping node waits for its peers to acknowledge what it sent them [10 s]. */
+const STOP_LINK_QUIET_MS = 10_000;
 
 /** A running node: what tests and the process entry point hold on to. */
 export interface XmppNode {
@@ -165,7 +167,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     if (!factory) throw new Error(`--comp-class-${spec.index}: no component of kind ${spec.kind}`);
     const domains = config.virtHosts.map((host) => `${spec.name}.${host}`);
     let component: Component | undefined;
-    const deliver = (stanza: Element, from: JID, to: JID, forwardedBy?: string) => component!.handle(stanza, from, to, forwardedBy);
+    const deliver = (stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string) => component!.handle(stanza, from, to, forwardedBy, home);
     component = factory({
       name: spec.name,
       domains,
@@ -364,6 +366,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     admin: sessionAdmin,
     drain() {
       draining = true;
+      void cluster?.drain().catch((err) => logger.warn('could not mark this node draining in cluster_nodes', { err: String(err) }));
     },
     async reload(next) {
       const changed: string[] = [];
@@ -395,6 +398,12 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     async stop() {
       if (stopped) return;
       stopped = true;
+      // Peers place nothing new here from now on (also when stopped without a drain window); a
+      // database out of reach does not hold the stop up for long.
+      if (cluster) {
+        const marked = cluster.drain().catch((err) => logger.warn('could not mark this node draining in cluster_nodes', { err: String(err) }));
+        await Promise.race([marked, new Promise((resolve) => setTimeout(resolve, STOP_LINK_QUIET_MS / 2).unref())]);
+      }
       await chores.stop();
       addressLimits.stop();
       for (const server of servers) server.close();
@@ -408,7 +417,22 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       const deadline = Date.now() + config.limits.offlineWriteTimeout * 1000;
       while (offlineWriter.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       await webClosed;
+      // Rooms go to surviving nodes live; then every claim left (pubsub nodes, empty rooms) is
+      // given up, so survivors take them at first use instead of after the node timeout.
       for (const component of components) await component.stop?.();
+      if (ownership) {
+        ownership.leave();
+        const released = await ownership.releaseAll().catch((err) => {
+          logger.warn('could not give up this node\'s rooms and pubsub nodes; survivors take them when it times out', { err: String(err) });
+          return 0;
+        });
+        if (released > 0) logger.info('rooms and pubsub nodes given up to the surviving nodes', { items: released });
+      }
+      // Everything this node sent its peers (the sessions' goodbyes, forwarded stanzas, hand-overs)
+      // is acknowledged before the links close.
+      if (cluster && !(await cluster.quiesce(STOP_LINK_QUIET_MS))) {
+        logger.warn('cluster links still had unacknowledged traffic when the node stopped', { links: cluster.linkStats().filter((l) => l.unacknowledged > 0) });
+      }
       await cluster?.stop();
       metrics.stop();
       await archive.flush();

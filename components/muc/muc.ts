@@ -19,6 +19,7 @@ import { Outbox } from './outbox';
 import { ownerGet, ownerSet } from './owner-handler';
 import { handleOccupantPresence } from './presence-handler';
 import { RemoteOccupancy } from './remote-occupancy';
+import { roomFromElement, roomToElement } from './handoff';
 import { Room } from './room';
 import { defaultConfig, parseStoredConfig } from './room-config';
 
@@ -28,12 +29,16 @@ const OP = {
   occupant: 'occupant',
   /** Any node -> a peer: your public rooms of a domain (for disco#items). */
   rooms: 'rooms',
+  /** A stopping owner -> its successor (request): serve this room from now on, occupants and all. */
+  handoff: 'handoff',
 } as const;
 
 /** How long disco#items waits for a peer's list of temporary public rooms [1000 ms]. */
 const ROOM_LIST_TIMEOUT_MS = 1000;
 /** How long stop() waits for goodbye presences and pending writes [2000 ms]. */
 const STOP_DRAIN_MS = 2000;
+/** How long a stopping node waits for a successor to take a room before evicting its occupants [5000 ms]. */
+const HANDOFF_TIMEOUT_MS = 5000;
 
 export function createMuc(ctx: ComponentContext): Component {
   return new MucComponent(ctx);
@@ -107,20 +112,29 @@ class MucComponent implements Component {
         if (room && jid) this.remote.update(node, room, jid, nick, isAffiliation(affiliation) ? affiliation : 'none');
       });
       cluster.handle(OP.rooms, (_node, message) => this.localPublicRooms(message.attrs.domain ?? '').map((r) => new Element('room', r)));
+      cluster.handle(OP.handoff, (node, message) => this.takeOver(node, message));
+      // Our users' seats in a room its stopping owner handed over: the new owner tells us afresh.
+      cluster.onMoved((room, from) => this.remote.forgetRoom(from, room));
       cluster.onNodeDown((node) => this.nodeDown(node));
       cluster.onNodeUp((node) => this.nodeUp(node));
     }
   }
 
-  async handle(stanza: Element, from: JID, to: JID, forwardedBy?: string): Promise<void> {
+  async handle(stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string): Promise<void> {
     if (to.local === '') return this.serviceStanza(stanza, from, to);
-    return this.queue.run(to.bareString(), () => this.roomStanza(stanza, from, to, forwardedBy));
+    return this.queue.run(to.bareString(), () => this.roomStanza(stanza, from, to, forwardedBy, home));
   }
 
-  /** XEP-0045 status 332 to everyone in this node's rooms, so they rejoin wherever the room goes next. */
+  /**
+   * The node stops. In a cluster each room goes to a surviving node, live (occupants stay in it,
+   * nobody rejoins); a room nobody can take, or a node alone, sends XEP-0045 status 332 to
+   * everyone in it, so they rejoin wherever the room goes next.
+   */
   async stop(): Promise<void> {
     for (const room of [...this.rooms.values()]) {
       await this.queue.run(room.jidString, async () => {
+        if (this.rooms.get(room.jidString) !== room) return;
+        if (await this.handOff(room)) return;
         evictAll(this.mc, room, STATUS.SHUTDOWN);
         this.rooms.delete(room.jidString);
         if (!room.config.persistent) await this.ctx.cluster?.release(room.jidString).catch(() => undefined);
@@ -131,19 +145,20 @@ class MucComponent implements Component {
 
   // ---- rooms ----
 
-  private async roomStanza(stanza: Element, from: JID, to: JID, forwardedBy?: string): Promise<void> {
+  private async roomStanza(stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string): Promise<void> {
     try {
       const cluster = this.ctx.cluster;
       if (cluster) {
         const owner = await cluster.ownerOf(to.bareString());
         // The owner serves. A forwarder that is itself the owner the database names had a stale
-        // view of us: serve it here rather than send it back and forth.
+        // view of us: serve it here rather than send it back and forth. A stanza forwarded here
+        // for a room this node has handed over goes on, naming the user's node.
         if (owner !== cluster.localNode && owner !== forwardedBy) {
-          if (!cluster.forward(owner, stanza, from, to)) throw new StanzaError('remote-server-timeout', 'the node serving this room cannot be reached');
+          if (!cluster.forward(owner, stanza, from, to, home ?? forwardedBy)) throw new StanzaError('remote-server-timeout', 'the node serving this room cannot be reached');
           return;
         }
       }
-      await this.roomStanzaHere(stanza, from, to, forwardedBy ?? this.localNode);
+      await this.roomStanzaHere(stanza, from, to, home ?? forwardedBy ?? this.localNode);
     } catch (err) {
       this.ctx.router.replyError(stanza, err);
     }
@@ -321,6 +336,59 @@ class MucComponent implements Component {
   /** A task in the room's queue that nobody awaits: a failure is logged, never an unhandled rejection. */
   private background(room: Room, what: string, task: () => Promise<void>): void {
     this.queue.run(room.jidString, task).catch((err) => this.ctx.logger.error(`room task failed: ${what}`, { room: room.jidString, err: String((err as Error)?.stack ?? err) }));
+  }
+
+  // ---- hand-over when a node stops ----
+
+  /**
+   * Gives `room` (in its queue) to the successor the hash picks among the surviving nodes: this
+   * node's own users are gone by now (their connections closed first), so whoever is seated from
+   * here leaves as on a lost node; the rest move with the room. True when the room is off this node.
+   */
+  private async handOff(room: Room): Promise<boolean> {
+    const cluster = this.ctx.cluster;
+    const to = cluster?.successorOf(room.jidString);
+    if (!cluster || !to) return false;
+    for (const occupant of [...room.occupants.values()]) {
+      const gone = [...occupant.sessions.values()].filter((s) => s.home === cluster.localNode);
+      if (gone.length === occupant.sessions.size) await removeOccupant(this.mc, room, occupant, { statuses: [STATUS.TECHNICAL] });
+      else for (const session of gone) room.removeSession(occupant, session.jid.toString());
+    }
+    if (room.occupants.size === 0) {
+      // Nothing live to move: a persistent room is rebuilt from the database where it is next
+      // used (the claim is given up with the node's others); a temporary one ends.
+      this.rooms.delete(room.jidString);
+      if (!room.config.persistent) await this.mc.forget(room);
+      return true;
+    }
+    try {
+      await cluster.request(to, OP.handoff, roomToElement(room), {}, HANDOFF_TIMEOUT_MS);
+    } catch (err) {
+      this.ctx.logger.warn('room not handed over; its occupants are told to rejoin', { room: room.jidString, to, err: String((err as Error)?.message ?? err) });
+      return false;
+    }
+    // From here `to` serves it: stanzas queued behind this task are forwarded there.
+    this.rooms.delete(room.jidString);
+    if (!(await cluster.handOver(room.jidString, to).catch(() => false))) {
+      this.ctx.logger.warn('room handed over, but its claim had moved meanwhile', { room: room.jidString, to });
+    }
+    this.ctx.logger.info('room handed over', { room: room.jidString, to, occupants: room.occupants.size });
+    return true;
+  }
+
+  /** A stopping owner hands us a live room: serve it from now on, and tell its users' nodes. */
+  private async takeOver(from: string, message: Element): Promise<Element> {
+    const room = roomFromElement(message.getChildElements()[0] ?? new Element('none'), this.options);
+    if (!room) throw new Error('not a room');
+    await this.queue.run(room.jidString, async () => {
+      const stale = this.rooms.get(room.jidString);
+      if (stale) this.ctx.logger.warn('replacing a stale copy of a room handed over to this node', { room: room.jidString, from });
+      this.rooms.set(room.jidString, room);
+      for (const [occupant, session] of room.sessions()) {
+        this.mc.occupancy(room, session, occupant.nick, room.affiliationOf(occupant.bare));
+      }
+    });
+    return new Element('taken', { room: room.jidString });
   }
 
   // ---- cluster events ----

@@ -33,6 +33,13 @@ export class RemoteOccupancy {
     seats.set(jid, { room, jid, nick, affiliation: affiliation ?? 'none' });
   }
 
+  /** Forgets the seats in `room` as served by `owner` (it handed the room to another node). */
+  forgetRoom(owner: string, room: string): void {
+    const rooms = this.byOwner.get(owner);
+    rooms?.delete(room);
+    if (rooms?.size === 0) this.byOwner.delete(owner);
+  }
+
   /** Every seat in rooms served by `owner`, forgotten as they are returned. */
   take(owner: string): RemoteSeat[] {
     const rooms = this.byOwner.get(owner);

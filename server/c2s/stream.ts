@@ -191,6 +191,9 @@ export class C2SStream implements TransportListener {
    * stanzas for it go to other resources or offline storage rather than into a closing socket.
    */
   private close(error?: StreamError): void {
+    // XEP-0198 §4: a party closing the stream tells the other how many of its stanzas it handled,
+    // so a client that cannot resume (its node is stopping) resends only the rest.
+    if (!this.closing && this.sink?.sm) this.transport.send(new Element('a', { xmlns: NS.SM, h: String(this.sink.sm.handled) }));
     this.closing = true;
     for (const timer of this.timers) clearTimeout(timer);
     if (this.session) this.ctx.sessions.end(this.session);

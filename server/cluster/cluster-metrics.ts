@@ -9,6 +9,7 @@ export function clusterStatus(cluster: Cluster, sessions: ClusterSessions): Reco
     strategy: sessions.strategy.name,
     nodesKnown: cluster.liveNodes(),
     nodesConnected: cluster.connectedNodes(),
+    nodesDraining: cluster.liveNodes().filter((node) => cluster.isDraining(node)),
     links: cluster.linkStats(),
     strategyStats: sessions.stats(),
     forwarded: Object.fromEntries(sessions.counters.forwarded),

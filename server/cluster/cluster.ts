@@ -183,7 +183,32 @@ export class Cluster {
     await this.registry.stop();
   }
 
+  /**
+   * Resolves once every peer has acknowledged all this node sent it and every request has its
+   * answer (nothing in flight on any link), or when `timeoutMs` runs out: then false. A stopping
+   * node waits here before it closes its links.
+   */
+  async quiesce(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const busy = () => this.pending.size > 0 || [...this.channels.values()].some((channel) => channel.acked < channel.sent);
+    while (busy()) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return true;
+  }
+
   // ---- membership ----
+
+  /** Marks this node draining in cluster_nodes: peers place no new rooms or pubsub nodes here. */
+  drain(): Promise<void> {
+    return this.registry.markDraining();
+  }
+
+  /** Whether `node` (this one included) is draining, by its cluster_nodes row as last read. */
+  isDraining(node: string): boolean {
+    return this.registry.isDraining(node);
+  }
 
   onNodeUp(listener: (node: string) => void | Promise<void>): void {
     this.upListeners.push(listener);

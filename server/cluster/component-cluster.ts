@@ -17,7 +17,7 @@ export function componentCluster(
   name: string,
   cluster: Cluster,
   ownership: Ownership,
-  deliver: (stanza: Element, from: JID, to: JID, forwardedBy: string) => Promise<void>,
+  deliver: (stanza: Element, from: JID, to: JID, forwardedBy: string, home?: string) => Promise<void>,
 ): ComponentCluster {
   const component = (op: string, attrs: Record<string, string> = {}) => ({ ...attrs, c: name, op });
   cluster.handleComponent(name, STANZA_OP, async (node, message) => {
@@ -26,13 +26,17 @@ export function componentCluster(
     const to = tryParseJID(message.attrs.to ?? '');
     if (!stanza || !from || !to) return;
     stanza.parent = null;
-    await deliver(stanza, from, to, node);
+    await deliver(stanza, from, to, node, message.attrs.home);
   });
   return {
     localNode: cluster.localNode,
     ownerOf: (item) => ownership.ownerOf(name, item),
     release: (item) => ownership.release(name, item),
-    forward: (node, stanza, from, to) => cluster.send(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString() })),
+    successorOf: (item) => ownership.successorOf(item),
+    handOver: (item, to) => ownership.handOver(name, item, to),
+    onMoved: (listener) => ownership.onMoved((service, item, from, to) => service === name && listener(item, from, to)),
+    forward: (node, stanza, from, to, home) =>
+      cluster.send(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString(), ...(home ? { home } : {}) })),
     send: (node, op, payload, attrs) => cluster.send(node, LINK.component, payload, component(op, attrs)),
     request: (node, op, payload, attrs, timeoutMs) => cluster.request(node, LINK.component, payload, component(op, attrs), timeoutMs),
     handle: (op, handler) => cluster.handleComponent(name, op, handler),

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Logger } from '../log';
+import { LINK } from './catalogue';
 import type { Cluster } from './cluster';
+
+/** Told on every node when an item moves to a new owner while both nodes live (a hand-over). */
+export type MovedListener = (service: string, item: string, from: string, to: string) => void;
 
 /**
  * Rendezvous (highest-random-weight) hashing: the node whose hash with the key is largest. Every
@@ -30,6 +34,9 @@ export function rendezvousOwner(key: string, nodes: readonly string[]): string {
  */
 export class Ownership {
   private readonly cache = new Map<string, string>();
+  private readonly movedListeners: MovedListener[] = [];
+  /** Set when this node stops: it claims nothing and serves nothing it has handed over. */
+  private leaving = false;
 
   constructor(
     private readonly knex: Knex,
@@ -39,6 +46,56 @@ export class Ownership {
     cluster.onNodeDown((node) => {
       for (const [key, owner] of this.cache) if (owner === node) this.cache.delete(key);
     });
+    cluster.handle(LINK.owner, (from, message) => {
+      const { c: service, item, node } = message.attrs as Record<string, string | undefined>;
+      if (service === undefined || item === undefined || !node) return;
+      const key = `${service}\0${item}`;
+      if (this.isAlive(node)) this.cache.set(key, node);
+      else this.cache.delete(key);
+      for (const listener of this.movedListeners) listener(service, item, from, node);
+    });
+  }
+
+  /** Called on this node when another hands one of its items over. */
+  onMoved(listener: MovedListener): void {
+    this.movedListeners.push(listener);
+  }
+
+  /**
+   * This node is stopping: from now on it claims nothing, and items whose claim it gives up are
+   * placed on the other live nodes.
+   */
+  leave(): void {
+    this.leaving = true;
+    this.cache.clear();
+  }
+
+  /**
+   * Hands `item` (claimed by this node) to `to`, a live peer that already holds its state: the
+   * claim moves in the database (compare-and-set on this node) and every peer is told, so their
+   * next stanza for it goes straight to `to`. False when the claim was not ours any more.
+   */
+  async handOver(service: string, item: string, to: string): Promise<boolean> {
+    const moved = await this.knex('component_owners').where({ service, item, node: this.cluster.localNode }).update({ node: to, claimed_at: new Date() });
+    if (moved === 0) return false;
+    this.cache.set(`${service}\0${item}`, to);
+    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.owner, undefined, { c: service, item, node: to });
+    return true;
+  }
+
+  /** A stopping node gives up every claim it still holds: survivors claim them on first use. */
+  async releaseAll(): Promise<number> {
+    this.cache.clear();
+    return this.knex('component_owners').where({ node: this.cluster.localNode }).delete();
+  }
+
+  /**
+   * The peer that should take `item` when this node stops: by the same hash over the live peers
+   * that are not draining themselves (all live peers if every one is).
+   */
+  successorOf(item: string): string | undefined {
+    const peers = this.preferServing(this.cluster.connectedNodes());
+    return peers.length > 0 ? rendezvousOwner(item, peers) : undefined;
   }
 
   /** The live node that serves `item` of `service`, claiming it when nobody (alive) does. */
@@ -46,6 +103,8 @@ export class Ownership {
     const key = `${service}\0${item}`;
     const cached = this.cache.get(key);
     if (cached && this.isAlive(cached)) return cached;
+    // The last node stopping: nobody is left to take the item; serve it here until the end.
+    if (this.aliveNodes().length === 0) return this.cluster.localNode;
     for (let attempt = 0; attempt < 3; attempt++) {
       const row: { node: string } | undefined = await this.knex('component_owners').where({ service, item }).first('node');
       if (row && this.isAlive(row.node)) {
@@ -74,12 +133,21 @@ export class Ownership {
     await this.knex('component_owners').where({ service, item, node: this.cluster.localNode }).delete();
   }
 
-  /** This node and the peers it has a link to: a node we cannot reach cannot serve for us. */
+  /**
+   * The nodes a new claim may go to: this node and the peers it has a link to (a node we cannot
+   * reach cannot serve for us), without draining ones while any other is left.
+   */
   private aliveNodes(): string[] {
-    return [this.cluster.localNode, ...this.cluster.connectedNodes()].sort();
+    return this.preferServing([...(this.leaving ? [] : [this.cluster.localNode]), ...this.cluster.connectedNodes()]).sort();
+  }
+
+  /** `nodes` without the draining ones, unless that leaves none. */
+  private preferServing(nodes: string[]): string[] {
+    const serving = nodes.filter((node) => !this.cluster.isDraining(node));
+    return serving.length > 0 ? serving : nodes;
   }
 
   private isAlive(node: string): boolean {
-    return node === this.cluster.localNode || this.cluster.isConnected(node);
+    return node === this.cluster.localNode ? !this.leaving : this.cluster.isConnected(node);
   }
 }

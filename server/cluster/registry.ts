@@ -38,6 +38,7 @@ export class ClusterRegistry {
   private lastCpuAt = process.hrtime.bigint();
   private listeners: ((live: ReadonlyMap<string, ClusterNodeRow>) => void)[] = [];
   private refreshing?: Promise<void>;
+  private drainingSince?: Date;
 
   constructor(private readonly store: ClusterNodeStore, private readonly opts: RegistryOptions) {}
 
@@ -57,6 +58,20 @@ export class ClusterRegistry {
     clearInterval(this.timer);
     await this.refreshing?.catch(() => undefined);
     await this.store.remove(this.opts.hostname).catch((err) => this.opts.logger.warn('could not delete our cluster_nodes row', { err: String(err) }));
+  }
+
+  /** Publishes that this node is draining (peers place nothing new on it); written at once. */
+  async markDraining(): Promise<void> {
+    this.drainingSince ??= new Date();
+    // A refresh already under way may have written the row before the mark: write it again.
+    await this.refreshing?.catch(() => undefined);
+    await this.refresh();
+  }
+
+  /** Whether `node`'s row, as last read, says it is draining. */
+  isDraining(node: string): boolean {
+    if (node === this.opts.hostname) return this.drainingSince !== undefined;
+    return this.live.get(node)?.drainingSince !== undefined;
   }
 
   liveNodes(): ReadonlyMap<string, ClusterNodeRow> {
@@ -129,6 +144,7 @@ export class ClusterRegistry {
       version: this.opts.version,
       startedAt: this.startedAt,
       connections: this.opts.connections(),
+      drainingSince: this.drainingSince,
     };
   }
 }

@@ -20,7 +20,7 @@ export function statusPage(status: Record<string, unknown>, ready: { ok: boolean
     node: string; version: string; startedAt: string; uptimeSeconds: number; sessions: number;
     connections: Record<string, number>; stanzas: { in: Record<string, number>; out: Record<string, number> };
     memory: Record<string, number>; database: { kind: string; reachable: boolean };
-    cluster: { nodes: number; minNodes: number; strategy?: string; nodesKnown?: string[]; links?: LinkRow[]; linkDrops?: number; rerouted?: number };
+    cluster: { nodes: number; minNodes: number; strategy?: string; nodesKnown?: string[]; nodesDraining?: string[]; links?: LinkRow[]; linkDrops?: number; rerouted?: number };
   };
   const rows = (pairs: [string, string][]) => pairs.map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td>${v}</td></tr>`).join('');
   const table = (caption: string, body: string) => `<table><caption>${esc(caption)}</caption>${body}</table>`;
@@ -43,6 +43,7 @@ export function statusPage(status: Record<string, unknown>, ready: { ok: boolean
     : table('Cluster', rows([
         ['Nodes connected', esc(`${s.cluster.nodes} (at least ${s.cluster.minNodes} to start serving)`)],
         ['Nodes known', esc((s.cluster.nodesKnown ?? []).join(', '))],
+        ['Nodes draining', esc((s.cluster.nodesDraining ?? []).join(', ') || 'none')],
         ['Strategy', esc(s.cluster.strategy)],
         ['Links dropped, stanzas rerouted', esc(`${s.cluster.linkDrops ?? 0}, ${s.cluster.rerouted ?? 0}`)],
       ])) +

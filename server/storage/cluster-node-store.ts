@@ -19,6 +19,7 @@ export class KnexClusterNodeStore implements ClusterNodeStore {
       version: row.version,
       started_at: row.startedAt,
       connections: row.connections,
+      draining_since: row.drainingSince ?? null,
     };
     await this.knex('cluster_nodes').insert(values).onConflict('hostname').merge();
   }
@@ -37,6 +38,7 @@ export class KnexClusterNodeStore implements ClusterNodeStore {
       version: String(row.version),
       startedAt: dateFromColumn(row.started_at),
       connections: Number(row.connections),
+      drainingSince: row.draining_since == null ? undefined : dateFromColumn(row.draining_since),
     }));
   }
 

@@ -9,6 +9,7 @@ import * as archive from './migrations/007-archive';
 import * as leases from './migrations/008-leases';
 import * as uploads from './migrations/009-uploads';
 import * as disabledUsers from './migrations/010-disabled-users';
+import * as drainingNodes from './migrations/011-draining-nodes';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -33,6 +34,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '008-leases', migration: leases },
   { name: '009-uploads', migration: uploads },
   { name: '010-disabled-users', migration: disabledUsers },
+  { name: '011-draining-nodes', migration: drainingNodes },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

@@ -172,6 +172,8 @@ export interface ClusterNodeRow {
   version: string;
   startedAt: Date;
   connections: number;
+  /** Set while the node drains before stopping (SIGTERM, xmppctl drain). */
+  drainingSince?: Date;
 }
 
 export interface ClusterNodeStore {

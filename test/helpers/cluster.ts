@@ -43,8 +43,8 @@ export interface NodeProcess {
   start(): Promise<void>;
   /** kill -9 */
   kill(): Promise<void>;
-  /** SIGTERM and wait for the exit. */
-  stop(): Promise<void>;
+  /** SIGTERM and wait for the exit; resolves with the exit code (null when it was not running or died of a signal). */
+  stop(): Promise<number | null>;
   /** SIGSTOP: the process freezes, its sockets stay open. */
   freeze(): void;
   /** SIGCONT after freeze(). */
@@ -214,10 +214,10 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     },
     async stop() {
       const child = node.process;
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (!child || child.exitCode !== null || child.signalCode !== null) return null;
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.kill('SIGTERM');
-      await exited;
+      return exited;
     },
     freeze() {
       node.process?.kill('SIGSTOP');
