@@ -4,6 +4,8 @@
  * debug() is a no-op function, so hot paths pay one call and nothing else.
  */
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Client } from '@elastic/elasticsearch';
 import winston from 'winston';
 import type TransportStream from 'winston-transport';
 import type { Config } from './config/types';
@@ -36,7 +38,7 @@ export interface RootLogger extends Logger {
   reopen(): void;
   /** Takes a new --log-level and --debug; every logger made so far follows. */
   reconfigure(config: Pick<LoggerConfig, 'logLevel' | 'debug'>): void;
-  /** Records Elasticsearch did not take (it did not answer, or refused them); 0 without it. */
+  /** Records Elasticsearch did not take (refused, beyond its queue, or unsent at close); 0 without it. */
   droppedRecords(): number;
 }
 
@@ -48,7 +50,7 @@ export type LoggerConfig = Pick<
 export interface CreateLoggerOptions {
   /** Where console lines go [process.stdout]. */
   stream?: NodeJS.WritableStream;
-  /** Receives the one warning printed when Elasticsearch stops answering [console.warn]. */
+  /** Receives the warning printed when Elasticsearch stops taking records, and the one when it is back [console.warn]. */
   warn?: (message: string) => void;
 }
 
@@ -352,7 +354,10 @@ function safeStringify(value: unknown): string {
 // Elasticsearch
 
 export interface ElasticsearchTransportOptions {
-  /** Base URL of the cluster, e.g. http://elastic:9200. */
+  /**
+   * Base URL of the cluster, e.g. http://elastic:9200. Credentials in it (http://user:pass@elastic:9200)
+   * are sent as HTTP basic auth and never printed.
+   */
   url: string;
   /** Index (or data stream) to write to [xmpp-server]. */
   index?: string;
@@ -362,115 +367,298 @@ export interface ElasticsearchTransportOptions {
   flushInterval?: number;
   /** Records per bulk request; a full batch is sent at once [500]. */
   batchSize?: number;
-  /** Records held while Elasticsearch is slow; beyond this new records are dropped [10000]. */
+  /** Records held while Elasticsearch is slow or down; beyond this new records are dropped [10000]. */
   maxQueue?: number;
-  /** Milliseconds to wait for a bulk answer before counting the batch dropped [10000]. */
+  /** Milliseconds to wait for one bulk answer before trying again later [10000]. */
   timeout?: number;
-  /** Receives the single warning about dropping [console.warn]. */
+  /** Milliseconds before the first retry after a failed request; it doubles on each failure [1000]. */
+  retryDelay?: number;
+  /** Longest wait between retries [30000]. */
+  maxRetryDelay?: number;
+  /** Milliseconds flushAll() keeps trying before it counts what is left as dropped [5000]. */
+  flushTimeout?: number;
+  /** Receives the warning when Elasticsearch stops taking records, and the one when it is back [console.warn]. */
   warn?: (message: string) => void;
 }
 
 /**
- * A winston transport that batches JSON records and POSTs them to `${url}/_bulk`. When
- * Elasticsearch does not answer, batches are dropped and counted (logging must never block or
- * grow without bound), and one warning goes to the console.
+ * A winston transport that queues JSON records and ships them in bulk requests through the official
+ * client, @elastic/elasticsearch 8.19 (the 9.x line needs Node 22). Not pino-elasticsearch: it is a
+ * stream over the same client's bulk helper, which drops what it could not send, and the stream stops
+ * for good after a network error (pinojs/pino-elasticsearch#72). Here the queue outlives outages, so
+ * the client only ever makes single requests (maxRetries 0) and the transport decides what to retry.
+ *
+ * While Elasticsearch is unreachable, times out or answers 429 or 5xx, records stay queued and the
+ * batch is retried with back-off; what it refuses (another 4xx, or an item's own error) is dropped
+ * and counted, as is what does not fit in the queue. log() never blocks and never throws.
  */
 export class ElasticsearchTransport extends Transport {
-  /** Records Elasticsearch did not take. */
+  /** Records Elasticsearch did not take: refused, beyond the queue, or unsent at close. */
   dropped = 0;
   /** Records Elasticsearch accepted. */
   sent = 0;
-  private queue: string[] = [];
-  private sending: Promise<void> = Promise.resolve();
+  private readonly queue: string[] = [];
+  /** Records of the bulk request on the wire; they still count towards maxQueue. */
+  private inFlight = 0;
+  private sending?: Promise<void>;
+  private retryTimer?: NodeJS.Timeout;
+  private nextDelay: number;
+  /** Set after a request failed to reach Elasticsearch, until one succeeds. */
+  private down = false;
+  /** Set by the first warning of a spell of trouble, so a spell prints one line. */
   private warned = false;
+  private stopped = false;
+  /** Aborts the request on the wire when the transport stops (or flushAll runs out of time). */
+  private readonly abort = new AbortController();
+  private readonly client: Client;
   private readonly timer: NodeJS.Timeout;
-  private readonly endpoint: string;
   private readonly action: string;
+  private readonly where: string;
+  private readonly secrets: string[];
   private readonly batchSize: number;
   private readonly maxQueue: number;
   private readonly timeout: number;
-  private readonly warnOnce: (message: string) => void;
+  private readonly retryDelay: number;
+  private readonly maxRetryDelay: number;
+  private readonly flushTimeout: number;
+  private readonly warn: (message: string) => void;
 
   constructor(private readonly opts: ElasticsearchTransportOptions) {
     super();
-    this.endpoint = `${opts.url.replace(/\/+$/, '')}/_bulk`;
+    const url = new URL(opts.url);
+    const username = decodeURIComponent(url.username);
+    const password = decodeURIComponent(url.password);
+    // Every printed line is redacted against these: the password as written, decoded, and as basic auth.
+    this.secrets = password === '' ? [] : [url.password, password, Buffer.from(`${username}:${password}`).toString('base64')];
+    url.username = '';
+    url.password = '';
+    this.where = redactUrl(opts.url);
+    this.client = new (elasticsearch().Client)({
+      node: url.toString().replace(/\/+$/, ''),
+      auth: username !== '' ? { username, password } : undefined,
+      maxRetries: 0,
+      requestTimeout: opts.timeout ?? 10000,
+    });
     // `create` works for plain indices and data streams alike.
     this.action = JSON.stringify({ create: { _index: opts.index ?? 'xmpp-server' } });
     this.batchSize = opts.batchSize ?? 500;
     this.maxQueue = opts.maxQueue ?? 10000;
     this.timeout = opts.timeout ?? 10000;
-    this.warnOnce = opts.warn ?? ((m) => console.warn(m));
-    this.timer = setInterval(() => void this.flush(), opts.flushInterval ?? 1000);
+    this.retryDelay = opts.retryDelay ?? 1000;
+    this.maxRetryDelay = opts.maxRetryDelay ?? 30000;
+    this.flushTimeout = opts.flushTimeout ?? 5000;
+    this.nextDelay = this.retryDelay;
+    this.warn = opts.warn ?? ((m) => console.warn(m));
+    this.timer = setInterval(() => this.tick(), opts.flushInterval ?? 1000);
     this.timer.unref();
   }
 
   override log(info: { record?: LogRecord }, next: () => void): void {
     if (info.record) {
-      if (this.queue.length >= this.maxQueue) {
-        this.drop(1, 'it is not keeping up');
+      if (this.stopped) {
+        this.dropped++;
+      } else if (this.queue.length + this.inFlight >= this.maxQueue) {
+        this.drop(1, `it is not keeping up (${this.maxQueue} records queued)`);
       } else {
         const doc = toJsonRecord(info.record, this.opts.node);
         doc['@timestamp'] = info.record.timestamp;
         this.queue.push(safeStringify(doc));
-        if (this.queue.length >= this.batchSize) void this.flush();
+        if (this.queue.length >= this.batchSize) this.tick();
       }
     }
     next();
   }
 
-  /** Sends what is queued, one bulk request at a time; resolves when the queue is empty. */
+  /**
+   * Sends what is queued now, batch after batch. Resolves when the queue is empty or a batch did not
+   * get through (it stays queued and is retried after a back-off).
+   */
   flush(): Promise<void> {
-    this.sending = this.sending.then(async () => {
-      while (this.queue.length > 0) await this.sendBatch(this.queue.splice(0, this.batchSize));
-    });
+    this.sending ??= this.drain()
+      // A bug here must cost log records, never the process (an unhandled rejection).
+      .catch((err: unknown) => this.trouble(`shipping to Elasticsearch at ${this.where} failed: ${this.redact(describe(err))}`))
+      .finally(() => {
+        this.sending = undefined;
+      });
     return this.sending;
   }
 
-  /** Stops the timer and sends everything still queued. */
+  /**
+   * At exit: sends everything queued, retrying for at most flushTimeout so a dead Elasticsearch
+   * never holds shutdown; what is left then is counted as dropped. The transport is finished after.
+   */
   async flushAll(): Promise<void> {
+    if (this.stopped) return;
     clearInterval(this.timer);
-    await this.flush();
-  }
-
-  override close(): void {
-    clearInterval(this.timer);
-  }
-
-  private async sendBatch(docs: string[]): Promise<void> {
-    let body = '';
-    for (const doc of docs) body += `${this.action}\n${doc}\n`;
+    const deadline = Date.now() + this.flushTimeout;
+    const giveUp = setTimeout(() => this.abort.abort(), this.flushTimeout);
     try {
-      const res = await fetch(this.endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
-        body,
-        signal: AbortSignal.timeout(this.timeout),
-      });
-      const text = await res.text();
-      if (!res.ok) return this.drop(docs.length, `it answered HTTP ${res.status}`);
-      const refused = countRefused(text);
-      if (refused > 0) this.drop(refused, 'it refused some records');
-      this.sent += docs.length - refused;
-    } catch (err) {
-      this.drop(docs.length, `it did not answer (${(err as Error).message})`);
+      while (this.queue.length > 0 && !this.abort.signal.aborted) {
+        await this.flush();
+        clearTimeout(this.retryTimer);
+        const wait = Math.min(this.nextDelay, deadline - Date.now());
+        if (this.queue.length > 0 && wait > 0) await sleep(wait, undefined, { signal: this.abort.signal }).catch(noop);
+      }
+    } finally {
+      clearTimeout(giveUp);
+      this.stop();
     }
+  }
+
+  /** Stops at once (winston calls it when the logger ends); what is still queued is counted dropped. */
+  override close(): void {
+    this.stop();
+  }
+
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
+    this.abort.abort();
+    const left = this.queue.splice(0).length;
+    if (left > 0) this.drop(left, 'they were still queued at shutdown');
+    this.client.close().catch(noop);
+  }
+
+  /** The timer and a full batch start a flush, unless a back-off is running. */
+  private tick(): void {
+    if (this.retryTimer === undefined && !this.stopped) void this.flush();
+  }
+
+  private async drain(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    while (this.queue.length > 0 && !this.stopped && !this.abort.signal.aborted) {
+      const batch = this.queue.splice(0, this.batchSize);
+      this.inFlight = batch.length;
+      const again = await this.send(batch);
+      this.inFlight = 0;
+      if (this.stopped) {
+        if (again.length > 0) this.drop(again.length, 'they were still queued at shutdown');
+        return;
+      }
+      if (again.length > 0) {
+        this.queue.unshift(...again);
+        this.backOff();
+        return;
+      }
+    }
+  }
+
+  private backOff(): void {
+    const delay = this.nextDelay;
+    this.nextDelay = Math.min(delay * 2, this.maxRetryDelay);
+    this.retryTimer = setTimeout(() => void this.flush(), delay);
+    this.retryTimer.unref();
+  }
+
+  /** One bulk request; returns the records to send again later. Never throws. */
+  private async send(batch: string[]): Promise<string[]> {
+    const operations: string[] = [];
+    for (const doc of batch) operations.push(this.action, doc);
+    let answer: BulkAnswer;
+    try {
+      answer = await this.client.bulk({ operations }, { signal: this.abort.signal, requestTimeout: this.timeout });
+    } catch (err) {
+      if (!retryable(err)) {
+        this.drop(batch.length, `it refused a batch (${this.redact(describe(err))})`);
+        return [];
+      }
+      this.down = true;
+      this.trouble(`Elasticsearch at ${this.where} did not take log records (${this.redact(describe(err))}); ` +
+        `they stay queued, at most ${this.maxQueue}, and are retried; reported once until it is back`);
+      return batch;
+    }
+    const again: string[] = [];
+    const refused: string[] = [];
+    if (answer?.errors && Array.isArray(answer.items)) {
+      answer.items.forEach((item, i) => {
+        const result = Object.values(item ?? {})[0];
+        if (result?.error === undefined || i >= batch.length) return;
+        if (retryableStatus(result.status)) again.push(batch[i]);
+        else refused.push(result.error.type ?? `status ${result.status}`);
+      });
+    }
+    this.sent += batch.length - again.length - refused.length;
+    if (refused.length > 0) this.drop(refused.length, `it refused ${refused.length} records (${this.redact(refused[0])})`);
+    if (again.length > 0) {
+      this.down = true;
+      this.trouble(`Elasticsearch at ${this.where} is overloaded (items answered 429 or 5xx); those records are retried; reported once until it is back`);
+      return again;
+    }
+    this.nextDelay = this.retryDelay;
+    if (this.down) {
+      this.down = false;
+      if (this.warned) this.warn(`log: Elasticsearch at ${this.where} takes log records again; ${this.dropped} dropped so far`);
+      this.warned = false;
+    }
+    return again;
   }
 
   private drop(n: number, why: string): void {
     this.dropped += n;
+    this.trouble(`dropping log records for Elasticsearch at ${this.where}: ${why}; reported once until it is back`);
+  }
+
+  private trouble(message: string): void {
     if (this.warned) return;
     this.warned = true;
-    this.warnOnce(`log: dropping log records for Elasticsearch at ${this.opts.url}: ${why}; this is reported once`);
+    this.warn(`log: ${message}`);
+  }
+
+  /** Library messages may quote the URL or the request; the password never reaches a log line. */
+  private redact(text: string): string {
+    for (const secret of this.secrets) text = text.split(secret).join('***');
+    return text;
   }
 }
 
-/** Items of a bulk response that failed (`errors: true` and an item with `error`). */
-function countRefused(text: string): number {
+type BulkAnswer = Awaited<ReturnType<Client['bulk']>>;
+type ElasticsearchModule = typeof import('@elastic/elasticsearch');
+
+let elasticsearchModule: ElasticsearchModule | undefined;
+
+/** Loaded on first use: the client takes about half a second to load, and most nodes ship no logs. */
+function elasticsearch(): ElasticsearchModule {
+  return (elasticsearchModule ??= require('@elastic/elasticsearch') as ElasticsearchModule);
+}
+
+/**
+ * Worth sending again: Elasticsearch was not reached, did not answer in time, or pushed back.
+ * 429 is its back-pressure (a full write queue) and 5xx a node or shard not ready; any other 4xx
+ * would be refused again, so that batch is dropped.
+ */
+function retryable(err: unknown): boolean {
+  const { errors } = elasticsearch();
+  if (err instanceof errors.ResponseError) return retryableStatus(err.statusCode);
+  return (
+    err instanceof errors.ConnectionError ||
+    err instanceof errors.TimeoutError ||
+    err instanceof errors.NoLivingConnectionsError ||
+    err instanceof errors.RequestAbortedError
+  );
+}
+
+function retryableStatus(status: number | undefined): boolean {
+  return status === 429 || (status ?? 0) >= 500;
+}
+
+/** `HTTP 503 unavailable_shards_exception`, `ConnectionError: connect ECONNREFUSED …`: one line. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const message = err.message.split('\n')[0];
+  if (err instanceof elasticsearch().errors.ResponseError) return `HTTP ${err.statusCode} ${message}`;
+  return `${err.name}: ${message}`;
+}
+
+/** The URL with its password replaced by `***`, for messages. */
+function redactUrl(value: string): string {
   try {
-    const answer = JSON.parse(text) as { errors?: boolean; items?: Record<string, { error?: unknown }>[] };
-    if (!answer.errors || !Array.isArray(answer.items)) return 0;
-    return answer.items.filter((item) => Object.values(item).some((r) => r?.error !== undefined)).length;
+    const url = new URL(value);
+    if (url.password !== '') url.password = '***';
+    return url.toString().replace(/\/+$/, '');
   } catch {
-    return 0;
+    return '(an unparseable URL)';
   }
 }

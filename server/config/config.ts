@@ -801,7 +801,9 @@ function readElasticsearchUrl(r: Reader): string | undefined {
   let url: URL | undefined;
   try { url = new URL(value); } catch { url = undefined; }
   if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    r.fail('--log-elasticsearch', `"${value}" is not an http(s) URL`);
+    // The value may carry credentials (user:pass@): the message never shows them.
+    const shown = url?.password ? value.replace(url.password, '***') : url ? value : value.replace(/:[^:@/]*@/, ':***@');
+    r.fail('--log-elasticsearch', `"${shown}" is not an http(s) URL`);
   }
   return value.replace(/\/+$/, '');
 }

@@ -415,6 +415,9 @@ t.test('--debug takes lowercase category words and --log-level one of the winsto
 
 t.test('Elasticsearch URL and index are checked', async (t) => {
   t.match(loadError(t, '--log-elasticsearch = elastic:9200'), /--log-elasticsearch: "elastic:9200" is not an http\(s\) URL/);
+  const withPassword = loadError(t, '--log-elasticsearch = ftp://ops:s3cret@elastic:9200');
+  t.match(withPassword, /--log-elasticsearch: "ftp:\/\/ops:\*\*\*@elastic:9200" is not an http\(s\) URL/);
+  t.notMatch(withPassword, /s3cret/, 'the password is not shown');
   t.match(loadError(t, '--log-elasticsearch-index = Bad Index'), /--log-elasticsearch-index: "Bad Index" is not a valid Elasticsearch index name/);
 });
 

@@ -175,22 +175,47 @@ t.test('silentLogger writes nothing and supports child, category and close', asy
   await log.close();
 });
 
-/** A tiny Elasticsearch stand-in recording each _bulk request body. */
-async function fakeElasticsearch(t: tap.Test, answer: (body: string) => { status: number; json: unknown } = (body) => ({ status: 200, json: { errors: false, items: body.split('\n').filter(Boolean).slice(1).map(() => ({ create: { status: 201 } })) } })) {
-  const bodies: { url: string; contentType?: string; body: string }[] = [];
+type BulkAnswer = (body: string, n: number) => { status: number; json: unknown };
+
+/** What Elasticsearch says when it takes every record of a bulk body. */
+const acceptAll: BulkAnswer = (body) => ({ status: 200, json: { errors: false, items: docs(body).map(() => ({ create: { status: 201 } })) } });
+
+/**
+ * A tiny Elasticsearch stand-in recording each request; `answer` gets the bulk body and the request's
+ * number (from 1). It sends the product header the official client checks on every 2xx answer.
+ */
+async function fakeElasticsearch(t: tap.Test, answer: BulkAnswer = acceptAll, port = 0) {
+  const bodies: { method?: string; url: string; contentType?: string; authorization?: string; body: string }[] = [];
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => { body += c.toString(); });
     req.on('end', () => {
-      bodies.push({ url: req.url ?? '', contentType: req.headers['content-type'], body });
-      const { status, json } = answer(body);
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+      const headers = { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' };
+      if (req.method === 'GET' && req.url === '/') {
+        res.writeHead(200, headers).end(JSON.stringify({ name: 'fake', cluster_name: 'fake', version: { number: '8.19.0' }, tagline: 'You Know, for Search' }));
+        return;
+      }
+      bodies.push({ method: req.method, url: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization, body });
+      const { status, json } = answer(body, bodies.length);
+      res.writeHead(status, headers).end(JSON.stringify(json));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { url, bodies };
+}
+
+/** A port nothing listens on (yet). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }
 
 function docs(body: string): { action: Record<string, unknown>; doc: Record<string, unknown> }[] {
@@ -200,6 +225,9 @@ function docs(body: string): { action: Record<string, unknown>; doc: Record<stri
   return out;
 }
 
+const messages = (bodies: { body: string }[]) => bodies.flatMap((b) => docs(b.body).map((d) => d.doc.message));
+const rec = (message = 'x') => ({ record: { timestamp: new Date().toISOString(), level: 'info', message, context: {} } });
+
 t.test('--log-elasticsearch POSTs JSON records to /_bulk into the configured index', async (t) => {
   const es = await fakeElasticsearch(t);
   const stream = new PassThrough().resume();
@@ -208,8 +236,9 @@ t.test('--log-elasticsearch POSTs JSON records to /_bulk into the configured ind
   log.warn('second');
   await log.close();
   t.equal(es.bodies.length, 1, 'one batch');
+  t.equal(es.bodies[0].method, 'POST');
   t.equal(es.bodies[0].url, '/_bulk');
-  t.equal(es.bodies[0].contentType, 'application/x-ndjson');
+  t.match(es.bodies[0].contentType, /x-ndjson/);
   t.ok(es.bodies[0].body.endsWith('\n'), 'bulk bodies end with a newline');
   const sent = docs(es.bodies[0].body);
   t.same(sent.map((d) => d.action), [{ create: { _index: 'xmpp-test' } }, { create: { _index: 'xmpp-test' } }]);
@@ -230,8 +259,8 @@ t.test('the transport flushes on its timer without being closed', async (t) => {
   const es = await fakeElasticsearch(t);
   const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 50 });
   t.teardown(() => transport.flushAll());
-  transport.log({ record: { timestamp: new Date().toISOString(), level: 'info', message: 'tick', context: {} } }, () => {});
-  for (let i = 0; i < 100 && es.bodies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  transport.log(rec('tick'), () => {});
+  await waitFor(() => es.bodies.length > 0);
   t.equal(es.bodies.length, 1);
   await transport.flush(); // waits for the timer's request to finish
   t.equal(transport.sent, 1);
@@ -240,19 +269,92 @@ t.test('the transport flushes on its timer without being closed', async (t) => {
 t.test('a full batch of 500 records is sent at once, in batches of at most 500', async (t) => {
   const es = await fakeElasticsearch(t);
   const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000 });
-  const record = (i: number) => ({ record: { timestamp: new Date().toISOString(), level: 'info', message: `m${i}`, context: {} } });
-  for (let i = 0; i < 500; i++) transport.log(record(i), () => {});
-  for (let i = 0; i < 100 && es.bodies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500; i++) transport.log(rec(`m${i}`), () => {});
+  await waitFor(() => es.bodies.length > 0);
   t.equal(es.bodies.length, 1, 'sent before the (one minute) timer');
   t.equal(docs(es.bodies[0].body).length, 500);
-  for (let i = 500; i < 1200; i++) transport.log(record(i), () => {});
+  for (let i = 500; i < 1200; i++) transport.log(rec(`m${i}`), () => {});
   await transport.flushAll();
   t.same(es.bodies.map((b) => docs(b.body).length), [500, 500, 200]);
   t.equal(transport.sent, 1200);
   t.equal(transport.dropped, 0);
 });
 
-t.test('when Elasticsearch does not answer, records are dropped and counted with one warning', async (t) => {
+t.test('records logged before Elasticsearch listens arrive once it does', async (t) => {
+  const port = await freePort();
+  const warnings: string[] = [];
+  const log = createLogger({ ...base, logElasticsearch: `http://127.0.0.1:${port}` }, { stream: new PassThrough().resume(), warn: (m) => warnings.push(m) });
+  log.info('starting');
+  log.info('listening');
+  await waitFor(() => warnings.length > 0, 20_000); // the first try (on the one-second timer) failed
+  t.match(warnings[0], /^log: Elasticsearch at http:\/\/127\.0\.0\.1:\d+ did not take log records \(.*\); they stay queued/);
+  const es = await fakeElasticsearch(t, acceptAll, port);
+  await waitFor(() => messages(es.bodies).length === 2, 20_000);
+  t.same(messages(es.bodies), ['starting', 'listening']);
+  t.equal(log.droppedRecords(), 0);
+  t.match(warnings, [/did not take/, /takes log records again; 0 dropped so far/], 'one warning when it fails, one when it is back');
+  await log.close();
+});
+
+t.test('a 503 keeps the batch queued and it is retried with back-off until Elasticsearch takes it', async (t) => {
+  const es = await fakeElasticsearch(t, (body, n) => (n <= 2 ? { status: 503, json: { error: { type: 'unavailable_shards_exception' } } } : acceptAll(body, n)));
+  const warnings: string[] = [];
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000, retryDelay: 20, warn: (m) => warnings.push(m) });
+  t.teardown(() => transport.flushAll());
+  transport.log(rec('a'), () => {});
+  transport.log(rec('b'), () => {});
+  await transport.flush();
+  t.equal(transport.sent, 0);
+  t.equal(transport.dropped, 0, 'nothing dropped on a 503');
+  await waitFor(() => transport.sent === 2);
+  t.equal(es.bodies.length, 3, 'two refusals, then taken');
+  t.same(messages(es.bodies.slice(2)), ['a', 'b']);
+  t.equal(transport.dropped, 0);
+  t.match(warnings, [/did not take log records \(HTTP 503 unavailable_shards_exception\)/, /takes log records again/]);
+});
+
+t.test('credentials in the URL go as basic auth and never into a warning', async (t) => {
+  const user = 'logger';
+  const password = 'p@ss:w0rd';
+  const encoded = encodeURIComponent(password);
+  const basic = Buffer.from(`${user}:${password}`).toString('base64');
+  const es = await fakeElasticsearch(t, (body, n) => (n === 1 ? { status: 503, json: { error: { type: 'oops', reason: `at ${user}:${password}` } } } : acceptAll(body, n)));
+  const warnings: string[] = [];
+  const withCredentials = (url: string) => url.replace('http://', `http://${user}:${encoded}@`);
+  const transport = new ElasticsearchTransport({ url: withCredentials(es.url), node: 'n', flushInterval: 60_000, retryDelay: 20, warn: (m) => warnings.push(m) });
+  transport.log(rec('secret-free'), () => {});
+  await transport.flushAll();
+  t.equal(transport.sent, 1);
+  t.equal(es.bodies.length, 2);
+  for (const request of es.bodies) {
+    t.equal(request.authorization, `Basic ${basic}`);
+    t.notMatch(request.url, /logger|w0rd/);
+  }
+
+  // An unreachable one too: the library's connection error goes into the warning.
+  const dead = new ElasticsearchTransport({ url: withCredentials(`http://127.0.0.1:${await freePort()}`), node: 'n', flushInterval: 60_000, flushTimeout: 200, warn: (m) => warnings.push(m) });
+  dead.log(rec(), () => {});
+  await dead.flushAll();
+  t.equal(dead.dropped, 1);
+
+  t.ok(warnings.length >= 3, 'warned');
+  t.ok(warnings.every((w) => w.includes(`${user}:***@127.0.0.1`)), 'the URL is printed with its password masked');
+  for (const secret of [password, encoded, 'w0rd', basic]) {
+    t.notOk(warnings.some((w) => w.includes(secret)), `no warning holds ${secret}`);
+  }
+});
+
+t.test('close delivers the last lines even when Elasticsearch fails its first try', async (t) => {
+  const es = await fakeElasticsearch(t, (body, n) => (n === 1 ? { status: 503, json: {} } : acceptAll(body, n)));
+  const log = createLogger({ ...base, logElasticsearch: es.url }, { stream: new PassThrough().resume(), warn: () => {} });
+  log.info('node stopped');
+  log.info('shutting down');
+  await log.close();
+  t.same(messages(es.bodies.slice(1)), ['node stopped', 'shutting down']);
+  t.equal(log.droppedRecords(), 0);
+});
+
+t.test('when Elasticsearch never answers, close gives up after its timeout and counts the records dropped, with one warning', async (t) => {
   // A server that hangs up on every connection: Elasticsearch is "there" but never answers.
   const rude = net.createServer((socket) => socket.destroy());
   await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
@@ -261,48 +363,75 @@ t.test('when Elasticsearch does not answer, records are dropped and counted with
   const warnings: string[] = [];
   const log = createLogger({ ...base, logElasticsearch: url }, { stream: new PassThrough().resume(), warn: (m) => warnings.push(m) });
   for (let i = 0; i < 3; i++) log.info(`lost ${i}`);
+  const started = Date.now();
   await log.close();
+  t.ok(Date.now() - started < 15_000, 'shutdown is not held (flushAll gives up after 5 s)');
   t.equal(log.droppedRecords(), 3);
   t.equal(warnings.length, 1, 'a single warning');
-  t.match(warnings[0], /^log: dropping log records for Elasticsearch at http:\/\/127\.0\.0\.1:\d+: it did not answer/);
+  t.match(warnings[0], /^log: Elasticsearch at http:\/\/127\.0\.0\.1:\d+ did not take log records/);
 
-  const transport = new ElasticsearchTransport({ url, node: 'n', flushInterval: 60_000, warn: (m) => warnings.push(m) });
-  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
-  transport.log(rec, () => {});
+  const transport = new ElasticsearchTransport({ url, node: 'n', flushInterval: 60_000, flushTimeout: 300, warn: (m) => warnings.push(m) });
+  transport.log(rec(), () => {});
   await transport.flush();
-  transport.log(rec, () => {});
+  t.equal(transport.dropped, 0, 'a failed try keeps the record queued');
+  transport.log(rec(), () => {});
   await transport.flushAll();
-  t.equal(transport.dropped, 2, 'every failed batch is counted');
-  t.equal(warnings.length, 2, 'but each transport warns only once');
+  t.equal(transport.dropped, 2, 'what flushAll could not send is counted');
+  t.equal(warnings.length, 2, 'each transport warns once');
+  transport.log(rec(), () => {});
+  t.equal(transport.dropped, 3, 'a record after flushAll is counted, not thrown');
 });
 
-t.test('an Elasticsearch error status or refused items count as dropped', async (t) => {
-  let mode: 'status' | 'items' = 'status';
-  const es = await fakeElasticsearch(t, () => mode === 'status'
-    ? { status: 503, json: { error: 'unavailable' } }
-    : { status: 200, json: { errors: true, items: [{ create: { status: 201 } }, { create: { status: 400, error: { type: 'mapper_parsing_exception' } } }] } });
+t.test('refused items and a refused batch are dropped and counted, and not sent again', async (t) => {
+  let mode: 'items' | 'status' = 'items';
+  const es = await fakeElasticsearch(t, () => mode === 'items'
+    ? { status: 200, json: { errors: true, items: [{ create: { status: 201 } }, { create: { status: 400, error: { type: 'mapper_parsing_exception' } } }] } }
+    : { status: 400, json: { error: { type: 'illegal_argument_exception' } } });
   const warnings: string[] = [];
-  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000, warn: (m) => warnings.push(m) });
-  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
-  transport.log(rec, () => {});
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000, retryDelay: 20, warn: (m) => warnings.push(m) });
+  transport.log(rec(), () => {});
+  transport.log(rec(), () => {});
   await transport.flush();
-  t.equal(transport.dropped, 1);
-  mode = 'items';
-  transport.log(rec, () => {});
-  transport.log(rec, () => {});
-  await transport.flushAll();
-  t.equal(transport.dropped, 2);
   t.equal(transport.sent, 1);
-  t.equal(warnings.length, 1);
-  t.match(warnings[0], /HTTP 503/);
+  t.equal(transport.dropped, 1);
+  mode = 'status';
+  transport.log(rec(), () => {});
+  await transport.flush();
+  t.equal(transport.dropped, 2);
+  await transport.flushAll();
+  t.equal(es.bodies.length, 2, 'each batch went once');
+  t.equal(transport.sent, 1);
+  t.equal(transport.dropped, 2);
+  t.equal(warnings.length, 1, 'one warning');
+  t.match(warnings[0], /^log: dropping log records for Elasticsearch at http:\/\/127\.0\.0\.1:\d+: it refused 1 records \(mapper_parsing_exception\)/);
 });
 
-t.test('records beyond the queue bound are dropped instead of piling up', async (t) => {
+t.test('items answered 429 are sent again, alone, after a back-off', async (t) => {
+  const es = await fakeElasticsearch(t, (body, n) => n === 1
+    ? { status: 200, json: { errors: true, items: [{ create: { status: 201 } }, { create: { status: 429, error: { type: 'es_rejected_execution_exception' } } }] } }
+    : acceptAll(body, n));
+  const transport = new ElasticsearchTransport({ url: es.url, node: 'n', flushInterval: 60_000, retryDelay: 20, warn: () => {} });
+  t.teardown(() => transport.flushAll());
+  transport.log(rec('first'), () => {});
+  transport.log(rec('pushed back'), () => {});
+  await transport.flush();
+  await waitFor(() => transport.sent === 2);
+  t.same(messages(es.bodies), ['first', 'pushed back', 'pushed back']);
+  t.equal(transport.dropped, 0);
+});
+
+t.test('records beyond the queue bound are dropped and counted; the queued ones arrive once Elasticsearch is up', async (t) => {
+  const port = await freePort();
   const warnings: string[] = [];
-  const transport = new ElasticsearchTransport({ url: 'http://127.0.0.1:1', node: 'n', flushInterval: 60_000, batchSize: 1000, maxQueue: 5, warn: (m) => warnings.push(m) });
-  const rec = { record: { timestamp: '', level: 'info', message: 'x', context: {} } };
-  for (let i = 0; i < 8; i++) transport.log(rec, () => {});
+  const transport = new ElasticsearchTransport({ url: `http://127.0.0.1:${port}`, node: 'n', flushInterval: 60_000, batchSize: 1000, maxQueue: 5, warn: (m) => warnings.push(m) });
+  t.teardown(() => transport.flushAll());
+  for (let i = 0; i < 8; i++) transport.log(rec(`m${i}`), () => {});
   t.equal(transport.dropped, 3);
-  t.match(warnings, [/it is not keeping up/]);
-  transport.close();
+  t.match(warnings, [/it is not keeping up \(5 records queued\)/]);
+  t.equal(warnings.length, 1, 'one warning, not one per record');
+  const es = await fakeElasticsearch(t, acceptAll, port);
+  await transport.flush();
+  t.same(messages(es.bodies), ['m0', 'm1', 'm2', 'm3', 'm4']);
+  t.equal(transport.sent, 5);
+  t.equal(transport.dropped, 3);
 });
