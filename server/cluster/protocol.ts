@@ -4,8 +4,11 @@ export const CLUSTER_NS = 'urn:xmpp-cluster-server:cluster';
 /**
  * Link protocol version, major.minor. Nodes of the same major version interoperate (rolling
  * upgrades); a minor bump may only add messages that older nodes can ignore.
+ * 2.1 (server 0.2.0): `owner` (an item handed over) and the MUC's `handoff`, both used by a
+ * stopping node; a 2.0 peer ignores the first and refuses the second, and the room's occupants
+ * are then told to rejoin (status 332) as before.
  */
-export const PROTOCOL_VERSION = '2.0';
+export const PROTOCOL_VERSION = '2.1';
 
 export function compatibleVersion(version: string | undefined): boolean {
   if (!version || !/^\d+\.\d+$/.test(version)) return false;

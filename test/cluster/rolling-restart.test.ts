@@ -1,7 +1,9 @@
 import t from 'tap';
 import type { Element } from 'ltx';
-import { eventually, startCluster } from '../helpers/cluster';
-import { createClusterDatabase } from '../helpers/databases';
+import { MAIN, eventually, startCluster, type TestCluster } from '../helpers/cluster';
+import { createClusterDatabase, type TapTest } from '../helpers/databases';
+import { PREVIOUS_RELEASE, buildPreviousRelease } from '../helpers/previous-release';
+import { SERVER_VERSION } from '../../server/version';
 import type { XmppClient } from '../helpers/client';
 import { xml } from '../helpers/server';
 
@@ -17,16 +19,14 @@ const smOf = (client: XmppClient) => (client as unknown as { streamManagement: S
 
 /**
  * The operator's rolling upgrade: each of three nodes in turn gets SIGTERM (drain: not ready,
- * clients told to go, rooms handed over, links quiet, row deleted), exits 0 and starts again,
+ * clients told to go, rooms handed over, links quiet, row deleted), exits 0 and starts again
+ * (from `restartFrom` when given: an upgrade),
  * while 12 pairs of real clients chat across the nodes. Clients reconnect by themselves (as
  * @xmpp/client does) through a "balancer" that sends them to a node that is up. Every message
  * the server acknowledged (XEP-0198) must be delivered, live or from offline storage, or
  * bounced: none lost.
  */
-t.test('a rolling restart of three nodes under live traffic loses nothing, and every client comes back', async (t) => {
-  const dbUri = await createClusterDatabase(t);
-  if (!dbUri) return;
-  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching', args: ['--drain-grace=1'] });
+async function rollingRestart(t: TapTest, cluster: TestCluster, restartFrom?: string): Promise<void> {
   let down = -1;
   let turn = 0;
   /** What a balancer does: the next node that is up. */
@@ -94,7 +94,7 @@ t.test('a rolling restart of three nodes under live traffic loses nothing, and e
       down = node.index;
       const before = accepted.size;
       t.equal(await node.stop(), 0, 'SIGTERM: drained and exited 0');
-      await node.start();
+      await node.start(restartFrom);
       down = -1;
       for (const other of cluster.nodes) await cluster.waitConnected(other.index, 3, WAIT_MS);
       await eventually('every client is online again', allOnline, WAIT_MS);
@@ -113,6 +113,30 @@ t.test('a rolling restart of three nodes under live traffic loses nothing, and e
   t.ok(allOnline(), 'every client is connected at the end');
   const nodesOf = await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)));
   t.same(nodesOf.map((s) => s.cluster?.nodesConnected?.length), [2, 2, 2], 'the three nodes see each other');
+}
+
+t.test('a rolling restart of three nodes under live traffic loses nothing, and every client comes back', async (t) => {
+  const dbUri = await createClusterDatabase(t);
+  if (!dbUri) return;
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching', args: ['--drain-grace=1'] });
+  await rollingRestart(t, cluster);
+});
+
+// The upgrade itself: three nodes of the previous release (link protocol 2.0) are replaced one by
+// one by this version (2.1) under the same traffic; for a while the cluster mixes both.
+t.test('a rolling upgrade from the previous release under live traffic loses nothing', async (t) => {
+  const previous = buildPreviousRelease();
+  if (!previous.main) {
+    t.skip(`rolling upgrade: ${previous.reason}`);
+    return;
+  }
+  const dbUri = await createClusterDatabase(t, 'pgsql');
+  if (!dbUri) return;
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'broadcast', args: ['--drain-grace=1'], main: previous.main });
+  const versions = async () => ((await cluster.storage.knex('cluster_nodes').orderBy('hostname').select('version')) as { version: string }[]).map((r) => r.version);
+  t.same(await versions(), [PREVIOUS_RELEASE.version, PREVIOUS_RELEASE.version, PREVIOUS_RELEASE.version], `three nodes of ${PREVIOUS_RELEASE.version}`);
+  await rollingRestart(t, cluster, MAIN);
+  t.same(await versions(), [SERVER_VERSION, SERVER_VERSION, SERVER_VERSION], `three nodes of ${SERVER_VERSION}`);
 });
 
 /** Automatic reconnection (as @xmpp/client does), each attempt to the node `pick` names. */

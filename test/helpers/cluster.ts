@@ -11,7 +11,7 @@ import { linkProxy, type LinkProxy } from './link-proxy';
 import { PASSWORD, freePort } from './server';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
+export const MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
 export const CUSTOM_STRATEGY = path.join(ROOT, 'strategies', 'examples', 'least-known-nodes.js');
 export const CLUSTER_SECRET = 'test-cluster-secret-0123456789';
 
@@ -39,8 +39,11 @@ export interface NodeProcess {
   readonly dataDir: string;
   output: string;
   process?: ChildProcess;
-  /** Starts (or restarts) the process and waits until it has started. */
-  start(): Promise<void>;
+  /**
+   * Starts (or restarts) the process and waits until it has started; from `main` when given (another
+   * build of the server, for upgrade tests), and from then on.
+   */
+  start(main?: string): Promise<void>;
   /** kill -9 */
   kill(): Promise<void>;
   /** SIGTERM and wait for the exit; resolves with the exit code (null when it was not running or died of a signal). */
@@ -76,6 +79,8 @@ export interface ClusterOptions {
   names?: string[];
   /** Wait until every node sees all the others [true]. */
   waitConnected?: boolean;
+  /** The server build the nodes start from [this checkout's dist/server/main.js]. */
+  main?: string;
 }
 
 /**
@@ -159,8 +164,8 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
   const name = opts.names?.[index] ?? `node${index + 1}.cluster.test`;
   const [c2sPort, httpPort, clusterPort] = [await freePort(), await freePort(), await freePort()];
   const dataDir = path.join(dir, `node${index + 1}`);
+  let main = opts.main ?? MAIN;
   const args = [
-    MAIN,
     '--virt-hosts=localhost',
     `--c2s-ports=${c2sPort}`,
     '--c2s-ssl-ports=0',
@@ -192,9 +197,10 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     clusterPort,
     dataDir,
     output: '',
-    async start() {
+    async start(from) {
       node.output = '';
-      const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      main = from ?? main;
+      const child = spawn(process.execPath, [main, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       node.process = child;
       child.stdout!.on('data', (d) => (node.output += d));
       child.stderr!.on('data', (d) => (node.output += d));
