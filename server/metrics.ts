@@ -16,6 +16,8 @@ const EVENT_LOOP_RESOLUTION_MS = 10;
 export interface StreamStats {
   authSuccess(): void;
   authFailure(): void;
+  /** A password login held back by the guessing limits: for its account's failures, or its address's. */
+  authDelayed(why: 'account' | 'address'): void;
   /** A stanza from a bound client, before routing. */
   stanzaIn(name: string): void;
   /** A stanza delivered to a bound client. */
@@ -61,7 +63,7 @@ export class NodeMetrics {
   readonly registry = new Registry();
   private readonly stanzasIn = [0, 0, 0, 0];
   private readonly stanzasOut = [0, 0, 0, 0];
-  private readonly auth = { success: 0, failure: 0 };
+  private readonly auth = { success: 0, failure: 0, delayedAccount: 0, delayedAddress: 0 };
   private readonly connectionCounts = new Map<TransportKind, () => number>();
   private readonly loopDelay: IntervalHistogram;
   private readonly routing: Histogram;
@@ -71,6 +73,7 @@ export class NodeMetrics {
   readonly stats: StreamStats = {
     authSuccess: () => { this.auth.success++; },
     authFailure: () => { this.auth.failure++; },
+    authDelayed: (why) => { if (why === 'account') this.auth.delayedAccount++; else this.auth.delayedAddress++; },
     stanzaIn: (name) => { this.stanzasIn[kindIndex(name)]++; },
     stanzaOut: (name) => { this.stanzasOut[kindIndex(name)]++; },
     routed: (milliseconds) => { this.routing.observe(milliseconds / 1000); },
@@ -126,6 +129,15 @@ export class NodeMetrics {
         this.reset();
         this.inc({ result: 'success' }, self.auth.success);
         this.inc({ result: 'failure' }, self.auth.failure);
+      },
+    });
+    new Counter({
+      name: 'xmpp_auth_delayed_total', help: 'Password logins held back by the guessing limits, by what triggered it (the account\'s failures from every address, or the address\'s for every account).',
+      labelNames: ['by'], registers,
+      collect() {
+        this.reset();
+        this.inc({ by: 'account' }, self.auth.delayedAccount);
+        this.inc({ by: 'address' }, self.auth.delayedAddress);
       },
     });
     this.routing = new Histogram({

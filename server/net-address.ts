@@ -9,3 +9,9 @@ export function hostOf(address: string): string {
   const colon = address.lastIndexOf(':');
   return colon < 0 ? address : address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
 }
+
+/** An IP address as limits and trust lists compare it: IPv4-mapped IPv6 (::ffff:127.0.0.1) as its IPv4 form, lower case. */
+export function normaliseAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return (mapped ? mapped[1] : address).toLowerCase();
+}

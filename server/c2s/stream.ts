@@ -3,7 +3,7 @@ import { Element } from 'ltx';
 import type { Config } from '../config/types';
 import { StanzaError, StreamError } from '../errors';
 import { makeJID } from '../jid';
-import { hostOf } from '../net-address';
+import { hostOf, normaliseAddress } from '../net-address';
 import { STORAGE_LIMITS } from '../storage/limits';
 import type { Logger } from '../log';
 import type { StreamStats } from '../metrics';
@@ -65,12 +65,14 @@ const AUTH_DELAY_STEP_MS = 250;
 const AUTH_DELAY_MAX_MS = 5000;
 
 /**
- * The auth-failure counters of a login: the account's (every address) and the account's from this
- * client's address. A key too long for the column is hashed (the count is what matters).
+ * The auth-failure counters of a login: the account's (every address), the account's from this
+ * client's address, and the address's (every account: one address guessing many accounts' passwords).
+ * A key too long for the column is hashed (the count is what matters).
  */
-export function authFailureKeys(jid: string, remoteAddress: string): { account: string; client: string } {
+export function authFailureKeys(jid: string, remoteAddress: string): { account: string; client: string; address: string } {
   const fit = (key: string) => ([...key].length <= STORAGE_LIMITS.authKey ? key : `sha256:${createHash('sha256').update(key).digest('hex')}`);
-  return { account: fit(jid), client: fit(`${jid} from ${hostOf(remoteAddress)}`) };
+  const host = normaliseAddress(hostOf(remoteAddress));
+  return { account: fit(jid), client: fit(`${jid} from ${host}`), address: fit(`from ${host}`) };
 }
 
 /**
@@ -534,7 +536,7 @@ export class C2SStream implements TransportListener {
       this.ctx.stats?.authFailure();
       const { authLockout } = this.ctx.config.limits;
       const keys = authFailureKeys(`${username}@${this.domain}`, this.transport.remoteAddress);
-      await Promise.all([keys.client, keys.account].map((key) => this.ctx.storage.authFailures.record(key, authLockout * 1000)));
+      await Promise.all([keys.client, keys.account, keys.address].map((key) => this.ctx.storage.authFailures.record(key, authLockout * 1000)));
     }
     this.log.warn('authentication failed', {
       condition: failure.condition, reason: failure.text ?? (failure.wrongCredentials ? 'wrong password or unknown user' : undefined),
@@ -551,20 +553,23 @@ export class C2SStream implements TransportListener {
    * --max-account-auth-failures for an account gets temporary-auth-failure for it until
    * --auth-lockout has passed, while the owner elsewhere logs in as usual. Guessing from many
    * addresses slows every password login of the account (a growing delay, at most
-   * AUTH_DELAY_MAX_MS) but never refuses the right password.
+   * AUTH_DELAY_MAX_MS) but never refuses the right password. One address guessing many accounts
+   * (beyond --max-address-auth-failures, unless exempt) has its password logins slowed the same way.
    */
   private async checkLockout(jid: string): Promise<void> {
-    const { maxAccountAuthFailures, authLockout } = this.ctx.config.limits;
+    const { maxAccountAuthFailures, maxAddressAuthFailures, authLockout } = this.ctx.config.limits;
     const keys = authFailureKeys(jid, this.transport.remoteAddress);
-    const [fromHere, everywhere] = await Promise.all([
-      this.ctx.storage.authFailures.count(keys.client, authLockout * 1000),
-      this.ctx.storage.authFailures.count(keys.account, authLockout * 1000),
-    ]);
+    const [fromHere, everywhere, thisAddress] = await this.ctx.storage.authFailures.counts([keys.client, keys.account, keys.address], authLockout * 1000);
     if (fromHere >= maxAccountAuthFailures) {
       throw new SaslFailure('temporary-auth-failure', 'too many failed attempts for this account from your address; try again later');
     }
-    if (everywhere >= maxAccountAuthFailures) {
-      const delay = Math.min(AUTH_DELAY_MAX_MS, AUTH_DELAY_STEP_MS * (everywhere - maxAccountAuthFailures + 1));
+    const beyond = (count: number, max: number) => (max > 0 && count >= max ? count - max + 1 : 0);
+    const exempt = this.ctx.config.connectionLimitsExempt.includes(normaliseAddress(hostOf(this.transport.remoteAddress)));
+    const steps = Math.max(beyond(everywhere, maxAccountAuthFailures), exempt ? 0 : beyond(thisAddress, maxAddressAuthFailures));
+    if (steps > 0) {
+      const delay = Math.min(AUTH_DELAY_MAX_MS, AUTH_DELAY_STEP_MS * steps);
+      this.ctx.stats?.authDelayed(everywhere >= maxAccountAuthFailures ? 'account' : 'address');
+      this.log.info('password login delayed: too many wrong passwords', { jid, remote: this.transport.remoteAddress, delayMs: delay, accountFailures: everywhere, addressFailures: thisAddress });
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

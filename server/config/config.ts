@@ -90,6 +90,7 @@ const KEYS: Record<string, Kind> = {
   '--auth-timeout': 'seconds',
   '--max-auth-failures': 'integer',
   '--max-account-auth-failures': 'integer',
+  '--max-address-auth-failures': 'integer',
   '--auth-lockout': 'seconds',
   '--offline-queue-length': 'integer',
   '--offline-write-queue': 'integer',
@@ -151,6 +152,7 @@ const DEFAULTS = {
     maxAuthFailures: 3,              // --max-auth-failures [3]
     maxAccountAuthFailures: 10,      // --max-account-auth-failures [10]
     authLockout: 300,                // --auth-lockout [300 s]
+    maxAddressAuthFailures: 30,      // --max-address-auth-failures [30; 0 turns it off]
     offlineQueueLength: 1000,        // --offline-queue-length [1000]
     offlineWriteQueue: 10000,        // --offline-write-queue [10000]
     offlineWriteTimeout: 60,         // --offline-write-timeout [60 s]
@@ -823,6 +825,7 @@ function readLimits(r: Reader): Limits {
     maxAuthFailures: r.integer('--max-auth-failures', d.maxAuthFailures, 1),
     maxAccountAuthFailures: r.integer('--max-account-auth-failures', d.maxAccountAuthFailures, 1),
     authLockout: r.seconds('--auth-lockout', d.authLockout),
+    maxAddressAuthFailures: r.integer('--max-address-auth-failures', d.maxAddressAuthFailures, 0),
     // 0 keeps no offline messages: every message to an offline user is bounced.
     offlineQueueLength: r.integer('--offline-queue-length', d.offlineQueueLength, 0),
     // At least 100: one failover batch of writes must fit.

@@ -16,6 +16,8 @@ export interface Limits {
   maxAccountAuthFailures: number;
   /** Seconds an account stays locked after maxAccountAuthFailures [300]. */
   authLockout: number;
+  /** Wrong passwords from one address (for any accounts), counted cluster-wide, beyond which its password logins are slowed [30]. */
+  maxAddressAuthFailures: number;
   /** Open client connections one address may hold on this node; 0: no limit [500]. */
   maxConnectionsPerIp: number;
   /** New client connections one address may open a second on this node (bursts of five seconds' worth); 0: no limit [20]. */

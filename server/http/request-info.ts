@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import { normaliseAddress } from '../net-address';
 
 /** What the transports need to know about an HTTP request or WebSocket handshake. */
 export interface RequestInfo {
@@ -25,12 +26,12 @@ export class RequestInfoReader {
   private readonly trusted: ReadonlySet<string>;
 
   constructor(trustedProxies: readonly string[]) {
-    this.trusted = new Set(trustedProxies.map(normalise));
+    this.trusted = new Set(trustedProxies.map(normaliseAddress));
   }
 
   read(req: IncomingMessage): RequestInfo {
     const socket = req.socket;
-    const peer = normalise(socket.remoteAddress ?? '');
+    const peer = normaliseAddress(socket.remoteAddress ?? '');
     const tlsSocket = socket instanceof tls.TLSSocket && socket.encrypted ? socket : undefined;
     const direct: RequestInfo = {
       secure: tlsSocket !== undefined,
@@ -55,7 +56,7 @@ export class RequestInfoReader {
 
   /** The right-most X-Forwarded-For address that is not one of our proxies: the client. */
   private forwardedFor(req: IncomingMessage): string | undefined {
-    const chain = (headerValue(req, 'x-forwarded-for') ?? '').split(',').map((a) => normalise(a.trim())).filter((a) => net.isIP(a) !== 0);
+    const chain = (headerValue(req, 'x-forwarded-for') ?? '').split(',').map((a) => normaliseAddress(a.trim())).filter((a) => net.isIP(a) !== 0);
     for (let i = chain.length - 1; i >= 0; i--) if (!this.trusted.has(chain[i])) return chain[i];
     return chain[0];
   }
@@ -67,7 +68,3 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 }
 
 /** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */
-function normalise(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return (mapped ? mapped[1] : address).toLowerCase();
-}

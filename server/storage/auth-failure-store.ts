@@ -29,6 +29,16 @@ export class KnexAuthFailureStore implements AuthFailureStore {
     return this.countSince(key, new Date(Date.now() - windowMs));
   }
 
+  async counts(keys: readonly string[], windowMs: number): Promise<number[]> {
+    const rows = (await this.knex('auth_failures')
+      .whereIn('auth_key', [...new Set(keys)])
+      .andWhere('failed_at', '>', new Date(Date.now() - windowMs))
+      .groupBy('auth_key')
+      .select('auth_key', this.knex.raw('count(*) as n'))) as { auth_key: string; n: number | string }[];
+    const byKey = new Map(rows.map((row) => [row.auth_key, Number(row.n)]));
+    return keys.map((key) => byKey.get(key) ?? 0);
+  }
+
   async reset(key: string): Promise<void> {
     await this.knex('auth_failures').where('auth_key', key).del();
   }

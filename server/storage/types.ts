@@ -155,6 +155,8 @@ export interface AuthFailureStore {
   record(key: string, windowMs: number): Promise<number>;
   /** Failures within the last `windowMs`. */
   count(key: string, windowMs: number): Promise<number>;
+  /** Failures within the last `windowMs` of each key, in one query (0 for a key without any). */
+  counts(keys: readonly string[], windowMs: number): Promise<number[]>;
   reset(key: string): Promise<void>;
 }
 

@@ -1,3 +1,5 @@
+import { normaliseAddress } from '../net-address';
+
 /**
  * Connection limits per client address on this node (DESIGN: abuse limits): how many connections
  * one address may hold open, and how fast it may open new ones (a token bucket: five seconds'
@@ -11,7 +13,7 @@ export class AddressLimits {
   private readonly exempt: ReadonlySet<string>;
 
   constructor(private readonly limits: () => { maxPerAddress: number; ratePerSecond: number }, exempt: Iterable<string> = []) {
-    this.exempt = new Set([...exempt].map(normalise));
+    this.exempt = new Set([...exempt].map(normaliseAddress));
     // Full buckets of addresses gone quiet are forgotten, so the map stays as big as the active set.
     this.sweep = setInterval(() => this.forgetIdle(), 60_000);
     this.sweep.unref();
@@ -22,7 +24,7 @@ export class AddressLimits {
    * A limit of 0 turns that check off.
    */
   admit(address: string): { release: () => void } | { refused: string } {
-    if (this.exempt.has(normalise(address))) return { release: () => undefined };
+    if (this.exempt.has(normaliseAddress(address))) return { release: () => undefined };
     const { maxPerAddress, ratePerSecond } = this.limits();
     const open = this.open.get(address) ?? 0;
     if (maxPerAddress > 0 && open >= maxPerAddress) return { refused: `more than ${maxPerAddress} connections from ${address}` };
@@ -69,7 +71,3 @@ export class AddressLimits {
 /** A bucket holds this many seconds of the rate: the burst an address may open at once [5]. */
 const BURST_SECONDS = 5;
 
-/** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */
-function normalise(address: string): string {
-  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1').toLowerCase();
-}

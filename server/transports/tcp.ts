@@ -9,7 +9,7 @@ import type { Logger } from '../log';
 import { escapeXML } from 'ltx';
 import { NS } from '../xml/ns';
 import { StreamParser, type ParserLimits } from '../xml/stream-parser';
-import { hostOf } from '../net-address';
+import { hostOf, normaliseAddress } from '../net-address';
 import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
 import { ReadRate } from './read-rate';
@@ -343,7 +343,3 @@ function refuse(socket: net.Socket, domain: string, reason: string): void {
 }
 
 /** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */
-function normaliseAddress(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return (mapped ? mapped[1] : address).toLowerCase();
-}

@@ -393,6 +393,7 @@ forEachDatabase('auth failures', async (t, uri) => {
     t.equal(await authFailures.record('alice@example.com', 60_000), 2);
     t.equal(await authFailures.record('bob@example.com', 60_000), 1);
     t.equal(await authFailures.count('alice@example.com', 60_000), 2);
+    t.same(await authFailures.counts(['bob@example.com', 'nobody@example.com', 'alice@example.com', 'bob@example.com'], 60_000), [1, 0, 2, 1], 'several keys in one query, in the order asked');
     await authFailures.reset('alice@example.com');
     t.equal(await authFailures.count('alice@example.com', 60_000), 0);
     t.equal(await authFailures.count('bob@example.com', 60_000), 1, 'reset touches one key');
