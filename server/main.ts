@@ -36,6 +36,7 @@ import { LINK } from './cluster/catalogue';
 import { Cluster } from './cluster/cluster';
 import { componentCluster } from './cluster/component-cluster';
 import { Ownership } from './cluster/ownership';
+import { shareAddressLimits } from './cluster/shared-limits';
 import { forwardBoshRequests } from './cluster/bosh-forwarding';
 import { clusterStatus, registerClusterMetrics } from './cluster/cluster-metrics';
 import type { Component } from '../components/component';
@@ -221,6 +222,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     cl.handle(LINK.smResume, (from, msg) => streamManagement.handOver(String(msg.attrs.sid), String(msg.attrs.user), Number(msg.attrs.h), from));
   }
 
+  // Abuse limits per client address (the PROXY protocol's when a balancer speaks it); loopback and
+  // --connection-limits-exempt addresses never count. In a cluster they count over every node
+  // (registered before the links come up).
+  const addressLimits = new AddressLimits(
+    () => ({ maxPerAddress: config.limits.maxConnectionsPerIp, ratePerSecond: config.limits.connectionRatePerIp }),
+    config.connectionLimitsExempt,
+  );
+  const stopSharingLimits = cluster ? shareAddressLimits(cluster, addressLimits) : undefined;
   if (cluster && clusterSessions) {
     clusterSessions.attach({
       messageToResource: (stanza, to, carbons) => messages.deliverToResource(stanza, to, carbons),
@@ -282,12 +291,6 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const connections = new Set<TcpTransport>();
   metrics.trackConnections('tcp', () => connections.size);
   let nextConnection = 0;
-  // Abuse limits per client address (the PROXY protocol's when a balancer speaks it); loopback and
-  // --connection-limits-exempt addresses never count.
-  const addressLimits = new AddressLimits(
-    () => ({ maxPerAddress: config.limits.maxConnectionsPerIp, ratePerSecond: config.limits.connectionRatePerIp }),
-    config.connectionLimitsExempt,
-  );
   const listen = (port: number, directTls: boolean) =>
     listenTcp({
       port,
@@ -406,6 +409,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       }
       await chores.stop();
       addressLimits.stop();
+      stopSharingLimits?.();
       for (const server of servers) server.close();
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
       // Sessions waiting to be resumed end now: what they hold goes to offline storage.

@@ -72,6 +72,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     inactivity: config.boshInactivity,
     logger: logger.category('c2s'),
     onTransport: opts.onTransport,
+    addressLimits: opts.addressLimits,
   });
   metrics.trackConnections('websocket', () => websocket.count);
   metrics.trackConnections('bosh', () => bosh.count);

@@ -10,6 +10,8 @@ import { FragmentParser } from '../xml/fragment-parser';
 import { NS } from '../xml/ns';
 import type { ParserLimits } from '../xml/stream-parser';
 import { bindingError, BoshSession, parseRid, type BoshResponse } from './bosh-session';
+import { hostOf } from '../net-address';
+import type { AddressLimits } from './address-limits';
 
 /** Where BOSH is served (XEP-0206 names no path; /http-bind is what clients expect). */
 export const BOSH_PATH = '/http-bind';
@@ -35,6 +37,8 @@ export interface BoshSessionsOptions {
   logger: Logger;
   /** Builds the stream state machine for a new session (main attaches a C2SStream). */
   onTransport: (session: BoshSession) => TransportListener;
+  /** Per-address limits: a session counts as one connection of its client's address while it lives. */
+  addressLimits?: AddressLimits;
 }
 
 /**
@@ -86,6 +90,12 @@ export class BoshSessions {
     const to = ((body.attrs.to as string | undefined) ?? '').toLowerCase();
     // XEP-0124 §17.2: host-unknown "the target domain specified in the 'to' attribute ... is unknown".
     if (to !== '' && !this.opts.hosts.has(to)) return Promise.resolve(bindingError('host-unknown'));
+    // A session is a connection for the per-address limits (the address a trusted proxy names).
+    const admitted = this.opts.addressLimits?.admit(hostOf(info.remoteAddress));
+    if (admitted && 'refused' in admitted) {
+      this.opts.logger.info('BOSH session refused', { remote: info.remoteAddress, reason: admitted.refused });
+      return Promise.resolve(bindingError('policy-violation', legacy ? 403 : 200));
+    }
     const sid = nodeTaggedId(SID_RANDOM_BYTES, this.opts.node);
     const id = `bosh-${++this.nextId}`;
     const session: BoshSession = new BoshSession({
@@ -98,6 +108,7 @@ export class BoshSessions {
       logger: this.opts.logger.child({ conn: id }),
       onEnd: (tombstone) => {
         this.open--;
+        admitted?.release();
         // A final response nobody fetched yet stays available for one inactivity period.
         if (!tombstone) this.sessions.delete(sid);
         else setTimeout(() => this.sessions.delete(sid), this.opts.inactivity * 1000).unref();

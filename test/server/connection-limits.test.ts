@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import t from 'tap';
 import WebSocket from 'ws';
 import { eventually } from '../helpers/cluster';
+import { BoshRaw, HTTPBIND, XBOSH } from '../helpers/bosh';
 import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml } from '../helpers/server';
 
 /** A connection from `from` that opens a stream; resolves with what the server said first. */
@@ -190,4 +191,21 @@ t.test('WebSocket connections count towards the same per-address limits (refused
     again.ws.close();
     return again.status === 101;
   }, 20_000);
+});
+
+t.test('a BOSH session counts as a connection of its client\'s address while it lives', async (t) => {
+  const server = await startTestServer(t, { args: ['--max-connections-per-ip=2', '--connection-rate-per-ip=0', '--trusted-proxies=127.0.0.1'] });
+  const url = `http://127.0.0.1:${server.boshPort}/http-bind`;
+  // Through a trusted proxy, which names the client in X-Forwarded-For.
+  const post = (from: string, attrs: string) => BoshRaw.post(url, `<body xmlns='${HTTPBIND}' ${attrs}/>`, { 'X-Forwarded-For': from });
+  const create = (from: string) => post(from, `rid='1000' to='localhost' wait='60' hold='1' ver='1.11' xmlns:xmpp='${XBOSH}' xmpp:version='1.0'`);
+  const first = await create('203.0.113.9');
+  const second = await create('203.0.113.9');
+  t.ok(first.body?.attrs.sid && second.body?.attrs.sid, 'two sessions from 203.0.113.9');
+  const third = await create('203.0.113.9');
+  t.same([third.body?.attrs.type, third.body?.attrs.condition], ['terminate', 'policy-violation'], 'a third is refused (XEP-0124 policy-violation)');
+  t.ok((await create('203.0.113.10')).body?.attrs.sid, 'another address is served');
+  await post('203.0.113.9', `rid='1001' sid='${first.body!.attrs.sid}' type='terminate'`);
+  await eventually('a terminated session frees its place', async () => Boolean((await create('203.0.113.9')).body?.attrs.sid), 20_000);
+  t.pass('served again');
 });

@@ -1,0 +1,35 @@
+import { Element } from 'ltx';
+import type { AddressLimits, AddressReport } from '../transports/address-limits';
+import { LINK } from './catalogue';
+import type { Cluster } from './cluster';
+
+/** Seconds between two reports of a node's busy client addresses to its peers [1]. */
+const REPORT_INTERVAL_S = 1;
+
+/**
+ * Connection limits per client address over the whole cluster: every second each node tells its
+ * peers which addresses hold or open many connections on it (AddressLimits.report), and counts
+ * theirs against its own limits. A limit is thus enforced cluster-wide within about a second.
+ * Returns the function that stops the reports.
+ */
+export function shareAddressLimits(cluster: Cluster, limits: AddressLimits): () => void {
+  cluster.handle(LINK.limits, (from, message) => {
+    const reports: AddressReport[] = message.getChildren('a').flatMap((a) => {
+      const open = Number(a.attrs.open);
+      const opened = Number(a.attrs.opened);
+      return a.attrs.ip && Number.isSafeInteger(open) && Number.isSafeInteger(opened) ? [{ address: a.attrs.ip as string, open, opened }] : [];
+    });
+    limits.peerReport(from, reports);
+  });
+  cluster.onNodeDown((node) => limits.peerGone(node));
+  const timer = setInterval(() => {
+    const peers = cluster.connectedNodes();
+    const reports = limits.report(peers.length + 1);
+    if (peers.length === 0) return;
+    // An element belongs to one message: each peer gets its own.
+    const payload = () => reports.map((r) => new Element('a', { ip: r.address, open: String(r.open), opened: String(r.opened) }));
+    for (const peer of peers) cluster.send(peer, LINK.limits, payload());
+  }, REPORT_INTERVAL_S * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
