@@ -1,0 +1,59 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { connectClient } from '../helpers/client';
+import { eventually, httpGet } from '../helpers/cluster';
+import { freePort } from '../helpers/server';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(__dirname, '..', '..');
+const WAIT_MS = 60_000;
+
+// The production install the README describes: a release archive with dist/ built, installed with
+// `npm ci --omit=dev` (no TypeScript, no compile) and started with `npm start`.
+t.test('a release archive installs with npm ci --omit=dev and starts without a compile', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-release-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { stdout } = await run(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'release.js'), dir]);
+  const archive = stdout.trim();
+  t.match(path.basename(archive), /^xmpp-cluster-server-\d+\.\d+\.\d+\.tar\.gz$/, 'npm run release writes the archive');
+  await run('tar', ['-xzf', archive, '-C', dir]);
+  const home = path.join(dir, path.basename(archive, '.tar.gz'));
+  // --prefer-offline: the packages are in npm's cache since this checkout's own npm ci.
+  await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: home, maxBuffer: 16 * 1024 * 1024, timeout: 240_000 });
+  t.notOk(existsSync(path.join(home, 'node_modules', 'typescript')), 'no TypeScript installed');
+  t.notOk(existsSync(path.join(home, 'server')), 'and no sources: the archive carries dist/ only');
+
+  const [c2s, http] = [await freePort(), await freePort()];
+  const overrides = [
+    `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
+    '--bind-address=127.0.0.1', `--data-dir=${path.join(home, 'var')}`, '--scram-iterations=4096',
+  ];
+  await run('npm', ['run', '--silent', 'xmppctl', '--', ...overrides, 'adduser', 'alice@localhost', 'a-long-password'], { cwd: home });
+  const node = spawn('npm', ['start', '--', ...overrides], { cwd: home, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  node.stdout!.on('data', (d) => (output += d));
+  node.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => node.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    try {
+      process.kill(-node.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  await eventually('the node started', () => /node started/.test(output) || node.exitCode !== null, WAIT_MS);
+  if (!/node started/.test(output)) t.comment(output.slice(-3000));
+  t.match(output, /node started/, 'npm start ran the node');
+  t.equal((await httpGet(http, '/health/ready')).status, 200, 'it is ready');
+  const alice = await connectClient({ service: `xmpp://127.0.0.1:${c2s}`, domain: 'localhost', local: 'alice', password: 'a-long-password' });
+  t.equal(alice.jid?.bare().toString(), 'alice@localhost', 'a real client logs in');
+  await alice.stop();
+  // As systemd stops a service (SIGTERM to every process of it) or Ctrl-C in a terminal.
+  process.kill(-node.pid!, 'SIGTERM');
+  await exited;
+  t.match(output, /shutting down[\s\S]*node stopped/, 'and it stops cleanly');
+});
