@@ -1,8 +1,9 @@
 import t from 'tap';
 import { fieldValues, noteOf, runAdminCommand } from '../helpers/adhoc';
-import { startCluster } from '../helpers/cluster';
+import { eventually, startCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
-import { nextStanza, type XmppClient } from '../helpers/server';
+import { NumberedTraffic } from '../helpers/numbered-traffic';
+import { nextStanza, xml, type XmppClient } from '../helpers/server';
 
 /** Resolves with the stream error condition that ends `client`'s stream. */
 function streamError(client: XmppClient): Promise<string> {
@@ -46,4 +47,35 @@ t.test('admin commands act on every node of the cluster', async (t) => {
   t.equal(await deleted, 'policy-violation', 'deleting ends the session on node 3');
   t.equal(await cluster.storage.users.get('alice@localhost'), undefined);
   t.same(fieldValues(await runAdminCommand(boss, 'get-online-users-list', { max_items: 'none' }), 'onlineuserjids'), ['boss@localhost']);
+});
+
+// An admin ending a session (XEP-0133 end-user-session, xmppctl kick) must not cost the user any
+// message in flight: what the session had not had acknowledged, and what comes after, is stored
+// offline and delivered at the next login.
+t.test('a session an admin ends loses none of the messages sent to it', async (t) => {
+  const dbUri = await createClusterDatabase(t, 'pgsql');
+  if (!dbUri) return;
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'broadcast', args: ['--admins=boss@localhost'] });
+  for (const user of ['boss', 'carol', 'dave']) await cluster.addUser(user);
+  const boss = await cluster.login(0, 'boss', { resource: 'console' });
+  const carol = await cluster.login(1, 'carol', { resource: 'desk' });
+  const dave = await cluster.login(2, 'dave', { resource: 'phone' });
+  const traffic = new NumberedTraffic([{ sender: carol, receiver: dave, to: 'dave@localhost/phone' }]);
+  traffic.start(200);
+  await eventually('dave gets messages', () => traffic.live.size >= 200, 30_000);
+  const ended = streamError(dave);
+  t.equal(noteOf(await runAdminCommand(boss, 'end-user-session', { accountjids: 'dave@localhost' })), 'info: Ended 1 session(s).', 'ended from node 1, on node 3');
+  await ended;
+  const sentAtEnd = traffic.sent.size;
+  await eventually('carol goes on sending while dave is away', () => traffic.sent.size >= sentAtEnd + 200, 30_000);
+  traffic.stop();
+
+  const back = await cluster.login(0, 'dave', { resource: 'phone', presence: false });
+  traffic.watchReceiver(back);
+  await back.send(xml('presence'));
+  await eventually('every message is accounted for', () => traffic.unaccounted().length === 0, 30_000).catch(() => undefined);
+  t.comment(traffic.summary());
+  t.same(traffic.unaccounted(), [], 'none lost: each was delivered live, or from offline storage at the next login, or bounced');
+  t.ok(traffic.offline.size >= 200, `the messages sent while dave was away came from offline storage (${traffic.offline.size})`);
+  t.equal(traffic.bounced.size, 0, 'none bounced');
 });
