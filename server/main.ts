@@ -226,7 +226,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   // --connection-limits-exempt addresses never count. In a cluster they count over every node
   // (registered before the links come up).
   const addressLimits = new AddressLimits(
-    () => ({ maxPerAddress: config.limits.maxConnectionsPerIp, ratePerSecond: config.limits.connectionRatePerIp }),
+    () => ({ maxPerAddress: config.limits.maxConnectionsPerIp, maxWaitingPerAddress: config.limits.maxUnauthenticatedPerIp, ratePerSecond: config.limits.connectionRatePerIp }),
     config.connectionLimitsExempt,
   );
   const stopSharingLimits = cluster ? shareAddressLimits(cluster, addressLimits) : undefined;

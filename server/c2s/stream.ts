@@ -421,6 +421,7 @@ export class C2SStream implements TransportListener {
     }
     this.sasl = undefined;
     this.authenticated = step.username;
+    this.transport.authenticated?.();
     this.ctx.stats?.authSuccess();
     // The owner's own address starts afresh; guesses from elsewhere still count.
     void this.ctx.storage.authFailures.reset(authFailureKeys(jid, this.transport.remoteAddress).client).catch(() => undefined);

@@ -19,6 +19,8 @@ export interface Transport {
   readonly canStartTls: boolean;
   /** Opens (or re-opens after a restart) the server's side of the stream. */
   sendHeader(attrs: Record<string, string>): void;
+  /** Called once the client has authenticated: the per-address limits stop counting it as waiting to log in. */
+  authenticated?: () => void;
   send(element: Element): void;
   /** Hands what send() queued in this tick to the socket now rather than at the end of the tick (optional). */
   flush?(): void;

@@ -39,7 +39,7 @@ export const LINK = {
   smResume: 'sm-resume',
   /** Request: an operator's command on the receiving node's sessions (`op` list, end or announce; sm/session-admin.ts). */
   admin: 'admin',
-  /** One-way, every second: the sending node's busy client addresses (`<a ip open opened/>`), so connection limits count over the cluster. */
+  /** One-way, every second: the sending node's busy client addresses (`<a ip open waiting opened/>`), so connection limits count over the cluster. */
   limits: 'limits',
   /** One-way: item `item` of component `c` is now served by `node` (a stopping node handed it over). */
   owner: 'owner',

@@ -15,9 +15,8 @@ const REPORT_INTERVAL_S = 1;
 export function shareAddressLimits(cluster: Cluster, limits: AddressLimits): () => void {
   cluster.handle(LINK.limits, (from, message) => {
     const reports: AddressReport[] = message.getChildren('a').flatMap((a) => {
-      const open = Number(a.attrs.open);
-      const opened = Number(a.attrs.opened);
-      return a.attrs.ip && Number.isSafeInteger(open) && Number.isSafeInteger(opened) ? [{ address: a.attrs.ip as string, open, opened }] : [];
+      const [open, waiting, opened] = [Number(a.attrs.open), Number(a.attrs.waiting ?? 0), Number(a.attrs.opened)];
+      return a.attrs.ip && [open, waiting, opened].every(Number.isSafeInteger) ? [{ address: a.attrs.ip as string, open, waiting, opened }] : [];
     });
     limits.peerReport(from, reports);
   });
@@ -27,7 +26,7 @@ export function shareAddressLimits(cluster: Cluster, limits: AddressLimits): () 
     const reports = limits.report(peers.length + 1);
     if (peers.length === 0) return;
     // An element belongs to one message: each peer gets its own.
-    const payload = () => reports.map((r) => new Element('a', { ip: r.address, open: String(r.open), opened: String(r.opened) }));
+    const payload = () => reports.map((r) => new Element('a', { ip: r.address, open: String(r.open), waiting: String(r.waiting), opened: String(r.opened) }));
     for (const peer of peers) cluster.send(peer, LINK.limits, payload());
   }, REPORT_INTERVAL_S * 1000);
   timer.unref();

@@ -51,6 +51,7 @@ const KEYS: Record<string, Kind> = {
   '--c2s-proxy-protocol': 'boolean',
   '--max-connections-per-ip': 'integer',
   '--connection-rate-per-ip': 'integer',
+  '--max-unauthenticated-per-ip': 'integer',
   '--client-rate-limit': 'integer',
   '--connection-limits-exempt': 'list',
   '--bosh-inactivity': 'seconds',
@@ -162,6 +163,7 @@ const DEFAULTS = {
     fastTokenLifetime: 1814400,      // --fast-token-lifetime [1814400 s = 21 days]
     maxConnectionsPerIp: 500,        // --max-connections-per-ip [500; 0: no limit]
     connectionRatePerIp: 20,         // --connection-rate-per-ip [20 a second; 0: no limit]
+    maxUnauthenticatedPerIp: 100,    // --max-unauthenticated-per-ip [100; 0: no limit]
     clientRateLimit: 65536,          // --client-rate-limit [65536 bytes a second per connection, bursts of 5 s; 0: no limit]
   } satisfies Limits,
 };
@@ -840,6 +842,7 @@ function readLimits(r: Reader): Limits {
     fastTokenLifetime: r.seconds('--fast-token-lifetime', d.fastTokenLifetime),
     maxConnectionsPerIp: r.integer('--max-connections-per-ip', d.maxConnectionsPerIp, 0),
     connectionRatePerIp: r.integer('--connection-rate-per-ip', d.connectionRatePerIp, 0),
+    maxUnauthenticatedPerIp: r.integer('--max-unauthenticated-per-ip', d.maxUnauthenticatedPerIp, 0),
     // 0 turns it off; otherwise at least 1 KiB a second, so a client can always log in.
     clientRateLimit: r.integer('--client-rate-limit', d.clientRateLimit, 0) === 0 ? 0 : r.integer('--client-rate-limit', d.clientRateLimit, 1024),
   };

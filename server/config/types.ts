@@ -18,9 +18,11 @@ export interface Limits {
   authLockout: number;
   /** Wrong passwords from one address (for any accounts), counted cluster-wide, beyond which its password logins are slowed [30]. */
   maxAddressAuthFailures: number;
-  /** Open client connections one address may hold on this node; 0: no limit [500]. */
+  /** Open client connections one address may hold, over every node of a cluster; 0: no limit [500]. */
   maxConnectionsPerIp: number;
-  /** New client connections one address may open a second on this node (bursts of five seconds' worth); 0: no limit [20]. */
+  /** Open client connections per client address not logged in yet, cluster-wide [100; 0: no limit]. */
+  maxUnauthenticatedPerIp: number;
+  /** New client connections one address may open a second, over every node of a cluster (bursts of five seconds' worth); 0: no limit [20]. */
   connectionRatePerIp: number;
   /** Bytes a second one client connection (TCP, WebSocket) may send, in bursts of five seconds' worth; 0: no limit [65536]. */
   clientRateLimit: number;

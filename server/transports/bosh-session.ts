@@ -92,6 +92,8 @@ export interface BoshSessionOptions {
  * client that resends a rid, and ends the session on `terminate`, inactivity or a binding error.
  */
 export class BoshSession implements Transport {
+  /** Set by the listener: the per-address limits stop counting this client as waiting to log in. */
+  authenticated?: () => void;
   readonly kind = 'bosh' as const;
   readonly canStartTls = false;
   readonly id: string;

@@ -114,6 +114,7 @@ export class BoshSessions {
         else setTimeout(() => this.sessions.delete(sid), this.opts.inactivity * 1000).unref();
       },
     });
+    if (admitted) session.authenticated = admitted.authenticated;
     this.sessions.set(sid, session);
     this.open++;
     return session.start(this.opts.onTransport(session));

@@ -44,6 +44,8 @@ export interface TcpConnectionOptions {
  * machine (C2SStream) decides everything else.
  */
 export class TcpTransport implements Transport {
+  /** Set by the listener: the per-address limits stop counting this client as waiting to log in. */
+  authenticated?: () => void;
   readonly kind = 'tcp' as const;
   readonly remoteAddress: string;
   private socket: net.Socket;
@@ -297,6 +299,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       defaultDomain: opts.defaultDomain,
       logger: opts.logger.child({ conn: id }),
     });
+    if (admitted) transport.authenticated = admitted.authenticated;
     opts.onConnection(transport);
   };
   // Behind a balancer speaking the PROXY protocol the header comes first, before TLS on a direct-TLS port.

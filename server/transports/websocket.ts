@@ -93,6 +93,7 @@ export class WebSocketEndpoint implements HttpHandler {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const id = `ws-${++this.nextId}`;
       const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }), this.opts.bytesPerSecond);
+      if (admitted) transport.authenticated = admitted.authenticated;
       this.transports.add(transport);
       transport.attach(this.opts.onTransport(transport), () => this.transports.delete(transport));
     });
@@ -112,6 +113,8 @@ export class WebSocketEndpoint implements HttpHandler {
  * when it is wss (or a trusted TLS-terminating proxy says so), RFC 7395 §3.9.
  */
 export class WebSocketTransport implements Transport {
+  /** Set by the listener: the per-address limits stop counting this client as waiting to log in. */
+  authenticated?: () => void;
   readonly kind = 'websocket' as const;
   readonly canStartTls = false;
   private listener?: TransportListener;

@@ -209,3 +209,34 @@ t.test('a BOSH session counts as a connection of its client\'s address while it 
   await eventually('a terminated session frees its place', async () => Boolean((await create('203.0.113.9')).body?.attrs.sid), 20_000);
   t.pass('served again');
 });
+
+// Sockets held open without logging in cost a server most: they are limited apart from the others,
+// so an office behind one address logs in hundreds of users while a flood of idle sockets is cut.
+t.test('--max-unauthenticated-per-ip: connections waiting to log in, apart from logged-in ones', async (t) => {
+  const server = await startTestServer(t, { args: ['--max-unauthenticated-per-ip=2', '--max-connections-per-ip=0', '--connection-rate-per-ip=0', '--connection-limits-exempt=10.9.9.9'] });
+  await server.addUser('office');
+  const waiting: RawConnection[] = [];
+  t.teardown(() => waiting.forEach((c) => c.destroy()));
+  for (let i = 0; i < 2; i++) {
+    const { conn, refused } = await openStream(server.port, '127.0.0.7');
+    t.notOk(refused, `idle connection ${i + 1} is served`);
+    waiting.push(conn);
+  }
+  const third = await openStream(server.port, '127.0.0.7');
+  t.ok(third.refused, 'a third one waiting to log in gets <policy-violation/>');
+  t.match(third.conn.text, /more than 2 connections from 127\.0\.0\.7 waiting to log in/);
+  third.conn.destroy();
+  // Logged-in clients from the same address do not count: free one place, log in through it, then another.
+  waiting.shift()!.destroy();
+  const users: RawConnection[] = [];
+  t.teardown(() => users.forEach((c) => c.destroy()));
+  for (let i = 0; i < 3; i++) {
+    const conn = await RawConnection.connect(server.tlsPort, true, '127.0.0.7');
+    users.push(conn);
+    conn.write(STREAM_OPEN);
+    await conn.waitFor(/<\/stream:features>/, 15_000);
+    conn.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0office\0${PASSWORD}`).toString('base64')}</auth>`);
+    await conn.waitFor(/<success/, 15_000);
+  }
+  t.equal(users.length, 3, 'three clients logged in from the address while another socket waits there');
+});
