@@ -48,7 +48,10 @@ const CONTROL_TIMEOUT_MS = 30_000;
 /** Random passwords: 18 bytes, 24 characters of base64url. */
 const RANDOM_PASSWORD_BYTES = 18;
 
-const commands: Record<string, { args: [number, number]; run: Command; noStorage?: (config: Config, args: string[]) => void | Promise<void> }> = {
+/** A command works on the database (`run`) or without opening it (`noStorage`: the running node, or nothing). */
+type CommandSpec = { args: [number, number] } & ({ run: Command } | { noStorage: (config: Config, args: string[]) => void | Promise<void> });
+
+const commands: Record<string, CommandSpec> = {
   adduser: {
     args: [1, 2],
     async run(storage, config, [jidArg, given]) {
@@ -182,7 +185,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   sessions: {
     args: [0, 1],
-    run: async () => undefined,
     async noStorage(config, [target]) {
       const query = new URLSearchParams();
       if (target) {
@@ -203,7 +205,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   kick: {
     args: [1, 1],
-    run: async () => undefined,
     async noStorage(config, [target]) {
       const jid = tryParseJID(target);
       if (!jid || !jid.local) throw new CommandError(`not a user JID (user@domain or user@domain/resource): ${target}`);
@@ -216,7 +217,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   stats: {
     args: [0, 0],
-    run: async () => undefined,
     async noStorage(config) {
       const stats = (await control(config, 'GET', '/stats')) as {
         domains: Record<string, { registered: number; disabled: number; onlineUsers: number; sessions: number }>;
@@ -232,7 +232,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   reload: {
     args: [0, 0],
-    run: async () => undefined,
     async noStorage(config) {
       const { changed } = (await control(config, 'POST', '/reload')) as { changed: string };
       console.log(`configuration reloaded; changed: ${changed}`);
@@ -240,7 +239,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   drain: {
     args: [0, 0],
-    run: async () => undefined,
     async noStorage(config) {
       await control(config, 'POST', '/drain');
       console.log('draining: /health/ready answers 503, so balancers send new clients to other nodes; sessions go on until the node stops');
@@ -248,7 +246,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   'check-config': {
     args: [0, 0],
-    run: async () => undefined,
     noStorage(config) {
       for (const warning of config.warnings ?? []) console.log(`warning: ${warning}`);
       console.log(`configuration is valid${config.configFile ? `: ${config.configFile}` : ''}`);
@@ -256,7 +253,6 @@ const commands: Record<string, { args: [number, number]; run: Command; noStorage
   },
   version: {
     args: [0, 0],
-    run: async () => undefined,
     noStorage() {
       console.log(`xmpp-cluster-server ${SERVER_VERSION}`);
     },
@@ -400,7 +396,7 @@ export async function run(argv: string[]): Promise<number> {
   let storage: Storage | undefined;
   try {
     const config = loadConfig(options);
-    if (command.noStorage) {
+    if ('noStorage' in command) {
       await command.noStorage(config, args);
       return 0;
     }

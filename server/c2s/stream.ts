@@ -89,6 +89,8 @@ export class C2SStream implements TransportListener {
   private sink?: ClientSink;
   private sasl?: SaslState;
   private authFailures = 0;
+  /** The account row a password exchange read (for its disabled check at the end). */
+  private loginAccount?: { jid: string; user: Awaited<ReturnType<C2SContext['storage']['users']['get']>> };
   /** Our side of the stream is closed: nothing more from this client is processed. */
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
@@ -405,7 +407,10 @@ export class C2SStream implements TransportListener {
         named(username);
         const jid = `${username}@${this.domain}`;
         await this.checkLockout(jid);
-        return (await this.ctx.storage.users.get(jid))?.credentials[hash];
+        const user = await this.ctx.storage.users.get(jid);
+        // Kept for the end of the exchange (is the account disabled?): one read per login.
+        this.loginAccount = { jid, user };
+        return user?.credentials[hash];
       },
     });
   }
@@ -416,7 +421,9 @@ export class C2SStream implements TransportListener {
     if (step.kind === 'challenge') return this.saslChallenge(step.data);
     const jid = `${step.username}@${this.domain}`;
     // Asked only once the credentials are proven, so that it tells a stranger nothing.
-    if ((await this.ctx.storage.users.get(jid))?.disabledAt) {
+    const account = this.loginAccount?.jid === jid ? this.loginAccount.user : await this.ctx.storage.users.get(jid);
+    this.loginAccount = undefined;
+    if (account?.disabledAt) {
       throw new SaslFailure('account-disabled', 'this account is disabled by an administrator');
     }
     this.sasl = undefined;

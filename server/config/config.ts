@@ -812,6 +812,13 @@ function readElasticsearchUrl(r: Reader): string | undefined {
   return value.replace(/\/+$/, '');
 }
 
+/** --client-rate-limit: 0 turns it off; otherwise at least 1024 bytes a second (a stanza must get through). */
+function readClientRateLimit(r: Reader): number {
+  const value = r.integer('--client-rate-limit', DEFAULTS.limits.clientRateLimit, 0);
+  if (value !== 0 && value < 1024) r.fail('--client-rate-limit', `${value} is below the minimum 1024`);
+  return value;
+}
+
 function readLimits(r: Reader): Limits {
   const d = DEFAULTS.limits;
   return {
@@ -844,7 +851,7 @@ function readLimits(r: Reader): Limits {
     connectionRatePerIp: r.integer('--connection-rate-per-ip', d.connectionRatePerIp, 0),
     maxUnauthenticatedPerIp: r.integer('--max-unauthenticated-per-ip', d.maxUnauthenticatedPerIp, 0),
     // 0 turns it off; otherwise at least 1 KiB a second, so a client can always log in.
-    clientRateLimit: r.integer('--client-rate-limit', d.clientRateLimit, 0) === 0 ? 0 : r.integer('--client-rate-limit', d.clientRateLimit, 1024),
+    clientRateLimit: readClientRateLimit(r),
   };
 }
 

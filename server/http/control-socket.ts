@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
+import { tryParseJID } from '../jid';
 import type { Logger } from '../log';
 import type { SessionAdmin } from '../sm/session-admin';
 import type { Storage } from '../storage/types';
@@ -79,8 +80,11 @@ async function route(req: IncomingMessage, h: ControlHandlers): Promise<{ status
       const { result: sessions, unanswered } = await h.admin.list({});
       const domains: Record<string, { registered: number; disabled: number; onlineUsers: number; sessions: number }> = {};
       for (const domain of h.hosts) {
-        const mine = sessions.filter((s) => s.jid.slice(s.jid.indexOf('@') + 1).split('/')[0] === domain);
-        const users = new Set(mine.map((s) => s.jid.split('/')[0]));
+        const mine = sessions.flatMap((s) => {
+          const jid = tryParseJID(s.jid);
+          return jid?.domain === domain ? [jid] : [];
+        });
+        const users = new Set(mine.map((jid) => jid.bareString()));
         domains[domain] = { ...(await h.storage.users.count(domain)), onlineUsers: users.size, sessions: mine.length };
       }
       const nodes: Record<string, number> = {};

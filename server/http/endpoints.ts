@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import type { NodeMetrics } from '../metrics';
 import type { Storage } from '../storage/types';
 import { SERVER_VERSION } from '../version';
-import { statusPage } from './status-page';
+import { statusPage, type StatusData } from './status-page';
 import type { HttpHandler } from './http-listener';
 
 export interface EndpointsOptions {
@@ -100,14 +100,19 @@ export class Endpoints implements HttpHandler {
   }
 
   private async statusPage(): Promise<{ status: number; type: string; body: string }> {
-    const [{ body }, ready] = await Promise.all([this.status(), this.readiness()]);
-    return { status: 200, type: 'text/html; charset=utf-8', body: statusPage(JSON.parse(body), ready) };
+    const [data, ready] = await Promise.all([this.statusData(), this.readiness()]);
+    return { status: 200, type: 'text/html; charset=utf-8', body: statusPage(data, ready) };
   }
 
   private async status(): Promise<{ status: number; type: string; body: string }> {
+    return json(200, await this.statusData());
+  }
+
+  /** What /status shows, as JSON or as the page. */
+  private async statusData(): Promise<StatusData> {
     const { metrics, storage } = this.opts;
     const memory = process.memoryUsage();
-    return json(200, {
+    return {
       node: this.opts.node,
       version: SERVER_VERSION,
       startedAt: this.startedAt.toISOString(),
@@ -119,7 +124,7 @@ export class Endpoints implements HttpHandler {
       memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external },
       database: { kind: storage.kind, reachable: await storage.ping() },
       cluster: { nodes: this.opts.clusterNodes(), minNodes: this.opts.minClusterNodes, ...this.opts.clusterStatus?.() },
-    });
+    };
   }
 
   private async metrics(): Promise<{ status: number; type: string; body: string }> {

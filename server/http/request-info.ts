@@ -66,5 +66,3 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
-
-/** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */

@@ -15,13 +15,25 @@ interface LinkRow {
   stanzasOut: number;
 }
 
-export function statusPage(status: Record<string, unknown>, ready: { ok: boolean; problems: string[] }): string {
-  const s = status as {
-    node: string; version: string; startedAt: string; uptimeSeconds: number; sessions: number;
-    connections: Record<string, number>; stanzas: { in: Record<string, number>; out: Record<string, number> };
-    memory: Record<string, number>; database: { kind: string; reachable: boolean };
-    cluster: { nodes: number; minNodes: number; strategy?: string; nodesKnown?: string[]; nodesDraining?: string[]; links?: LinkRow[]; linkDrops?: number; rerouted?: number };
+/** The figures of /status (the JSON's fields; the cluster's carry more than the page shows). */
+export interface StatusData {
+  node: string;
+  version: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  serving: boolean;
+  sessions: number;
+  connections: Record<string, number>;
+  stanzas: { in: Record<string, number>; out: Record<string, number> };
+  memory: Record<string, number>;
+  database: { kind: string; reachable: boolean };
+  cluster: {
+    nodes: number; minNodes: number; strategy?: string; nodesKnown?: string[]; nodesDraining?: string[];
+    links?: LinkRow[]; linkDrops?: number; rerouted?: number; [more: string]: unknown;
   };
+}
+
+export function statusPage(s: StatusData, ready: { ok: boolean; problems: string[] }): string {
   const rows = (pairs: [string, string][]) => pairs.map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td>${v}</td></tr>`).join('');
   const table = (caption: string, body: string) => `<table><caption>${esc(caption)}</caption>${body}</table>`;
   const state = ready.ok

@@ -61,7 +61,6 @@ export const admin: ServerModule = (ctx) => {
   };
 
   /** Ends the accounts' sessions everywhere, for `reason`. */
-  const endSessions = (jids: string[], reason: string): Promise<Outcome<unknown[]>> => sessions.end(jids, reason);
 
   serveCommands(ctx.router, [
     command('add-user', 'Add a User', () => [
@@ -83,7 +82,7 @@ export const admin: ServerModule = (ctx) => {
     command('delete-user', 'Delete a User', () => [{ ...accountsField, label: 'The Jabber IDs of the accounts to be deleted' }], async (values) => {
       const jids = values.accounts('accountjids');
       // Their sessions end first, on every node, while their rosters still say whom to tell.
-      const { unanswered } = await endSessions(jids, 'the account was deleted');
+      const { unanswered } = await sessions.end(jids, 'the account was deleted');
       const deleted: string[] = [];
       for (const jid of jids) if (await deleteAccount(ctx, jid)) deleted.push(jid);
       return done(summary('Deleted', deleted, jids), unanswered);
@@ -92,7 +91,7 @@ export const admin: ServerModule = (ctx) => {
     command('disable-user', 'Disable a User', () => [{ ...accountsField, label: 'The Jabber IDs of the accounts to be disabled' }], async (values) => {
       const jids = values.accounts('accountjids');
       const disabled = await storage.users.setDisabled(jids, true);
-      const { unanswered } = await endSessions(disabled, 'the account was disabled');
+      const { unanswered } = await sessions.end(disabled, 'the account was disabled');
       return done(summary('Disabled', disabled, jids), unanswered);
     }),
 
@@ -104,7 +103,7 @@ export const admin: ServerModule = (ctx) => {
     command('end-user-session', 'End User Session', () => [
       { ...accountsField, label: 'The Jabber IDs of the accounts (a full JID ends one session, a bare JID all of them)' },
     ], async (values) => {
-      const { result: ended, unanswered } = await endSessions(values.accounts('accountjids', true), 'the session was ended by an administrator');
+      const { result: ended, unanswered } = await sessions.end(values.accounts('accountjids', true), 'the session was ended by an administrator');
       return done(ended.length === 0 ? 'No such session is online.' : `Ended ${ended.length} session(s).`, unanswered);
     }),
 
@@ -147,7 +146,7 @@ export const admin: ServerModule = (ctx) => {
 
     command('get-online-users-num', 'Get Number of Online Users', undefined, async (_values, req) => {
       const { result: online, unanswered } = await sessions.list({ domain: req.to.domain });
-      const users = new Set(online.map((s) => bareOf(s.jid)));
+      const users = new Set(online.map((s) => tryParseJID(s.jid)?.bareString() ?? s.jid));
       return gathered([{ var: 'onlineusersnum', label: 'The number of online users', values: [String(users.size)] }], unanswered);
     }),
 
@@ -158,7 +157,7 @@ export const admin: ServerModule = (ctx) => {
 
     command('get-online-users-list', 'Get List of Online Users', () => [maxItemsField], async (values, req) => {
       const { result: online, unanswered } = await sessions.list({ domain: req.to.domain });
-      const users = [...new Set(online.map((s) => bareOf(s.jid)))].sort().slice(0, values.maxItems());
+      const users = [...new Set(online.map((s) => tryParseJID(s.jid)?.bareString() ?? s.jid))].sort().slice(0, values.maxItems());
       return gathered([{ var: 'onlineuserjids', type: 'jid-multi', label: 'The list of all online users', values: users }], unanswered);
     }),
 
@@ -236,11 +235,6 @@ class Values {
     if (jid.domain !== this.domain) throw new StanzaError('bad-request', `${jid.bareString()} is not an account of ${this.domain}`);
     return jid.toString();
   }
-}
-
-function bareOf(full: string): string {
-  const slash = full.indexOf('/');
-  return slash < 0 ? full : full.slice(0, slash);
 }
 
 /** "Deleted a, b. Not found: c." */

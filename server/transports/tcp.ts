@@ -96,10 +96,8 @@ export class TcpTransport implements Transport {
   }
 
   sendHeader(attrs: Record<string, string>): void {
-    let header = `<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}'`;
-    for (const [name, value] of Object.entries(attrs)) header += ` ${name}='${escapeXML(value)}'`;
     this.headerSent = true;
-    this.write(header + '>');
+    this.write(streamHeader(attrs));
   }
 
   send(element: Element): void {
@@ -338,11 +336,17 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
 }
 
 /** Closes a connection the address limits refused: a stream header and <policy-violation/> (RFC 6120 §4.9.3.14). */
+/** The server's opening <stream:stream> of a client stream, with `attrs` (escaped). */
+function streamHeader(attrs: Record<string, string>): string {
+  let header = `<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}'`;
+  for (const [name, value] of Object.entries(attrs)) header += ` ${name}='${escapeXML(value)}'`;
+  return `${header}>`;
+}
+
 function refuse(socket: net.Socket, domain: string, reason: string): void {
   const error = new StreamError('policy-violation', reason).toElement().toString();
   socket.on('error', () => undefined);
-  socket.end(`<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}' from='${escapeXML(domain)}' version='1.0'>${error}</stream:stream>`);
+  socket.end(`${streamHeader({ from: domain, version: '1.0' })}${error}</stream:stream>`);
   setTimeout(() => socket.destroy(), CLOSE_GRACE_SECONDS * 1000).unref();
 }
 
-/** IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) compare as their IPv4 form. */
