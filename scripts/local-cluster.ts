@@ -8,7 +8,8 @@ Starts NODES (default 3) cluster nodes on this machine, sharing one database, fo
   --strategy=NAME broadcast | online-users-caching | ./path/to/strategy.js [broadcast]
   other --key=value options are passed to every node (see etc/init.properties)
 Node i (1..NODES) listens on c2s 5222+100(i-1), direct TLS 5223+100(i-1), WebSocket 5290+100(i-1),
-BOSH 5280+100(i-1), HTTP 8080+(i-1), cluster 5777+(i-1), and is called node<i>.local-cluster.`;
+BOSH 5280+100(i-1), server-to-server 5269+100(i-1) and 5270+100(i-1), HTTP 8080+(i-1), cluster 5777+(i-1),
+and is called node<i>.local-cluster.`;
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -44,6 +45,8 @@ function main(argv: string[]): void {
       `--cluster-port=${5777 + i}`,
       `--c2s-ports=${5222 + 100 * i}`,
       `--c2s-ssl-ports=${5223 + 100 * i}`,
+      `--s2s-ports=${5269 + 100 * i}`,
+      `--s2s-ssl-ports=${5270 + 100 * i}`,
       `--ws-ports=${5290 + 100 * i}`,
       `--bosh-ports=${5280 + 100 * i}`,
       `--http-port=${8080 + i}`,

@@ -37,6 +37,7 @@ import { Cluster } from './cluster/cluster';
 import { componentCluster } from './cluster/component-cluster';
 import { Ownership } from './cluster/ownership';
 import { shareAddressLimits } from './cluster/shared-limits';
+import { Federation } from './s2s/federation';
 import { forwardBoshRequests } from './cluster/bosh-forwarding';
 import { clusterStatus, registerClusterMetrics } from './cluster/cluster-metrics';
 import type { Component } from '../components/component';
@@ -75,7 +76,9 @@ export interface XmppNode {
   readonly sessions: SessionManager;
   readonly router: Router;
   /** The ports actually listened on (useful with port 0); http is undefined when disabled. */
-  readonly ports: { c2s: number[]; c2sTls: number[]; ws: number[]; bosh: number[]; http: number | undefined };
+  readonly ports: { c2s: number[]; c2sTls: number[]; s2s: number[]; s2sTls: number[]; ws: number[]; bosh: number[]; http: number | undefined };
+  /** Server-to-server, when an s2s port is configured. */
+  readonly federation?: Federation;
   /** Prometheus metrics of this node (GET /metrics); the cluster adds its own to metrics.registry. */
   readonly metrics: NodeMetrics;
   /** XEP-0198 sessions of this node. */
@@ -334,6 +337,32 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     ports.c2sTls.push((server.address() as net.AddressInfo).port);
   }
 
+  // Federation (RFC 6120 server-to-server, XEP-0220 dialback): on when an s2s port is configured.
+  const federation = config.s2sPorts.length + config.s2sSslPorts.length > 0
+    ? new Federation({
+      serves: (domain) => router.serves(domain),
+      ports: config.s2sPorts,
+      sslPorts: config.s2sSslPorts,
+      bindAddress: config.bindAddress,
+      secret: config.s2sSecret,
+      staticRoutes: config.s2sStaticRoutes,
+      tlsRequired: config.s2sTlsRequired,
+      verifyCerts: config.s2sVerifyCerts,
+      timeout: config.s2sTimeout,
+      limits: config.limits,
+      addressLimits: { maxPerAddress: config.limits.maxConnectionsPerIp, maxWaitingPerAddress: config.limits.maxUnauthenticatedPerIp, ratePerSecond: config.limits.connectionRatePerIp },
+      exempt: config.connectionLimitsExempt,
+      secureContext: () => secureContext,
+      certificate,
+      defaultDomain: config.virtHosts[0],
+      logger: logger.category('s2s'),
+      deliver: (stanza, from, to) => void router.route(stanza, from, to),
+      bounce: (stanza, error) => router.replyError(stanza, error),
+    })
+    : undefined;
+  const s2sPorts = federation ? await federation.start() : { s2s: [] as number[], s2sTls: [] as number[] };
+  if (federation) router.setFederation((stanza, from, to) => federation.send(stanza, from, to));
+
   // WebSocket (RFC 7395) and BOSH (XEP-0206) feed the same C2SStream as TCP; host-meta (XEP-0156)
   // and /health /status /metrics are served next to them (server/http/web-listeners.ts).
   const web = await startWebListeners({
@@ -352,7 +381,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     addressLimits,
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
-  const allPorts = { ...ports, ...web.ports };
+  const allPorts = { ...ports, ...s2sPorts, ...web.ports };
   logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 
   let stopped = false;
@@ -364,6 +393,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     sessions,
     router,
     ports: allPorts,
+    federation,
     metrics,
     streamManagement,
     admin: sessionAdmin,
@@ -423,6 +453,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       await webClosed;
       // Rooms go to surviving nodes live; then every claim left (pubsub nodes, empty rooms) is
       // given up, so survivors take them at first use instead of after the node timeout.
+      await federation?.stop();
       for (const component of components) await component.stop?.();
       if (ownership) {
         ownership.leave();

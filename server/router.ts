@@ -73,6 +73,8 @@ export class Router {
   private readonly outboundFilters: OutboundFilter[] = [];
   private delivery?: StanzaDelivery;
   private remote: RemoteDelivery = LOCAL_ONLY;
+  /** Server-to-server: where stanzas for domains that are neither ours nor our components' go. */
+  private federation?: (stanza: Element, from: JID, to: JID) => void;
   private accountExists: (bare: string) => Promise<boolean> = async () => true;
 
   constructor(
@@ -137,6 +139,21 @@ export class Router {
   /** The other nodes of the cluster, for IQs to resources bound elsewhere. */
   setRemote(remote: RemoteDelivery): void {
     this.remote = remote;
+  }
+
+  /** Federation (server-to-server): stanzas for other domains leave through it. */
+  setFederation(send: (stanza: Element, from: JID, to: JID) => void): void {
+    this.federation = send;
+  }
+
+  /** Whether a stanza for `domain` can go anywhere: ours, our components', or (with federation) any other. */
+  reaches(domain: string): boolean {
+    return this.hosts.has(domain) || this.domains.has(domain) || this.federation !== undefined;
+  }
+
+  /** Ours or one of our components'. */
+  serves(domain: string): boolean {
+    return this.hosts.has(domain) || this.domains.has(domain);
   }
 
   /** Routes every stanza for `domain` (a component's subdomain) to `handler`. */
@@ -234,7 +251,7 @@ export class Router {
       if (stanza.name === 'iq') return await this.routeIq(stanza, from, to, undefined);
       const domainHandler = this.domains.get(to.domain);
       if (domainHandler) return await domainHandler(stanza, from, to);
-      if (!this.hosts.has(to.domain)) throw new StanzaError('remote-server-not-found', `no route to ${to.domain}`);
+      if (!this.hosts.has(to.domain)) return this.toRemoteDomain(stanza, from, to);
       if (to.local === '') return; // messages and presence to the server itself: nothing to do
       if (!(await this.passInbound(stanza, from, to))) return;
       if (stanza.name === 'message') await this.deliveryOrFail().inboundMessage(stanza, from, to);
@@ -244,12 +261,22 @@ export class Router {
     }
   }
 
+  /**
+   * A stanza for another server's domain: out through federation. Only our own users' (and
+   * services') stanzas leave: a remote server's stanza for a third domain is not relayed.
+   */
+  private toRemoteDomain(stanza: Element, from: JID, to: JID): void {
+    if (!this.federation) throw new StanzaError('remote-server-not-found', `no route to ${to.domain}`);
+    if (!this.serves(from.domain)) throw new StanzaError('not-allowed', 'stanzas between other servers are not relayed');
+    this.federation(stanza, from, to);
+  }
+
   private async routeIq(stanza: Element, from: JID, to: JID | undefined, session: Session | undefined): Promise<void> {
     const type = stanza.attrs.type as string;
     if (to) {
       const domainHandler = this.domains.get(to.domain);
       if (domainHandler) return domainHandler(stanza, from, to);
-      if (!this.hosts.has(to.domain)) throw new StanzaError('remote-server-not-found', `no route to ${to.domain}`);
+      if (!this.hosts.has(to.domain)) return this.toRemoteDomain(stanza, from, to);
     }
     const requestsAccount = to === undefined || (to.local !== '' && to.resource === '');
     if (to && to.resource !== '' && to.local !== '') {

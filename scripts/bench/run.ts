@@ -52,7 +52,7 @@ async function startNode(dir: string, dbUri: string, name: string, extra: string
   const child = spawn(process.execPath, [
     ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
     path.join(ROOT, 'dist', 'server', 'main.js'),
-    '--virt-hosts=localhost', `--c2s-ports=${port}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0',
+    '--virt-hosts=localhost', `--c2s-ports=${port}`, '--c2s-ssl-ports=0', '--s2s-ports=0', '--s2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0',
     `--http-port=${httpPort}`, '--bind-address=127.0.0.1', `--user-db-uri=${dbUri}`, `--data-dir=${path.join(dir, name)}`,
     '--log-level=warn', `--cluster-hostname=${name}`, '--cluster-address=127.0.0.1', `--cluster-port=${clusterPort}`,
     ...extra,

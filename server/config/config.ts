@@ -3,6 +3,7 @@
  * Validated once, at start-up: any bad or unknown key stops the node with a ConfigError that
  * names the key and, when it came from the file, the file and line.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -43,6 +44,13 @@ const KEYS: Record<string, Kind> = {
   '--user-db-uri': 'string',
   '--c2s-ports': 'ports',
   '--c2s-ssl-ports': 'ports',
+  '--s2s-ports': 'ports',
+  '--s2s-ssl-ports': 'ports',
+  '--s2s-secret': 'string',
+  '--s2s-static-routes': 'string',
+  '--s2s-tls-required': 'boolean',
+  '--s2s-verify-certs': 'boolean',
+  '--s2s-timeout': 'seconds',
   '--ws-ports': 'ports',
   '--bosh-ports': 'ports',
   '--http-port': 'port',
@@ -115,6 +123,9 @@ const DEFAULTS = {
   // --user-db-uri [sqlite:<data-dir>/xmpp.sqlite], i.e. sqlite:var/xmpp.sqlite
   c2sPorts: [5222],                  // --c2s-ports [5222] (RFC 6120 STARTTLS)
   c2sSslPorts: [5223],               // --c2s-ssl-ports [5223] (XEP-0368 direct TLS)
+  s2sPorts: [5269],                  // --s2s-ports [5269] (server-to-server, STARTTLS)
+  s2sSslPorts: [5270],               // --s2s-ssl-ports [5270] (server-to-server, XEP-0368 direct TLS)
+  s2sTimeout: 30,                    // --s2s-timeout [30 s]
   wsPorts: [5290],                   // --ws-ports [5290] (RFC 7395)
   boshPorts: [5280],                 // --bosh-ports [5280] (XEP-0206, path /http-bind)
   httpPort: 8080,                    // --http-port [8080] (/health, /status, /metrics)
@@ -241,12 +252,14 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
 
   const c2sPorts = r.ports('--c2s-ports', DEFAULTS.c2sPorts);
   const c2sSslPorts = r.ports('--c2s-ssl-ports', DEFAULTS.c2sSslPorts);
+  const s2sPorts = r.ports('--s2s-ports', DEFAULTS.s2sPorts);
+  const s2sSslPorts = r.ports('--s2s-ssl-ports', DEFAULTS.s2sSslPorts);
   const wsPorts = r.ports('--ws-ports', DEFAULTS.wsPorts);
   const boshPorts = r.ports('--bosh-ports', DEFAULTS.boshPorts);
   const httpPort = r.port('--http-port', DEFAULTS.httpPort, true);
   const clusterPort = r.port('--cluster-port', DEFAULTS.clusterPort, false);
   const clusterMode = r.boolean('--cluster-mode', DEFAULTS.clusterMode);
-  checkPortClashes(r, { c2sPorts, c2sSslPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
+  checkPortClashes(r, { c2sPorts, c2sSslPorts, s2sPorts, s2sSslPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
 
   const { tlsCert, tlsKey } = readTlsFiles(r, cwd);
 
@@ -293,6 +306,13 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     userDbUri,
     c2sPorts,
     c2sSslPorts,
+    s2sPorts,
+    s2sSslPorts,
+    s2sSecret: readS2sSecret(r, clusterSecret),
+    s2sStaticRoutes: readStaticRoutes(r),
+    s2sTlsRequired: r.boolean('--s2s-tls-required', true),
+    s2sVerifyCerts: r.boolean('--s2s-verify-certs', false),
+    s2sTimeout: r.seconds('--s2s-timeout', DEFAULTS.s2sTimeout),
     wsPorts,
     boshPorts,
     httpPort,
@@ -656,6 +676,32 @@ function readBindAddress(r: Reader): string {
 }
 
 /** A list of IP addresses; undefined when the key is not set. */
+/**
+ * --s2s-secret, else one derived from --cluster-secret (so every node of a cluster computes the
+ * same dialback keys), else random for this process (a single node).
+ */
+function readS2sSecret(r: Reader, clusterSecret: string | undefined): string {
+  const given = r.string('--s2s-secret');
+  if (given !== undefined) {
+    if (given.length < 16) r.fail('--s2s-secret', 'must be at least 16 characters');
+    return given;
+  }
+  if (clusterSecret) return createHash('sha256').update(`xmpp-s2s-dialback\0${clusterSecret}`).digest('hex');
+  return randomBytes(32).toString('hex');
+}
+
+/** --s2s-static-routes = example.org=10.0.0.5:5269, chat.example.net=[2001:db8::1]:5269 */
+function readStaticRoutes(r: Reader): Map<string, { host: string; port: number; directTls: boolean }> {
+  const routes = new Map<string, { host: string; port: number; directTls: boolean }>();
+  for (const item of r.list('--s2s-static-routes') ?? []) {
+    const match = /^([^=\s]+)\s*=\s*(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[4]);
+    if (!match || port < 1 || port > 65535) r.fail('--s2s-static-routes', `"${item}" is not domain=host:port`);
+    routes.set(match![1].toLowerCase(), { host: match![2] ?? match![3], port, directTls: false });
+  }
+  return routes;
+}
+
 function readAddresses(r: Reader, key: string): string[] | undefined {
   const list = r.list(key);
   if (list === undefined) return undefined;
@@ -712,13 +758,15 @@ function readClusterHostname(r: Reader, clusterMode: boolean, machineName: strin
 
 function checkPortClashes(
   r: Reader,
-  p: { c2sPorts: number[]; c2sSslPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
+  p: { c2sPorts: number[]; c2sSslPorts: number[]; s2sPorts: number[]; s2sSslPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
 ): void {
   // Raw TCP listeners cannot share a port with anything; WebSocket, BOSH and the HTTP endpoints
   // may (they can be served by one HTTP server), so they are not checked against each other.
   const exclusive: [string, number[]][] = [
     ['--c2s-ports', p.c2sPorts],
     ['--c2s-ssl-ports', p.c2sSslPorts],
+    ['--s2s-ports', p.s2sPorts],
+    ['--s2s-ssl-ports', p.s2sSslPorts],
   ];
   if (p.clusterMode) exclusive.push(['--cluster-port', [p.clusterPort]]);
   const all: [string, number[]][] = [

@@ -58,6 +58,20 @@ export interface Config {
   userDbUri: string;
   c2sPorts: number[];
   c2sSslPorts: number[];
+  /** Server-to-server (RFC 6120 with STARTTLS) listeners [5269]; empty: no incoming federation. */
+  s2sPorts: number[];
+  /** Server-to-server direct TLS (XEP-0368) listeners [5270]. */
+  s2sSslPorts: number[];
+  /** The dialback secret (XEP-0185) every node shares: --s2s-secret, else derived from --cluster-secret, else random per start. */
+  s2sSecret: string;
+  /** --s2s-static-routes: remote domain -> host and port, instead of DNS. */
+  s2sStaticRoutes: Map<string, { host: string; port: number; directTls: boolean }>;
+  /** Require STARTTLS on server-to-server streams, both ways [true]. */
+  s2sTlsRequired: boolean;
+  /** Require remote servers' certificates to be valid for their domain [false: dialback proves the domain]. */
+  s2sVerifyCerts: boolean;
+  /** Seconds to get a stream to a remote domain authenticated before its stanzas bounce [30]. */
+  s2sTimeout: number;
   wsPorts: number[];
   boshPorts: number[];
   httpPort: number;

@@ -85,7 +85,7 @@ export class PresenceService {
       // RFC 6121 §4.2.2: probe the contacts the user is subscribed to, and tell the new
       // resource about the user's other available resources.
       for (const item of items) {
-        if (hasTo(item.subscription) && this.isLocalDomain(item.jid)) {
+        if (hasTo(item.subscription) && this.reachable(item.jid)) {
           const probe = new Element('presence', { type: 'probe', from: session.full, to: item.jid });
           void this.router.route(probe, session.jid, tryParseJID(item.jid)!);
         }
@@ -439,16 +439,17 @@ export class PresenceService {
   /** Routes a copy of `stanza` from `from` to `to` (each destination gets its own 'to'). */
   private async sendCopy(stanza: Element, from: JID, to: string): Promise<void> {
     const target = tryParseJID(to);
-    if (!target || !this.isLocalDomain(to)) return; // no server-to-server links: remote contacts are skipped
+    if (!target || !this.router.reaches(target.domain)) return; // without federation, remote contacts are skipped
     const copy = cloneElement(stanza);
     copy.attrs.from = from.toString();
     copy.attrs.to = to;
     await this.router.route(copy, from, target);
   }
 
-  private isLocalDomain(jid: string): boolean {
-    const domain = jid.slice(jid.indexOf('@') + 1).split('/')[0];
-    return this.router.hosts.has(domain) || this.router.componentDomains().includes(domain);
+  /** A contact whose server we can reach: ours, a component, or (with federation) another server. */
+  private reachable(jid: string): boolean {
+    const parsed = tryParseJID(jid);
+    return parsed !== undefined && this.router.reaches(parsed.domain);
   }
 }
 

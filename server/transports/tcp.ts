@@ -36,6 +36,8 @@ export interface TcpConnectionOptions {
   /** The first served domain, used when an error must be sent before any header. */
   defaultDomain: string;
   logger: Logger;
+  /** The stream's content namespace: jabber:client [default] or jabber:server (server-to-server). */
+  contentNamespace?: string;
 }
 
 /**
@@ -97,7 +99,7 @@ export class TcpTransport implements Transport {
 
   sendHeader(attrs: Record<string, string>): void {
     this.headerSent = true;
-    this.write(streamHeader(attrs));
+    this.write(streamHeader(attrs, this.opts.contentNamespace));
   }
 
   send(element: Element): void {
@@ -193,7 +195,8 @@ export class TcpTransport implements Transport {
           throw new StreamError(name.endsWith(':stream') ? 'bad-namespace-prefix' : 'invalid-namespace', 'expected <stream:stream>');
         }
         if (attrs['xmlns:stream'] !== NS.STREAM) throw new StreamError('invalid-namespace', 'wrong stream namespace');
-        if (attrs.xmlns !== NS.CLIENT) throw new StreamError('invalid-namespace', `content namespace must be ${NS.CLIENT}`);
+        const content = this.opts.contentNamespace ?? NS.CLIENT;
+        if (attrs.xmlns !== content) throw new StreamError('invalid-namespace', `content namespace must be ${content}`);
         listener.streamStart(attrs);
       },
       element: (element) => listener.element(element),
@@ -267,6 +270,10 @@ export interface TcpListenerOptions {
   addressLimits?: AddressLimits;
   /** Bytes a second each client may send (--client-rate-limit). */
   bytesPerSecond?: () => number;
+  /** jabber:server for the server-to-server listeners [jabber:client]. */
+  contentNamespace?: string;
+  /** ALPN protocol of the direct-TLS listener [xmpp-client] (XEP-0368: xmpp-server for s2s). */
+  alpn?: string;
 }
 
 /** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
@@ -282,7 +289,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
     const admitted = opts.addressLimits?.admit(hostOf(address));
     if (admitted && 'refused' in admitted) {
       opts.logger.debug('connection refused', { remote: address, reason: admitted.refused });
-      refuse(socket, opts.defaultDomain, admitted.refused);
+      refuse(socket, opts.defaultDomain, admitted.refused, opts.contentNamespace);
       return;
     }
     if (admitted) socket.once('close', admitted.release);
@@ -296,6 +303,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       secureContext: opts.directTls ? undefined : opts.secureContext,
       defaultDomain: opts.defaultDomain,
       logger: opts.logger.child({ conn: id }),
+      contentNamespace: opts.contentNamespace,
     });
     if (admitted) transport.authenticated = admitted.authenticated;
     opts.onConnection(transport);
@@ -316,12 +324,12 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
     );
   };
   const wrapTls = (socket: net.Socket, remoteAddress?: string) => {
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: opts.secureContext(), ALPNProtocols: ['xmpp-client'] });
+    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: opts.secureContext(), ALPNProtocols: [opts.alpn ?? 'xmpp-client'] });
     secure.once('secure', () => start(secure, remoteAddress));
     secure.on('error', (err) => opts.logger.debug('TLS handshake failed', { err: err.message }));
   };
   const server = opts.directTls && !opts.proxyProtocol
-    ? tls.createServer({ ...opts.certificate, ALPNProtocols: ['xmpp-client'], minVersion: 'TLSv1.2' }, accept)
+    ? tls.createServer({ ...opts.certificate, ALPNProtocols: [opts.alpn ?? 'xmpp-client'], minVersion: 'TLSv1.2' }, accept)
     : net.createServer(accept);
   server.on('tlsClientError', (err: Error) => opts.logger.debug('TLS handshake failed', { err: err.message }));
   server.on('error', (err) => opts.logger.error('listener error', { err: err.message, port: opts.port }));
@@ -336,17 +344,17 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
 }
 
 /** Closes a connection the address limits refused: a stream header and <policy-violation/> (RFC 6120 §4.9.3.14). */
-/** The server's opening <stream:stream> of a client stream, with `attrs` (escaped). */
-function streamHeader(attrs: Record<string, string>): string {
-  let header = `<?xml version='1.0'?><stream:stream xmlns='${NS.CLIENT}' xmlns:stream='${NS.STREAM}'`;
+/** The opening <stream:stream> of a client (or server-to-server) stream, with `attrs` (escaped). */
+export function streamHeader(attrs: Record<string, string>, contentNamespace: string = NS.CLIENT): string {
+  let header = `<?xml version='1.0'?><stream:stream xmlns='${contentNamespace}' xmlns:stream='${NS.STREAM}'`;
   for (const [name, value] of Object.entries(attrs)) header += ` ${name}='${escapeXML(value)}'`;
   return `${header}>`;
 }
 
-function refuse(socket: net.Socket, domain: string, reason: string): void {
+function refuse(socket: net.Socket, domain: string, reason: string, namespace?: string): void {
   const error = new StreamError('policy-violation', reason).toElement().toString();
   socket.on('error', () => undefined);
-  socket.end(`${streamHeader({ from: domain, version: '1.0' })}${error}</stream:stream>`);
+  socket.end(`${streamHeader({ from: domain, version: '1.0' }, namespace)}${error}</stream:stream>`);
   setTimeout(() => socket.destroy(), CLOSE_GRACE_SECONDS * 1000).unref();
 }
 

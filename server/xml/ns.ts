@@ -2,6 +2,9 @@
 export const NS = {
   CLIENT: 'jabber:client',
   SERVER: 'jabber:server',
+  /** XEP-0220 Server Dialback: its elements (db:result, db:verify) and its stream feature. */
+  DIALBACK: 'jabber:server:dialback',
+  DIALBACK_FEATURE: 'urn:xmpp:features:dialback',
   STREAM: 'http://etherx.jabber.org/streams',
   STREAMS: 'urn:ietf:params:xml:ns:xmpp-streams',
   STANZAS: 'urn:ietf:params:xml:ns:xmpp-stanzas',

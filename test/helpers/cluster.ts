@@ -14,6 +14,8 @@ const ROOT = path.resolve(__dirname, '..', '..');
 export const MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
 export const CUSTOM_STRATEGY = path.join(ROOT, 'strategies', 'examples', 'least-known-nodes.js');
 export const CLUSTER_SECRET = 'test-cluster-secret-0123456789';
+/** No federation listeners (5269 is one port for the whole machine); the previous release knows no such keys. */
+const NO_FEDERATION = ['--s2s-ports=0', '--s2s-ssl-ports=0'];
 
 type Test = { teardown(fn: () => unknown): void };
 
@@ -169,6 +171,7 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     '--virt-hosts=localhost',
     `--c2s-ports=${c2sPort}`,
     '--c2s-ssl-ports=0',
+    ...NO_FEDERATION,
     '--ws-ports=0',
     '--bosh-ports=0',
     `--http-port=${httpPort}`,
@@ -200,7 +203,8 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     async start(from) {
       node.output = '';
       main = from ?? main;
-      const child = spawn(process.execPath, [main, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const known = main === MAIN ? args : args.filter((arg) => !NO_FEDERATION.includes(arg));
+      const child = spawn(process.execPath, [main, ...known], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       node.process = child;
       child.stdout!.on('data', (d) => (node.output += d));
       child.stderr!.on('data', (d) => (node.output += d));

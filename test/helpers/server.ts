@@ -85,6 +85,9 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
     '--virt-hosts=localhost',
     `--c2s-ports=${port}`,
     `--c2s-ssl-ports=${tlsPort}`,
+    // No federation unless a test asks for it (5269 is one port for the whole machine).
+    '--s2s-ports=0',
+    '--s2s-ssl-ports=0',
     `--ws-ports=${wsPort}`,
     `--bosh-ports=${boshPort}`,
     `--http-port=${httpPort}`,

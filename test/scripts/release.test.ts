@@ -29,7 +29,7 @@ t.test('a release archive installs with npm ci --omit=dev and starts without a c
 
   const [c2s, http] = [await freePort(), await freePort()];
   const overrides = [
-    `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
+    `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--s2s-ports=0', '--s2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
     '--bind-address=127.0.0.1', `--data-dir=${path.join(home, 'var')}`, '--scram-iterations=4096',
   ];
   await run('npm', ['run', '--silent', 'xmppctl', '--', ...overrides, 'adduser', 'alice@localhost', 'a-long-password'], { cwd: home });

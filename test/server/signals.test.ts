@@ -22,7 +22,7 @@ t.test('SIGTERM with --drain-grace: not ready at once, serving meanwhile, then a
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const [c2s, http] = [await freePort(), await freePort()];
   const node = spawn(process.execPath, [
-    MAIN, '--virt-hosts=localhost', `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
+    MAIN, '--virt-hosts=localhost', `--c2s-ports=${c2s}`, '--c2s-ssl-ports=0', '--s2s-ports=0', '--s2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0', `--http-port=${http}`,
     '--bind-address=127.0.0.1', `--data-dir=${path.join(dir, 'var')}`, '--tls-required=false', '--drain-grace=3',
   ], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -63,7 +63,7 @@ t.test('SIGHUP reopens the log file and applies the changed configuration; SIGTE
   const log = path.join(dir, 'xmpp.log');
   const configFile = path.join(dir, 'init.properties');
   const base = [
-    '--virt-hosts = localhost', `--c2s-ports = ${c2s}`, `--c2s-ssl-ports = ${c2sTls}`, `--tls-cert = ${certFile}`, `--tls-key = ${keyFile}`, '--ws-ports = 0', '--bosh-ports = 0',
+    '--virt-hosts = localhost', `--c2s-ports = ${c2s}`, `--c2s-ssl-ports = ${c2sTls}`, `--tls-cert = ${certFile}`, `--tls-key = ${keyFile}`, '--ws-ports = 0', '--bosh-ports = 0', '--s2s-ports = 0', '--s2s-ssl-ports = 0',
     '--http-port = 0', '--bind-address = 127.0.0.1', `--data-dir = ${path.join(dir, 'var')}`, `--log-file = ${log}`,
     '--tls-required = false',
   ];

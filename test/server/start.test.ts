@@ -18,7 +18,7 @@ t.test('the shipped etc/init.properties starts a node that serves localhost with
   cpSync(path.join(ROOT, 'etc', 'init.properties'), path.join(dir, 'etc', 'init.properties'));
   const [c2s, c2sTls] = [await freePort(), await freePort()];
   // The default ports may be taken on a test machine: override them as an operator would.
-  const overrides = [`--c2s-ports=${c2s}`, `--c2s-ssl-ports=${c2sTls}`, '--bind-address=127.0.0.1', '--ws-ports=0', '--bosh-ports=0', '--http-port=0'];
+  const overrides = [`--c2s-ports=${c2s}`, `--c2s-ssl-ports=${c2sTls}`, '--bind-address=127.0.0.1', '--ws-ports=0', '--bosh-ports=0', '--http-port=0', '--s2s-ports=0', '--s2s-ssl-ports=0'];
 
   const added = spawnSync(process.execPath, [XMPPCTL, '--config', 'etc/init.properties', ...overrides, 'adduser', 'alice@localhost', 'alice-password'], { cwd: dir, encoding: 'utf8' });
   t.equal(added.status, 0, `xmppctl adduser succeeds: ${added.stderr}`);

@@ -105,11 +105,33 @@ t.test('the shipped etc/init.properties loads, matches the defaults and turns on
   const repo = path.resolve(__dirname, '../..');
   const shipped = loadConfig(['--config', 'etc/init.properties'], { cwd: repo, env: {}, hostname: 'node-a' });
   const defaults = loadConfig([], { cwd: repo, env: {}, hostname: 'node-a' });
-  const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined, components: undefined });
+  // Without a cluster secret the dialback secret is random per start.
+  const comparable = (c: typeof shipped) => ({ ...c, raw: undefined, configFile: undefined, warnings: undefined, components: undefined, s2sSecret: undefined });
   t.same(comparable(shipped), comparable(defaults));
   t.same(shipped.components.map((c) => [c.name, c.kind]), [['muc', 'muc'], ['pubsub', 'pubsub'], ['upload', 'upload']]);
   t.equal(shipped.configFile, path.join(repo, 'etc/init.properties'));
   t.same(shipped.warnings, []);
+});
+
+t.test('server-to-server keys: ports, TLS, the dialback secret shared by a cluster, static routes', async (t) => {
+  const defaults = load(t, '');
+  t.same([defaults.s2sPorts, defaults.s2sSslPorts], [[5269], [5270]]);
+  t.same([defaults.s2sTlsRequired, defaults.s2sVerifyCerts, defaults.s2sTimeout], [true, false, 30]);
+  t.equal(defaults.s2sStaticRoutes.size, 0);
+  t.not(load(t, '').s2sSecret, defaults.s2sSecret, 'a single node without a cluster secret makes one per start');
+  const clustered = '--cluster-secret = 0123456789abcdef0123';
+  t.equal(load(t, clustered).s2sSecret, load(t, clustered).s2sSecret, 'every node of a cluster derives the same one');
+  t.not(load(t, clustered).s2sSecret, '0123456789abcdef0123', 'not the cluster secret itself');
+  t.equal(load(t, '--s2s-secret = a-dialback-secret-of-ours').s2sSecret, 'a-dialback-secret-of-ours');
+  t.match(loadError(t, '--s2s-secret = short'), /--s2s-secret: must be at least 16 characters/);
+  const routed = load(t, '--s2s-static-routes = Example.org=10.0.0.5:5269, chat.example.net=[2001:db8::1]:5270\n--s2s-ports = 0\n--s2s-ssl-ports = 0');
+  t.same([...routed.s2sStaticRoutes], [
+    ['example.org', { host: '10.0.0.5', port: 5269, directTls: false }],
+    ['chat.example.net', { host: '2001:db8::1', port: 5270, directTls: false }],
+  ]);
+  t.same([routed.s2sPorts, routed.s2sSslPorts], [[], []], '0 turns the listeners off');
+  t.match(loadError(t, '--s2s-static-routes = example.org'), /--s2s-static-routes: "example.org" is not domain=host:port/);
+  t.match(loadError(t, '--s2s-ports = 5222'), /port 5222 is also used by --c2s-ports|--c2s-ports: port 5222/);
 });
 
 t.test('file keys fill the matching config fields', async (t) => {

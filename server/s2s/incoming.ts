@@ -1,0 +1,199 @@
+import { randomBytes } from 'node:crypto';
+import { Element } from 'ltx';
+import type { Transport, TransportListener } from '../c2s/transport';
+import { StreamError } from '../errors';
+import { tryParseJID, type JID } from '../jid';
+import type { Logger } from '../log';
+import { NS } from '../xml/ns';
+import { dialbackElement, dialbackKind, type DialbackKeys } from './dialback';
+
+/** What an incoming server stream needs from the node. */
+export interface IncomingContext {
+  /** Domains this node answers for on s2s: its hosts and their components' subdomains. */
+  serves(domain: string): boolean;
+  keys: DialbackKeys;
+  tlsRequired: boolean;
+  /** Asks `originating`'s authoritative server whether `key` is valid for stream `id` (the receiving server's side of dialback). */
+  verifyKey(receiving: string, originating: string, id: string, key: string): Promise<boolean>;
+  /** A stanza from an authenticated remote domain, for one of ours. */
+  deliver(stanza: Element, from: JID, to: JID): void;
+  /** This stream was authorised for stanzas from `remote` to `local` / it ended. */
+  authorised(stream: IncomingStream, remote: string, local: string): void;
+  ended(stream: IncomingStream): void;
+  logger: Logger;
+}
+
+type State = 'wait-header' | 'features' | 'tls' | 'open' | 'closed';
+
+/**
+ * A stream another server opened to us (RFC 6120 with jabber:server) over the same transport as
+ * clients: STARTTLS (required by default), then Server Dialback (XEP-0220). It answers
+ * db:verify for keys any node of ours generated (the secret is shared), checks db:result with the
+ * originating server, and passes the stanzas of the domains it authorised to the router. A
+ * stanza from a domain this stream has not authorised is `invalid-from`, as RFC 6120 §4.9.3.9
+ * says; anything else malformed is the same stream error a client gets.
+ */
+export class IncomingStream implements TransportListener {
+  private state: State = 'wait-header';
+  readonly id = randomBytes(12).toString('hex');
+  /** remote domain -> local domains it may send to (authorised by dialback). */
+  private readonly authorisedPairs = new Map<string, Set<string>>();
+  private local = '';
+  private readonly log: Logger;
+
+  constructor(private readonly transport: Transport, private readonly ctx: IncomingContext) {
+    this.log = ctx.logger.child({ conn: transport.id });
+  }
+
+  /** Remote domains this stream carries stanzas from. */
+  get remotes(): string[] {
+    return [...this.authorisedPairs.keys()];
+  }
+
+  get remoteAddress(): string {
+    return this.transport.remoteAddress;
+  }
+
+  streamStart(attrs: Record<string, string>): void {
+    try {
+      if (this.state !== 'wait-header' && this.state !== 'tls') throw new StreamError('invalid-xml', 'unexpected stream header');
+      const to = (attrs.to ?? '').toLowerCase();
+      if (attrs.version !== '1.0') throw new StreamError('unsupported-version', 'version 1.0 is required');
+      this.transport.sendHeader({ 'xmlns:db': NS.DIALBACK, id: this.id, from: to || this.local, ...(attrs.from ? { to: attrs.from } : {}), version: '1.0' });
+      if (to && !this.ctx.serves(to)) throw new StreamError('host-unknown', `this server does not serve ${to}`);
+      this.local = to || this.local;
+      const features = new Element('stream:features');
+      if (!this.transport.secure && this.transport.canStartTls) {
+        const starttls = features.c('starttls', { xmlns: NS.TLS });
+        if (this.ctx.tlsRequired) starttls.c('required');
+      } else {
+        features.c('dialback', { xmlns: NS.DIALBACK_FEATURE }).c('errors');
+      }
+      this.transport.send(features);
+      this.state = 'features';
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  element(element: Element): void {
+    try {
+      this.handle(element);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  streamEnd(): void {
+    this.close();
+  }
+
+  streamError(error: StreamError): void {
+    this.close(error);
+  }
+
+  closed(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.log.debug('s2s incoming stream closed', { reason, remotes: this.remotes.join(',') || undefined });
+    this.ctx.ended(this);
+  }
+
+  close(error?: StreamError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.transport.close(error);
+    this.ctx.ended(this);
+  }
+
+  private handle(element: Element): void {
+    if (this.state === 'closed') return;
+    if (element.name === 'starttls' && element.attrs.xmlns === NS.TLS) {
+      if (this.transport.secure || !this.transport.canStartTls) throw new StreamError('policy-violation', 'TLS is already negotiated');
+      this.transport.send(new Element('proceed', { xmlns: NS.TLS }));
+      this.state = 'tls';
+      void this.transport.startTls().catch((err: Error) => {
+        this.log.info('s2s TLS handshake failed', { remote: this.transport.remoteAddress, err: err.message });
+        this.close();
+      });
+      return;
+    }
+    if (this.ctx.tlsRequired && !this.transport.secure) throw new StreamError('policy-violation', 'STARTTLS is required first');
+    const dialback = dialbackKind(element);
+    if (dialback === 'verify') return this.answerVerify(element);
+    if (dialback === 'result') return void this.checkResult(element);
+    if (element.name === 'message' || element.name === 'presence' || element.name === 'iq') return this.stanza(element);
+    throw new StreamError('unsupported-stanza-type', `<${element.name}/> is not expected here`);
+  }
+
+  /** XEP-0220 §2.4: we are the authoritative server; any node of ours can check any of our keys. */
+  private answerVerify(element: Element): void {
+    const { from: receiving, to: originating, id } = element.attrs as Record<string, string | undefined>;
+    if (!receiving || !originating || !id) throw new StreamError('invalid-xml', 'db:verify needs from, to and id');
+    if (!this.ctx.serves(originating)) throw new StreamError('host-unknown', `this server does not serve ${originating}`);
+    const valid = this.ctx.keys.verify(receiving, originating, id, element.getText());
+    this.transport.send(dialbackElement('verify', { from: originating, to: receiving, id, type: valid ? 'valid' : 'invalid' }));
+  }
+
+  /** XEP-0220 §2.1-2.3: the originating server asks us to accept its stanzas; its authoritative server decides. */
+  private async checkResult(element: Element): Promise<void> {
+    const { from: remote, to: local } = element.attrs as Record<string, string | undefined>;
+    if (!remote || !local) throw new StreamError('invalid-xml', 'db:result needs from and to');
+    if (!this.ctx.serves(local)) {
+      // XEP-0220 §2.4: a domain we do not serve is an error on the result, not on the stream.
+      const error = dialbackElement('result', { from: local, to: remote, type: 'error' });
+      error.c('error', { type: 'cancel' }).c('item-not-found', { xmlns: NS.STANZAS });
+      this.transport.send(error);
+      return;
+    }
+    const key = element.getText().trim();
+    let valid = false;
+    try {
+      valid = key !== '' && (await this.ctx.verifyKey(local, remote, this.id, key));
+    } catch (err) {
+      this.log.info('s2s dialback: the originating server could not be asked', { remote, err: String((err as Error)?.message ?? err) });
+      if (this.state === 'closed') return;
+      const error = dialbackElement('result', { from: local, to: remote, type: 'error' });
+      error.c('error', { type: 'cancel' }).c('remote-server-not-found', { xmlns: NS.STANZAS });
+      this.transport.send(error);
+      return;
+    }
+    if (this.state === 'closed') return;
+    this.transport.send(dialbackElement('result', { from: local, to: remote, type: valid ? 'valid' : 'invalid' }));
+    if (!valid) {
+      this.log.warn('s2s dialback key refused', { remote, local, address: this.transport.remoteAddress });
+      return this.close(new StreamError('not-authorized', `${remote} did not confirm the key`));
+    }
+    let locals = this.authorisedPairs.get(remote);
+    if (!locals) this.authorisedPairs.set(remote, (locals = new Set()));
+    locals.add(local);
+    this.state = 'open';
+    this.log.info('s2s incoming stream authenticated (dialback)', { remote, local, address: this.transport.remoteAddress });
+    this.ctx.authorised(this, remote, local);
+  }
+
+  private stanza(stanza: Element): void {
+    const from = tryParseJID(stanza.attrs.from ?? '');
+    const to = tryParseJID(stanza.attrs.to ?? '');
+    // RFC 6120 §8.1.1.1, §8.1.2.1: on a server stream both addresses are required, and `from` must be of an authorised domain.
+    if (!from) throw new StreamError('improper-addressing', 'a stanza between servers needs a valid from');
+    if (!to) throw new StreamError('improper-addressing', 'a stanza between servers needs a valid to');
+    const locals = this.authorisedPairs.get(from.domain);
+    if (!locals) throw new StreamError('invalid-from', `${from.domain} is not authenticated on this stream`);
+    if (!locals.has(to.domain)) {
+      if (!this.ctx.serves(to.domain)) throw new StreamError('host-unknown', `this server does not serve ${to.domain}`);
+      throw new StreamError('improper-addressing', `${from.domain} is not authenticated for ${to.domain} on this stream`);
+    }
+    delete stanza.attrs.xmlns;
+    this.ctx.deliver(stanza, from, to);
+  }
+
+  private fail(err: unknown): void {
+    if (err instanceof StreamError) {
+      this.log.info('s2s stream error', { condition: err.condition, text: err.text, address: this.transport.remoteAddress });
+      return this.close(err);
+    }
+    this.log.error('s2s incoming stream failed', { err: String((err as Error)?.stack ?? err) });
+    this.close(new StreamError('internal-server-error'));
+  }
+}

@@ -1,0 +1,128 @@
+import t from 'tap';
+import type { Element } from 'ltx';
+import { eventually } from '../helpers/cluster';
+import { startDomains } from '../helpers/federation';
+import { RawConnection, nextStanza, xml } from '../helpers/server';
+import { subscribe } from '../helpers/subscriptions';
+
+const WAIT_MS = 30_000;
+const STREAM_HEADER = (to: string, from?: string) =>
+  `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='${to}'${from ? ` from='${from}'` : ''} version='1.0'>`;
+
+// Two of our servers with different domains federate (RFC 6120 server-to-server, STARTTLS, XEP-0220
+// dialback with XEP-0185 keys): users on each chat, subscribe and ping across.
+t.test('two servers of ours federate: messages, presence subscriptions, IQs, both ways', async (t) => {
+  const [a, b] = await startDomains(t, ['a.example', 'b.example']);
+  await a.addUser('alice');
+  await b.addUser('bob');
+  const alice = await a.login('alice', 'phone');
+  const bob = await b.login('bob', 'desk');
+
+  await t.test('a message from a.example to b.example and the answer back', async (t) => {
+    const heard = nextStanza(bob, (s) => s.is('message') && s.getChildText('body') === 'hello from a', WAIT_MS);
+    await alice.send(xml('message', { to: 'bob@b.example', type: 'chat', id: 'm1' }, xml('body', {}, 'hello from a')));
+    const got = await heard;
+    t.equal(got.attrs.from, 'alice@a.example/phone', 'the sender is stamped by its own server');
+    const back = nextStanza(alice, (s) => s.is('message') && s.getChildText('body') === 'hello from b', WAIT_MS);
+    await bob.send(xml('message', { to: 'alice@a.example/phone', type: 'chat' }, xml('body', {}, 'hello from b')));
+    t.equal((await back).attrs.from, 'bob@b.example/desk');
+    t.same(a.node.federation?.status().outgoing.map((o) => [o.remote, o.state]), [['b.example', 'ready']], 'a.example holds one outgoing stream to b.example');
+  });
+
+  await t.test('presence subscription across domains, then presence flows', async (t) => {
+    // Alice asks for Bob's presence; Bob approves; his presence then reaches her on every change.
+    const first = nextStanza(alice, (s) => s.is('presence') && s.attrs.from === 'bob@b.example/desk' && !s.attrs.type, WAIT_MS);
+    await subscribe(alice, bob);
+    await first;
+    t.pass('Bob\'s current presence reaches Alice once she is subscribed (RFC 6121 §3.1.5)');
+    const away = nextStanza(alice, (s) => s.is('presence') && s.attrs.from === 'bob@b.example/desk' && s.getChildText('show') === 'away', WAIT_MS);
+    await bob.send(xml('presence', {}, xml('show', {}, 'away')));
+    await away;
+    t.pass('and his changes');
+    const items = await alice.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
+    t.equal(items.getChild('query')?.getChildren('item').find((i) => i.attrs.jid === 'bob@b.example')?.attrs.subscription, 'to', 'Alice\'s roster: subscription to Bob');
+  });
+
+  await t.test('an IQ to a remote server and one to a remote user\'s resource get their answers', async (t) => {
+    const pong = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'b.example' }, xml('ping', { xmlns: 'urn:xmpp:ping' })), WAIT_MS);
+    t.equal(pong.attrs.type, 'result', 'b.example answers a ping from alice');
+    const info = await bob.iqCaller.request(xml('iq', { type: 'get', to: 'a.example' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })), WAIT_MS);
+    t.ok(info.getChild('query')?.getChildren('feature').length, 'disco#info of a.example from bob');
+  });
+
+  await t.test('a message to a domain nobody serves bounces with remote-server-not-found', async (t) => {
+    const error = nextStanza(alice, (s) => s.is('message') && s.attrs.type === 'error' && s.attrs.id === 'nowhere', WAIT_MS);
+    await alice.send(xml('message', { to: 'carol@unreachable.invalid', type: 'chat', id: 'nowhere' }, xml('body', {}, 'anyone?')));
+    const bounced = await error;
+    t.equal(bounced.getChild('error')?.getChildElements()[0]?.name, 'remote-server-not-found');
+  });
+});
+
+// The receiving side's checks on a raw server stream (RFC 6120 §4.9.3, XEP-0220 §2).
+t.test('bad input on a server stream: each refused, the server goes on', async (t) => {
+  const [a, b] = await startDomains(t, ['c.example', 'd.example'], ['--s2s-tls-required=false']);
+  await b.addUser('dave');
+
+  await t.test('a dialback key for a domain the peer does not own is refused', async (t) => {
+    // c.example's real server never made this key: d.example asks it and hears "invalid".
+    const conn = await RawConnection.connect(b.s2sPort);
+    conn.write(STREAM_HEADER('d.example', 'c.example'));
+    await conn.waitFor(/<\/stream:features>/, WAIT_MS);
+    conn.write("<db:result from='c.example' to='d.example'>0123456789abcdef</db:result>");
+    const text = await conn.waitFor(/type='invalid'|type="invalid"/, WAIT_MS);
+    t.match(text, /<db:result[^>]*type=.invalid/, 'the key is invalid');
+    await conn.waitFor(/not-authorized/, WAIT_MS);
+    t.pass('and the stream is closed with not-authorized');
+    conn.destroy();
+  });
+
+  await t.test('a stanza from a domain the stream has not authenticated is invalid-from', async (t) => {
+    const conn = await RawConnection.connect(b.s2sPort);
+    conn.write(STREAM_HEADER('d.example', 'c.example'));
+    await conn.waitFor(/<\/stream:features>/, WAIT_MS);
+    conn.write("<message from='mallory@c.example' to='dave@d.example' type='chat'><body>spoofed</body></message>");
+    await conn.waitFor(/invalid-from/, WAIT_MS);
+    t.pass('invalid-from');
+    conn.destroy();
+  });
+
+  await t.test('a stream to a domain the server does not serve is host-unknown', async (t) => {
+    const conn = await RawConnection.connect(b.s2sPort);
+    conn.write(STREAM_HEADER('elsewhere.example', 'c.example'));
+    await conn.waitFor(/host-unknown/, WAIT_MS);
+    t.pass('host-unknown');
+    conn.destroy();
+  });
+
+  await t.test('malformed XML is not-well-formed', async (t) => {
+    const conn = await RawConnection.connect(b.s2sPort);
+    conn.write(`${STREAM_HEADER('d.example', 'c.example')}<message><<</message>`);
+    await conn.waitFor(/not-well-formed/, WAIT_MS);
+    t.pass('not-well-formed');
+    conn.destroy();
+  });
+
+  await t.test('after all that, the real c.example still federates with d.example', async (t) => {
+    await a.addUser('carl');
+    const carl = await a.login('carl');
+    const dave = await b.login('dave');
+    const heard = nextStanza(dave, (s: Element) => s.is('message') && s.getChildText('body') === 'still here', WAIT_MS);
+    await carl.send(xml('message', { to: 'dave@d.example', type: 'chat' }, xml('body', {}, 'still here')));
+    await heard;
+    t.pass('delivered');
+  });
+});
+
+// A second server behind a stream that requires TLS: plaintext stanzas are refused.
+t.test('--s2s-tls-required: a peer that skips STARTTLS gets nothing through', async (t) => {
+  const [, b] = await startDomains(t, ['e.example', 'f.example']);
+  const conn = await RawConnection.connect(b.s2sPort);
+  conn.write(STREAM_HEADER('f.example', 'e.example'));
+  const features = await conn.waitFor(/<\/stream:features>/, WAIT_MS);
+  t.match(features, /<starttls xmlns=.urn:ietf:params:xml:ns:xmpp-tls.><required\/><\/starttls>/, 'STARTTLS is offered, required');
+  conn.write("<db:result from='e.example' to='f.example'>abc</db:result>");
+  await conn.waitFor(/policy-violation/, WAIT_MS);
+  t.pass('dialback before TLS is a policy-violation');
+  conn.destroy();
+  await eventually('nothing reached the router', () => (b.node.federation?.counters.received ?? 0) === 0, 1000);
+});
