@@ -24,8 +24,16 @@ export interface DomainServer {
  * Servers of ours, one per domain, in this process, each with static routes to the others (no
  * DNS) and self-signed certificates (so dialback proves the domains). `args` go to every one.
  */
-export async function startDomains(t: Test, domains: string[], args: string[] = [], routes: Record<string, number> = {}): Promise<DomainServer[]> {
-  const s2sPorts = await Promise.all(domains.map(() => freePort()));
+export async function startDomains(
+  t: Test,
+  domains: string[],
+  args: string[] = [],
+  routes: Record<string, number> = {},
+  /** Listen on this loopback address and s2s port (a peer that finds servers by their address, e.g. 5269 on 127.0.0.2). */
+  at?: { address: string; s2sPort: number },
+): Promise<DomainServer[]> {
+  const s2sPorts = await Promise.all(domains.map(async () => at?.s2sPort ?? (await freePort())));
+  const address = at?.address ?? '127.0.0.1';
   const allRoutes = { ...Object.fromEntries(domains.map((d, i) => [d, s2sPorts[i]])), ...routes };
   const servers: DomainServer[] = [];
   for (const [i, domain] of domains.entries()) {
@@ -41,7 +49,7 @@ export async function startDomains(t: Test, domains: string[], args: string[] = 
       `--s2s-ports=${s2sPorts[i]}`,
       '--s2s-ssl-ports=0',
       `--s2s-static-routes=${Object.entries(allRoutes).filter(([d]) => d !== domain).map(([d, port]) => `${d}=127.0.0.1:${port}`).join(', ')}`,
-      '--bind-address=127.0.0.1',
+      `--bind-address=${address}`,
       `--user-db-uri=sqlite:${path.join(dir, 'xmpp.sqlite')}`,
       `--data-dir=${dir}`,
       '--scram-iterations=4096',
@@ -67,7 +75,7 @@ export async function startDomains(t: Test, domains: string[], args: string[] = 
         return jid;
       },
       async login(local, resource) {
-        const client = await connectClient({ service: `xmpp://127.0.0.1:${c2sPort}`, domain, local, password: PASSWORD, resource });
+        const client = await connectClient({ service: `xmpp://${address}:${c2sPort}`, domain, local, password: PASSWORD, resource });
         clients.push(client);
         return client;
       },

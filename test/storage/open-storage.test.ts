@@ -164,10 +164,11 @@ forEachDatabase('schema', async (t, uri, kind) => {
 
   const columns = await storage.knex('cluster_nodes').columnInfo();
   t.same(Object.keys(columns).sort(), [
-    'address', 'connections', 'cpu_usage', 'hostname', 'last_update', 'mem_usage', 'password', 'port',
+    'address', 'connections', 'cpu_usage', 'draining_since', 'hostname', 'last_update', 'mem_usage', 'password', 'port',
     'secondary', 'started_at', 'version',
   ]);
   t.equal(columns.secondary.nullable, true);
+  t.equal(columns.draining_since.nullable, true, 'draining_since is nullable: nodes of the previous release do not write it');
   t.equal(columns.password.nullable, false);
 
   // The contract's admin view: a row written with JS Dates reads back in UTC.
