@@ -162,6 +162,8 @@ export class Federation {
   private async resolve(remote: string): Promise<PeerAddress[]> {
     const fixed = this.opts.staticRoutes.get(remote);
     if (fixed) return [fixed];
+    // An IP-literal domain (RFC 7622 §3.2.1) is its own address: no DNS.
+    if (net.isIP(remote.replace(/^\[(.*)\]$/, '$1')) !== 0) return [{ host: remote.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_S2S_PORT, directTls: false }];
     const srv = async (service: string, directTls: boolean): Promise<PeerAddress[]> => {
       try {
         const records = await dns.resolveSrv(`${service}.${remote}`);
