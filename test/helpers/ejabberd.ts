@@ -1,0 +1,117 @@
+import { execFile, spawn } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { loadOrCreateCertificate } from '../../server/tls';
+import { eventually } from './cluster';
+import { connectClient, type XmppClient } from './client';
+import { freePort } from './server';
+
+const run = promisify(execFile);
+const EJABBERDCTL = '/usr/sbin/ejabberdctl';
+
+type Test = { teardown(fn: () => unknown): void };
+
+export interface EjabberdServer {
+  domain: string;
+  c2sPort: number;
+  register(local: string, password: string): Promise<void>;
+  login(local: string, password: string, resource?: string): Promise<XmppClient>;
+  log(): string;
+}
+
+/** Why the ejabberd interop tests cannot run here, or undefined when they can. */
+export function ejabberdMissing(): string | undefined {
+  return existsSync(EJABBERDCTL) ? undefined : 'ejabberd is not installed (Debian package ejabberd)';
+}
+
+/**
+ * ejabberd from Debian, started for one test as its own Erlang node on its own loopback address,
+ * with its own config, spool, logs and self-signed certificate; like Prosody, its domain is its
+ * address (an IP-literal domain needs no DNS). ejabberdctl runs it as the ejabberd user, so its
+ * folder belongs to that user.
+ */
+export async function startEjabberd(t: Test, address: string): Promise<EjabberdServer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-ejabberd-'));
+  const domain = address;
+  const node = `xmpptest${process.pid}@localhost`;
+  for (const sub of ['logs', 'spool']) mkdirSync(path.join(dir, sub));
+  const { cert, key } = await loadOrCreateCertificate({ dataDir: path.join(dir, 'tls'), hosts: [domain] });
+  writeFileSync(path.join(dir, 'certificate.pem'), `${cert}\n${key}`, { mode: 0o600 });
+  const c2sPort = await freePort();
+  writeFileSync(path.join(dir, 'ejabberdctl.cfg'), '');
+  writeFileSync(path.join(dir, 'ejabberd.yml'), [
+    'hosts:', `  - "${domain}"`,
+    'loglevel: info',
+    'certfiles:', `  - "${dir}/certificate.pem"`,
+    'listen:',
+    `  - port: ${c2sPort}`, `    ip: "${address}"`, '    module: ejabberd_c2s', '    starttls_required: true',
+    '  - port: 5269', `    ip: "${address}"`, '    module: ejabberd_s2s_in',
+    // Self-signed certificates: dialback proves the domains, over STARTTLS.
+    's2s_use_starttls: required',
+    'auth_method: internal',
+    'acl:', '  local:', '    user_regexp: ""',
+    'access_rules:', '  local:', '    allow: local', '  c2s:', '    allow: all', '  s2s:', '    allow: all',
+    'shaper_rules:', '  c2s_shaper: none', '  s2s_shaper: none',
+    'modules:', '  mod_roster: {}', '  mod_disco: {}', '  mod_ping: {}', '  mod_s2s_dialback: {}',
+    '',
+  ].join('\n'));
+  chownTree(dir, 'ejabberd');
+  const args = ['--config-dir', dir, '--config', path.join(dir, 'ejabberd.yml'), '--ctl-config', path.join(dir, 'ejabberdctl.cfg'), '--logs', path.join(dir, 'logs'), '--spool', path.join(dir, 'spool'), '--node', node];
+  const child = spawn(EJABBERDCTL, [...args, 'foreground'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  t.teardown(async () => {
+    await run(EJABBERDCTL, [...args, 'stop'], { timeout: 30_000 }).catch(() => undefined);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const log = () => {
+    try {
+      return readFileSync(path.join(dir, 'logs', 'ejabberd.log'), 'utf8');
+    } catch {
+      return output;
+    }
+  };
+  const listening = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: address, port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+  await eventually(`ejabberd listens on ${address}`, async () => {
+    if (child.exitCode !== null) throw new Error(`ejabberd exited: ${output.slice(-3000)}`);
+    return (await listening(c2sPort)) && (await listening(5269));
+  }, 60_000);
+  return {
+    domain,
+    c2sPort,
+    async register(local, password) {
+      await run(EJABBERDCTL, [...args, 'register', local, domain, password], { timeout: 30_000 });
+    },
+    login: (local, password, resource) => connectClient({ service: `xmpp://${address}:${c2sPort}`, domain, local, password, resource }),
+    log,
+  };
+}
+
+/** Hands a folder tree to a system user (ejabberdctl switches to it). */
+function chownTree(dir: string, user: string): void {
+  const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${user}:`));
+  if (!passwd) return;
+  const [, , uid, gid] = passwd.split(':');
+  const walk = (p: string) => {
+    chownSync(p, Number(uid), Number(gid));
+    if (statSync(p).isDirectory()) for (const entry of readdirSync(p)) walk(path.join(p, entry));
+  };
+  walk(dir);
+}
