@@ -361,7 +361,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     })
     : undefined;
   const s2sPorts = federation ? await federation.start() : { s2s: [] as number[], s2sTls: [] as number[] };
-  if (federation) router.setFederation((stanza, from, to) => federation.send(stanza, from, to));
+  if (federation) {
+    router.setFederation((stanza, from, to) => federation.send(stanza, from, to));
+    metrics.trackFederation(() => federation.status());
+  }
 
   // WebSocket (RFC 7395) and BOSH (XEP-0206) feed the same C2SStream as TCP; host-meta (XEP-0156)
   // and /health /status /metrics are served next to them (server/http/web-listeners.ts).
@@ -375,6 +378,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     sessions: () => sessions.count,
     clusterNodes: () => 1 + (cluster?.connectedNodes().length ?? 0),
     clusterStatus: cluster && clusterSessions ? () => clusterStatus(cluster, clusterSessions) : undefined,
+    federationStatus: federation ? () => federation.status() : undefined,
     onTransport: (transport) => new C2SStream(transport, c2sContext),
     handlers: components.flatMap((component) => (component.http ? [component.http] : [])),
     draining: () => draining,

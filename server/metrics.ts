@@ -1,6 +1,7 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TransportKind } from './c2s/transport';
+import type { FederationStatus } from './s2s/federation';
 import { SERVER_VERSION } from './version';
 
 /** Stanza kinds counted separately; anything else counts as 'other'. */
@@ -227,6 +228,30 @@ export class NodeMetrics {
   /** Registers where the open connections of one transport are counted. */
   trackConnections(kind: TransportKind, count: () => number): void {
     this.connectionCounts.set(kind, count);
+  }
+
+  /** Server-to-server figures, read at scrape time: streams per remote domain and direction, stanzas. */
+  trackFederation(status: () => FederationStatus): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'xmpp_s2s_streams', help: 'Server-to-server streams, by remote domain and direction (outgoing ones being set up count too).',
+      labelNames: ['remote', 'direction'], registers,
+      collect() {
+        this.reset();
+        const { outgoing, incoming } = status();
+        for (const o of outgoing) this.inc({ remote: o.remote, direction: 'out' });
+        for (const i of incoming) this.inc({ remote: i.remote, direction: 'in' });
+      },
+    });
+    new Counter({
+      name: 'xmpp_s2s_stanzas_total', help: 'Stanzas to other servers (sent, or bounced to their sender) and from them (received).',
+      labelNames: ['outcome'], registers,
+      collect() {
+        this.reset();
+        const { counters } = status();
+        for (const outcome of ['sent', 'received', 'bounced'] as const) this.inc({ outcome }, counters[outcome]);
+      },
+    });
   }
 
   /** Open connections by transport (every known transport, 0 when it has none). */

@@ -1,3 +1,4 @@
+import type { FederationStatus } from '../s2s/federation';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { NodeMetrics } from '../metrics';
@@ -22,6 +23,7 @@ export interface EndpointsOptions {
   clusterNodes: () => number;
   /** Links, queues, strategy cache and forwarding figures, when clustered. */
   clusterStatus?: () => Record<string, unknown>;
+  federationStatus?: () => FederationStatus;
   /** False once the node has begun to stop. */
   serving: () => boolean;
   /** True while the node drains before it stops (SIGTERM and --drain-grace). */
@@ -124,6 +126,7 @@ export class Endpoints implements HttpHandler {
       memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external },
       database: { kind: storage.kind, reachable: await storage.ping() },
       cluster: { nodes: this.opts.clusterNodes(), minNodes: this.opts.minClusterNodes, ...this.opts.clusterStatus?.() },
+      ...(this.opts.federationStatus ? { federation: this.opts.federationStatus() } : {}),
     };
   }
 

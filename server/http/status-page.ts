@@ -1,3 +1,5 @@
+import type { FederationStatus } from '../s2s/federation';
+
 /**
  * /status for people: the same figures as the JSON, as one HTML page that refreshes itself. No
  * script and nothing loaded from elsewhere, so it works behind any proxy and with a strict CSP.
@@ -27,6 +29,7 @@ export interface StatusData {
   stanzas: { in: Record<string, number>; out: Record<string, number> };
   memory: Record<string, number>;
   database: { kind: string; reachable: boolean };
+  federation?: FederationStatus;
   cluster: {
     nodes: number; minNodes: number; strategy?: string; nodesKnown?: string[]; nodesDraining?: string[];
     links?: LinkRow[]; linkDrops?: number; rerouted?: number; [more: string]: unknown;
@@ -62,13 +65,22 @@ export function statusPage(s: StatusData, ready: { ok: boolean; problems: string
       `<table id="links"><caption>Links to the other nodes</caption><tr><th>Node</th><th>Link</th><th>Queued bytes</th><th>Unacknowledged</th><th>Stanzas in</th><th>Stanzas out</th></tr>${
         (s.cluster.links ?? []).map((l) => `<tr><td>${esc(l.node)}</td><td>${l.up ? 'up' : '<strong>down</strong>'}</td><td>${l.queuedBytes}</td><td>${l.unacknowledged}</td><td>${l.stanzasIn}</td><td>${l.stanzasOut}</td></tr>`).join('')
       }</table>`;
+  const f = s.federation;
+  const federation = !f
+    ? '<p id="federation">Federation is off (no --s2s-ports).</p>'
+    : `<table id="federation"><caption>Other servers (federation)</caption><tr><th>Domain</th><th>Direction</th><th>State</th><th>Queued</th></tr>${
+      [
+        ...f.outgoing.map((o) => `<tr><td>${esc(o.remote)}</td><td>outgoing (from ${esc(o.local)})</td><td>${esc(o.state)}</td><td>${o.queued}</td></tr>`),
+        ...f.incoming.map((i) => `<tr><td>${esc(i.remote)}</td><td>incoming</td><td>${esc(i.address)}</td><td></td></tr>`),
+      ].join('') || '<tr><td colspan="4">none</td></tr>'
+    }</table>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="${REFRESH_SECONDS}">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(s.node)}: XMPP node status</title>
 <style>body{font:15px/1.4 system-ui,sans-serif;margin:2em;max-width:60em;color:#222}table{border-collapse:collapse;margin:1em 0;width:100%}
 caption{text-align:left;font-weight:bold;padding:.3em 0}th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd}th[scope=row]{width:14em;font-weight:normal;color:#555}
 .state{font-size:1.2em;font-weight:bold}.ok{color:#17632a}.bad{color:#a4161a}footer{color:#777;font-size:.85em}</style></head>
-<body><h1>${esc(s.node)}</h1>${state}${node}${cluster}
+<body><h1>${esc(s.node)}</h1>${state}${node}${cluster}${federation}
 <footer>Refreshes every ${REFRESH_SECONDS} s. The same as JSON: <a href="status?format=json">/status?format=json</a>; metrics at <a href="metrics">/metrics</a>.</footer>
 </body></html>
 `;

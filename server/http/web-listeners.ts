@@ -1,3 +1,4 @@
+import type { FederationStatus } from '../s2s/federation';
 import type { Transport, TransportListener } from '../c2s/transport';
 import type { Config } from '../config/types';
 import { StreamError } from '../errors';
@@ -27,6 +28,8 @@ export interface WebListenersOptions {
   clusterNodes: () => number;
   /** The cluster's figures for /status, when clustered. */
   clusterStatus?: () => Record<string, unknown>;
+  /** Server-to-server streams, when federation is on. */
+  federationStatus?: () => FederationStatus;
   /** Builds the stream state machine for a new WebSocket connection or BOSH session. */
   onTransport: (transport: Transport) => TransportListener;
   /** Components' handlers (XEP-0363 uploads), on every web port. */
@@ -85,6 +88,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     sessions: opts.sessions,
     clusterNodes: opts.clusterNodes,
     clusterStatus: opts.clusterStatus,
+    federationStatus: opts.federationStatus,
     serving: () => serving,
     draining: opts.draining,
     logger: log,

@@ -47,6 +47,13 @@ export interface FederationOptions {
   bounce(stanza: Element, error: StanzaError): void;
 }
 
+/** Server-to-server streams as /status shows them. */
+export interface FederationStatus {
+  outgoing: { local: string; remote: string; state: string; queued: number }[];
+  incoming: { remote: string; address: string }[];
+  counters: { bounced: number; sent: number; received: number };
+}
+
 interface Route {
   stream?: OutgoingStream;
   queue: Element[];
@@ -96,7 +103,7 @@ export class Federation {
     stanza.attrs.from = from.toString();
     stanza.attrs.to = to.toString();
     if (this.opts.logger.debugEnabled) this.opts.logger.debug('s2s out', { stanza: stanza.toString().slice(0, 300) });
-    if (this.stopped) return this.opts.bounce(stanza, new StanzaError('remote-server-timeout', 'this node is stopping'));
+    if (this.stopped) return this.bounce(stanza, new StanzaError('remote-server-timeout', 'this node is stopping'));
     const key = `${from.domain}\0${to.domain}`;
     let route = this.routes.get(key);
     if (route?.stream?.ready) {
@@ -109,18 +116,19 @@ export class Federation {
       this.routes.set(key, route);
       void this.connect(key, route, from.domain, to.domain);
     }
-    if (route.queue.length >= MAX_QUEUED) return this.opts.bounce(stanza, new StanzaError('resource-constraint', `too many stanzas waiting for ${to.domain}`));
+    if (route.queue.length >= MAX_QUEUED) return this.bounce(stanza, new StanzaError('resource-constraint', `too many stanzas waiting for ${to.domain}`));
     route.queue.push(stanza);
   }
 
   /** The streams, for /status: outgoing per remote domain, incoming per authenticated remote domain. */
-  status(): { outgoing: { local: string; remote: string; state: string; queued: number }[]; incoming: { remote: string; address: string }[] } {
+  status(): FederationStatus {
     return {
       outgoing: [...this.routes].map(([key, route]) => {
         const [local, remote] = key.split('\0');
         return { local, remote, state: route.stream?.ready ? 'ready' : 'connecting', queued: route.queue.length };
       }),
       incoming: [...this.incoming].flatMap((stream) => stream.remotes.map((remote) => ({ remote, address: stream.remoteAddress }))),
+      counters: { ...this.counters },
     };
   }
 
@@ -131,9 +139,14 @@ export class Federation {
     for (const stream of this.incoming) stream.close();
     for (const route of this.routes.values()) {
       route.stream?.close();
-      for (const stanza of route.queue.splice(0)) this.opts.bounce(stanza, new StanzaError('remote-server-timeout', 'this node is stopping'));
+      for (const stanza of route.queue.splice(0)) this.bounce(stanza, new StanzaError('remote-server-timeout', 'this node is stopping'));
     }
     this.routes.clear();
+  }
+
+  private bounce(stanza: Element, error: StanzaError): void {
+    this.counters.bounced++;
+    this.opts.bounce(stanza, error);
   }
 
   // ---- outgoing ----
@@ -154,7 +167,7 @@ export class Federation {
       if (this.routes.get(key) === route) this.routes.delete(key);
       const failure = err instanceof OutgoingFailure ? err : new OutgoingFailure('remote-server-not-found', String((err as Error)?.message ?? err));
       this.opts.logger.warn('s2s: cannot reach a remote domain; its stanzas bounce', { local, remote, condition: failure.condition, reason: failure.message, bounced: route.queue.length });
-      for (const stanza of route.queue.splice(0)) this.opts.bounce(stanza, new StanzaError(failure.condition, failure.message));
+      for (const stanza of route.queue.splice(0)) this.bounce(stanza, new StanzaError(failure.condition, failure.message));
     }
   }
 
