@@ -53,6 +53,10 @@ export interface ComponentCluster {
   ownerOf(item: string): Promise<string>;
   /** Forgets this node's claim on `item` (e.g. a destroyed temporary room). */
   release(item: string): Promise<void>;
+  /** Claims `item` for this node whoever held it, and tells the peers (what is served where its connection is). */
+  claim(item: string): Promise<void>;
+  /** The live node that claimed `item`, if any (nothing is placed). */
+  claimedBy(item: string): Promise<string | undefined>;
   /** The live peer that takes `item` when this node stops; undefined when there is none. */
   successorOf(item: string): string | undefined;
   /** Moves this node's claim on `item` to `to` (which holds its state now) and tells every peer; false when the claim was not ours. */

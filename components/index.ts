@@ -1,4 +1,5 @@
 import type { ComponentFactory } from './component';
+import { createExternal } from './external';
 import { createMuc } from './muc/muc';
 import { createPubSub } from './pubsub';
 import { createUpload } from './upload';
@@ -11,4 +12,5 @@ export const COMPONENTS: Readonly<Record<string, ComponentFactory>> = {
   muc: createMuc,
   pubsub: createPubSub,
   upload: createUpload,
+  external: createExternal,
 };

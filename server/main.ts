@@ -38,6 +38,7 @@ import { componentCluster } from './cluster/component-cluster';
 import { Ownership } from './cluster/ownership';
 import { shareAddressLimits } from './cluster/shared-limits';
 import { Federation } from './s2s/federation';
+import { COMPONENT_ACCEPT, ComponentStream, type ExternalEndpoint } from '../components/external';
 import { forwardBoshRequests } from './cluster/bosh-forwarding';
 import { clusterStatus, registerClusterMetrics } from './cluster/cluster-metrics';
 import type { Component } from '../components/component';
@@ -76,7 +77,7 @@ export interface XmppNode {
   readonly sessions: SessionManager;
   readonly router: Router;
   /** The ports actually listened on (useful with port 0); http is undefined when disabled. */
-  readonly ports: { c2s: number[]; c2sTls: number[]; s2s: number[]; s2sTls: number[]; ws: number[]; bosh: number[]; http: number | undefined };
+  readonly ports: { c2s: number[]; c2sTls: number[]; s2s: number[]; s2sTls: number[]; external: number[]; ws: number[]; bosh: number[]; http: number | undefined };
   /** Server-to-server, when an s2s port is configured. */
   readonly federation?: Federation;
   /** Prometheus metrics of this node (GET /metrics); the cluster adds its own to metrics.registry. */
@@ -361,6 +362,32 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     })
     : undefined;
   const s2sPorts = federation ? await federation.start() : { s2s: [] as number[], s2sTls: [] as number[] };
+
+  // XEP-0114 external components connect on --external-ports (when any is configured).
+  const externals = config.components.flatMap((spec, i) => (spec.kind === 'external' ? [components[i] as unknown as ExternalEndpoint] : []));
+  const externalPorts: number[] = [];
+  if (externals.length > 0) {
+    for (const port of config.externalPorts) {
+      const server = await listenTcp({
+        port,
+        host: config.bindAddress,
+        directTls: false,
+        secureContext: () => secureContext,
+        certificate,
+        limits: config.limits,
+        defaultDomain: config.virtHosts[0],
+        logger: logger.category('external'),
+        nextId: () => `ext-${++nextConnection}`,
+        addressLimits,
+        contentNamespace: COMPONENT_ACCEPT,
+        onConnection: (transport) => {
+          transport.attach(new ComponentStream(transport, (domain) => externals.find((e) => e.serves(domain)), logger.category('external')));
+        },
+      });
+      servers.push(server);
+      externalPorts.push((server.address() as net.AddressInfo).port);
+    }
+  }
   if (federation) {
     router.setFederation((stanza, from, to) => federation.send(stanza, from, to));
     metrics.trackFederation(() => federation.status());
@@ -385,7 +412,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     addressLimits,
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
-  const allPorts = { ...ports, ...s2sPorts, ...web.ports };
+  const allPorts = { ...ports, ...s2sPorts, external: externalPorts, ...web.ports };
   logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 
   let stopped = false;

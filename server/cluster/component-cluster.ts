@@ -33,6 +33,8 @@ export function componentCluster(
     ownerOf: (item) => ownership.ownerOf(name, item),
     release: (item) => ownership.release(name, item),
     successorOf: (item) => ownership.successorOf(item),
+    claim: (item) => ownership.claim(name, item),
+    claimedBy: (item) => ownership.claimedBy(name, item),
     handOver: (item, to) => ownership.handOver(name, item, to),
     onMoved: (listener) => ownership.onMoved((service, item, from, to) => service === name && listener(item, from, to)),
     forward: (node, stanza, from, to, home) =>

@@ -48,11 +48,12 @@ export class Ownership {
     });
     cluster.handle(LINK.owner, (from, message) => {
       const { c: service, item, node } = message.attrs as Record<string, string | undefined>;
-      if (service === undefined || item === undefined || !node) return;
+      if (service === undefined || item === undefined || node === undefined) return;
+      // An empty node: the claim was given up.
       const key = `${service}\0${item}`;
-      if (this.isAlive(node)) this.cache.set(key, node);
+      if (node && this.isAlive(node)) this.cache.set(key, node);
       else this.cache.delete(key);
-      for (const listener of this.movedListeners) listener(service, item, from, node);
+      if (node) for (const listener of this.movedListeners) listener(service, item, from, node);
     });
   }
 
@@ -81,6 +82,27 @@ export class Ownership {
     this.cache.set(`${service}\0${item}`, to);
     for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.owner, undefined, { c: service, item, node: to });
     return true;
+  }
+
+  /**
+   * Claims `item` for this node whoever held it (an external component connected here: where its
+   * connection is, is where it is served), and tells every peer.
+   */
+  async claim(service: string, item: string): Promise<void> {
+    await this.knex('component_owners').insert({ service, item, node: this.cluster.localNode, claimed_at: new Date() }).onConflict(['service', 'item']).merge();
+    this.cache.set(`${service}\0${item}`, this.cluster.localNode);
+    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.owner, undefined, { c: service, item, node: this.cluster.localNode });
+  }
+
+  /** The live node that claimed `item`, without placing it anywhere when nobody did. */
+  async claimedBy(service: string, item: string): Promise<string | undefined> {
+    const key = `${service}\0${item}`;
+    const cached = this.cache.get(key);
+    if (cached && this.isAlive(cached)) return cached;
+    const row: { node: string } | undefined = await this.knex('component_owners').where({ service, item }).first('node');
+    if (!row || !this.isAlive(row.node)) return undefined;
+    this.cache.set(key, row.node);
+    return row.node;
   }
 
   /** A stopping node gives up every claim it still holds: survivors claim them on first use. */
@@ -127,10 +149,11 @@ export class Ownership {
     return row.node;
   }
 
-  /** Forgets a claim (a temporary room that is gone), so the item is placed afresh next time. */
+  /** Forgets a claim (a temporary room that is gone), so the item is placed afresh next time; peers are told. */
   async release(service: string, item: string): Promise<void> {
     this.cache.delete(`${service}\0${item}`);
-    await this.knex('component_owners').where({ service, item, node: this.cluster.localNode }).delete();
+    const released = await this.knex('component_owners').where({ service, item, node: this.cluster.localNode }).delete();
+    if (released > 0) for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.owner, undefined, { c: service, item, node: '' });
   }
 
   /**

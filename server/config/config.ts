@@ -45,6 +45,7 @@ const KEYS: Record<string, Kind> = {
   '--c2s-ports': 'ports',
   '--c2s-ssl-ports': 'ports',
   '--s2s-ports': 'ports',
+  '--external-ports': 'ports',
   '--s2s-ssl-ports': 'ports',
   '--s2s-secret': 'string',
   '--s2s-static-routes': 'string',
@@ -114,7 +115,7 @@ const KEYS: Record<string, Kind> = {
   'config-type': 'string',
 };
 
-const COMPONENT_KEY = /^--comp-(name|class)-(\d+)$/;
+const COMPONENT_KEY = /^--comp-(name|class|secret)-(\d+)$/;
 
 /** Defaults, one per key (STYLE §9). Keys not listed have no default (unset) or derive from another. */
 const DEFAULTS = {
@@ -126,6 +127,7 @@ const DEFAULTS = {
   s2sPorts: [5269],                  // --s2s-ports [5269] (server-to-server, STARTTLS)
   s2sSslPorts: [5270],               // --s2s-ssl-ports [5270] (server-to-server, XEP-0368 direct TLS)
   s2sTimeout: 30,                    // --s2s-timeout [30 s]
+  externalPorts: [5347],             // --external-ports [5347] (XEP-0114 external components)
   wsPorts: [5290],                   // --ws-ports [5290] (RFC 7395)
   boshPorts: [5280],                 // --bosh-ports [5280] (XEP-0206, path /http-bind)
   httpPort: 8080,                    // --http-port [8080] (/health, /status, /metrics)
@@ -187,8 +189,11 @@ const STRATEGY_ALIASES: Record<string, string> = {
   'tigase.server.cluster.strategy.OnlineUsersCachingStrategy': 'online-users-caching',
 };
 
-const COMPONENT_ALIASES: Record<string, 'muc' | 'pubsub' | 'upload'> = {
+const COMPONENT_ALIASES: Record<string, 'muc' | 'pubsub' | 'upload' | 'external'> = {
   upload: 'upload',
+  // XEP-0114: a bridge or bot connecting on --external-ports with --comp-secret-N.
+  external: 'external',
+  'tigase.server.ext.ComponentProtocol': 'external',
   muc: 'muc',
   'tigase.muc.MUCComponent': 'muc',
   'tigase.muc.cluster.MUCComponentClustered': 'muc',
@@ -254,12 +259,13 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
   const c2sSslPorts = r.ports('--c2s-ssl-ports', DEFAULTS.c2sSslPorts);
   const s2sPorts = r.ports('--s2s-ports', DEFAULTS.s2sPorts);
   const s2sSslPorts = r.ports('--s2s-ssl-ports', DEFAULTS.s2sSslPorts);
+  const externalPorts = r.ports('--external-ports', DEFAULTS.externalPorts);
   const wsPorts = r.ports('--ws-ports', DEFAULTS.wsPorts);
   const boshPorts = r.ports('--bosh-ports', DEFAULTS.boshPorts);
   const httpPort = r.port('--http-port', DEFAULTS.httpPort, true);
   const clusterPort = r.port('--cluster-port', DEFAULTS.clusterPort, false);
   const clusterMode = r.boolean('--cluster-mode', DEFAULTS.clusterMode);
-  checkPortClashes(r, { c2sPorts, c2sSslPorts, s2sPorts, s2sSslPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
+  checkPortClashes(r, { c2sPorts, c2sSslPorts, s2sPorts, s2sSslPorts, externalPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
 
   const { tlsCert, tlsKey } = readTlsFiles(r, cwd);
 
@@ -308,6 +314,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     c2sSslPorts,
     s2sPorts,
     s2sSslPorts,
+    externalPorts,
     s2sSecret: readS2sSecret(r, clusterSecret),
     s2sStaticRoutes: readStaticRoutes(r),
     s2sTlsRequired: r.boolean('--s2s-tls-required', true),
@@ -758,7 +765,7 @@ function readClusterHostname(r: Reader, clusterMode: boolean, machineName: strin
 
 function checkPortClashes(
   r: Reader,
-  p: { c2sPorts: number[]; c2sSslPorts: number[]; s2sPorts: number[]; s2sSslPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
+  p: { c2sPorts: number[]; c2sSslPorts: number[]; s2sPorts: number[]; s2sSslPorts: number[]; externalPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
 ): void {
   // Raw TCP listeners cannot share a port with anything; WebSocket, BOSH and the HTTP endpoints
   // may (they can be served by one HTTP server), so they are not checked against each other.
@@ -767,6 +774,7 @@ function checkPortClashes(
     ['--c2s-ssl-ports', p.c2sSslPorts],
     ['--s2s-ports', p.s2sPorts],
     ['--s2s-ssl-ports', p.s2sSslPorts],
+    ['--external-ports', p.externalPorts],
   ];
   if (p.clusterMode) exclusive.push(['--cluster-port', [p.clusterPort]]);
   const all: [string, number[]][] = [
@@ -808,18 +816,20 @@ function readStrategy(r: Reader, cwd: string): string {
 }
 
 function readComponents(r: Reader): ComponentConfig[] {
-  const byIndex = new Map<number, { nameKey?: string; classKey?: string }>();
+  const byIndex = new Map<number, { nameKey?: string; classKey?: string; secretKey?: string }>();
   for (const key of r.keys()) {
     const m = COMPONENT_KEY.exec(key);
     if (!m) continue;
     const index = Number(m[2]);
     const entry = byIndex.get(index) ?? {};
-    if (m[1] === 'name') entry.nameKey = key; else entry.classKey = key;
+    if (m[1] === 'name') entry.nameKey = key;
+    else if (m[1] === 'class') entry.classKey = key;
+    else entry.secretKey = key;
     byIndex.set(index, entry);
   }
   const components: ComponentConfig[] = [];
   for (const index of [...byIndex.keys()].sort((a, b) => a - b)) {
-    const { nameKey, classKey } = byIndex.get(index)!;
+    const { nameKey, classKey, secretKey } = byIndex.get(index)!;
     const className = classKey === undefined ? undefined : r.string(classKey);
     if (className === undefined) {
       r.fail(nameKey ?? `--comp-class-${index}`, `has no --comp-class-${index} (muc, pubsub or upload)`);
@@ -832,7 +842,12 @@ function readComponents(r: Reader): ComponentConfig[] {
     }
     const clash = components.find((c) => c.name === name);
     if (clash) r.fail(nameKey ?? classKey!, `component name "${name}" is already used by --comp-name-${clash.index}`);
-    components.push({ index, name, kind });
+    const secret = secretKey === undefined ? undefined : r.string(secretKey);
+    if (kind === 'external' && (secret === undefined || secret.length < 8)) {
+      r.fail(secretKey ?? classKey!, `an external component needs --comp-secret-${index} (at least 8 characters), the secret it hands shakes with (XEP-0114)`);
+    }
+    if (kind !== 'external' && secret !== undefined) r.fail(secretKey!, `only external components have a secret`);
+    components.push({ index, name, kind, ...(secret === undefined ? {} : { secret }) });
   }
   return components;
 }

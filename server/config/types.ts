@@ -47,8 +47,10 @@ export interface ComponentConfig {
   index: number;
   /** Subdomain label: served at <name>.<vhost>. */
   name: string;
-  /** Canonical component kind ('muc' | 'pubsub') or the class/module given. */
+  /** Canonical component kind ('muc' | 'pubsub' | 'upload' | 'external') or the class/module given. */
   kind: string;
+  /** An external component's handshake secret (--comp-secret-N, XEP-0114). */
+  secret?: string;
 }
 
 export interface Config {
@@ -60,6 +62,8 @@ export interface Config {
   c2sSslPorts: number[];
   /** Server-to-server (RFC 6120 with STARTTLS) listeners [5269]; empty: no incoming federation. */
   s2sPorts: number[];
+  /** XEP-0114 external component listeners [5347]; empty: none. */
+  externalPorts: number[];
   /** Server-to-server direct TLS (XEP-0368) listeners [5270]. */
   s2sSslPorts: number[];
   /** The dialback secret (XEP-0185) every node shares: --s2s-secret, else derived from --cluster-secret, else random per start. */

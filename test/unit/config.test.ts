@@ -134,6 +134,16 @@ t.test('server-to-server keys: ports, TLS, the dialback secret shared by a clust
   t.match(loadError(t, '--s2s-ports = 5222'), /port 5222 is also used by --c2s-ports|--c2s-ports: port 5222/);
 });
 
+t.test('external components (XEP-0114): class, secret, port', async (t) => {
+  const c = load(t, '--comp-name-1 = bridge\n--comp-class-1 = external\n--comp-secret-1 = a-long-secret');
+  t.same(c.components, [{ index: 1, name: 'bridge', kind: 'external', secret: 'a-long-secret' }]);
+  t.same(c.externalPorts, [5347]);
+  t.match(loadError(t, '--comp-name-1 = bridge\n--comp-class-1 = external'), /needs --comp-secret-1/);
+  t.match(loadError(t, '--comp-name-1 = bridge\n--comp-class-1 = external\n--comp-secret-1 = short'), /at least 8 characters/);
+  t.match(loadError(t, '--comp-class-1 = muc\n--comp-secret-1 = a-long-secret'), /only external components have a secret/);
+  t.same(load(t, '--external-ports = 0').externalPorts, []);
+});
+
 t.test('file keys fill the matching config fields', async (t) => {
   const c = load(t, [
     '--virt-hosts = Example.COM , chat.example.com,example.com',
