@@ -1,12 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
-import { connectClient, type XmppClient } from './client';
+import { connectClient } from './client';
+import { portsOpen, type PeerServer } from './interop';
 import { freePort } from './server';
 
 const run = promisify(execFile);
@@ -14,13 +14,6 @@ const EJABBERDCTL = '/usr/sbin/ejabberdctl';
 
 type Test = { teardown(fn: () => unknown): void };
 
-export interface EjabberdServer {
-  domain: string;
-  c2sPort: number;
-  register(local: string, password: string): Promise<void>;
-  login(local: string, password: string, resource?: string): Promise<XmppClient>;
-  log(): string;
-}
 
 /** Why the ejabberd interop tests cannot run here, or undefined when they can. */
 export function ejabberdMissing(): string | undefined {
@@ -33,7 +26,7 @@ export function ejabberdMissing(): string | undefined {
  * address (an IP-literal domain needs no DNS). ejabberdctl runs it as the ejabberd user, so its
  * folder belongs to that user.
  */
-export async function startEjabberd(t: Test, address: string): Promise<EjabberdServer> {
+export async function startEjabberd(t: Test, address: string): Promise<PeerServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-ejabberd-'));
   const domain = address;
   const node = `xmpptest${process.pid}@localhost`;
@@ -81,21 +74,13 @@ export async function startEjabberd(t: Test, address: string): Promise<EjabberdS
       return output;
     }
   };
-  const listening = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: address, port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
   await eventually(`ejabberd listens on ${address}`, async () => {
     if (child.exitCode !== null) throw new Error(`ejabberd exited: ${output.slice(-3000)}`);
-    return (await listening(c2sPort)) && (await listening(5269));
+    return portsOpen(address, [c2sPort, 5269]);
   }, 60_000);
   return {
+    name: 'ejabberd',
     domain,
-    c2sPort,
     async register(local, password) {
       await run(EJABBERDCTL, [...args, 'register', local, domain, password], { timeout: 30_000 });
     },

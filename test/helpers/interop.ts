@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { XmppClient } from './client';
 import type { TapTest } from './databases';
 import type { DomainServer } from './federation';
@@ -14,6 +15,20 @@ export interface PeerServer {
   register(local: string, password: string): Promise<void>;
   login(local: string, password: string, resource?: string): Promise<XmppClient>;
   log(): string;
+}
+
+/** Whether something accepts TCP connections on each of `ports` of `address` (a peer server that is up). */
+export async function portsOpen(address: string, ports: number[]): Promise<boolean> {
+  const open = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: address, port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+  for (const port of ports) if (!(await open(port))) return false;
+  return true;
 }
 
 /**

@@ -1,12 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
-import { connectClient, type XmppClient } from './client';
+import { connectClient } from './client';
+import { portsOpen, type PeerServer } from './interop';
 import { freePort } from './server';
 
 const run = promisify(execFile);
@@ -15,13 +15,6 @@ const PROSODYCTL = '/usr/bin/prosodyctl';
 
 type Test = { teardown(fn: () => unknown): void };
 
-export interface ProsodyServer {
-  domain: string;
-  c2sPort: number;
-  register(local: string, password: string): Promise<void>;
-  login(local: string, password: string, resource?: string): Promise<XmppClient>;
-  log(): string;
-}
 
 /** Why the Prosody interop tests cannot run here, or undefined when they can. */
 export function prosodyMissing(): string | undefined {
@@ -33,7 +26,7 @@ export function prosodyMissing(): string | undefined {
  * and self-signed certificate (so dialback proves the domains). Its domain is its address: Prosody
  * reaches an IP-literal domain on port 5269 of that address without DNS, and so do we.
  */
-export async function startProsody(t: Test, address: string): Promise<ProsodyServer> {
+export async function startProsody(t: Test, address: string): Promise<PeerServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-prosody-'));
   mkdirSync(path.join(dir, 'data'));
   const domain = address;
@@ -86,21 +79,13 @@ export async function startProsody(t: Test, address: string): Promise<ProsodySer
       return output;
     }
   };
-  const listening = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: address, port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
   await eventually(`Prosody listens on ${address}`, async () => {
     if (child.exitCode !== null) throw new Error(`Prosody exited: ${output}\n${log().slice(-3000)}`);
-    return (await listening(c2sPort)) && (await listening(5269));
+    return portsOpen(address, [c2sPort, 5269]);
   }, 30_000);
   return {
+    name: 'Prosody',
     domain,
-    c2sPort,
     async register(local, password) {
       await run(PROSODYCTL, ['--config', config, 'register', local, domain, password], { timeout: 30_000 });
     },

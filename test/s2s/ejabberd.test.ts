@@ -13,5 +13,5 @@ t.test('federation with ejabberd: messages, presence subscriptions and IQs, both
   }
   const ejabberd = await startEjabberd(t, '127.0.0.5');
   const [ours] = await startDomains(t, ['127.0.0.4'], [], {}, { address: '127.0.0.4', s2sPort: 5269 });
-  await federatesWith(t, { name: 'ejabberd', ...ejabberd }, ours);
+  await federatesWith(t, ejabberd, ours);
 });

@@ -126,3 +126,26 @@ t.test('--s2s-tls-required: a peer that skips STARTTLS gets nothing through', as
   conn.destroy();
   await eventually('nothing reached the router', () => (b.node.federation?.counters.received ?? 0) === 0, 1000);
 });
+
+// A flood of connection attempts from one address is cut by the same per-address limits as clients
+// get; other servers go on federating.
+t.test('a flood of server connections from one address is refused; other domains go on', async (t) => {
+  const [a, b] = await startDomains(t, ['g.example', 'h.example'], ['--connection-rate-per-ip=2', '--connection-limits-exempt=10.9.9.9', '--s2s-tls-required=false']);
+  let refused = 0;
+  for (let i = 0; i < 20; i++) {
+    const conn = await RawConnection.connect(b.s2sPort, false, '127.0.0.9');
+    conn.write(STREAM_HEADER('h.example', 'g.example'));
+    const text = await conn.waitFor(/<\/stream:features>|policy-violation/, WAIT_MS).catch((err) => String(err));
+    if (/policy-violation/.test(text)) refused++;
+    conn.destroy();
+  }
+  t.ok(refused >= 5, `the flood is cut (${refused} of 20 refused)`);
+  await a.addUser('gina');
+  await b.addUser('hank');
+  const gina = await a.login('gina');
+  const hank = await b.login('hank');
+  const heard = nextStanza(hank, (s: Element) => s.is('message') && s.getChildText('body') === 'through', WAIT_MS);
+  await gina.send(xml('message', { to: 'hank@h.example', type: 'chat' }, xml('body', {}, 'through')));
+  await heard;
+  t.pass('g.example, from its own address, still reaches h.example');
+});

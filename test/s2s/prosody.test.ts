@@ -14,5 +14,5 @@ t.test('federation with Prosody: messages, presence subscriptions and IQs, both 
   }
   const prosody = await startProsody(t, '127.0.0.3');
   const [ours] = await startDomains(t, ['127.0.0.2'], [], {}, { address: '127.0.0.2', s2sPort: 5269 });
-  await federatesWith(t, { name: 'Prosody', ...prosody }, ours);
+  await federatesWith(t, prosody, ours);
 });
