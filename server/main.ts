@@ -350,6 +350,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       tlsRequired: config.s2sTlsRequired,
       verifyCerts: config.s2sVerifyCerts,
       timeout: config.s2sTimeout,
+      authTimeout: config.limits.authTimeout,
       limits: config.limits,
       addressLimits: { maxPerAddress: config.limits.maxConnectionsPerIp, maxWaitingPerAddress: config.limits.maxUnauthenticatedPerIp, ratePerSecond: config.limits.connectionRatePerIp },
       exempt: config.connectionLimitsExempt,

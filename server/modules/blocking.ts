@@ -53,8 +53,8 @@ export const blocking: ServerModule = (ctx) => {
       for (const target of new Set([...subscribers, ...resource.directedPresence])) {
         const jid = tryParseJID(target);
         if (!jid || !matches(affected, jid) || (skip && matches(skip, jid))) continue;
-        // No server-to-server links: only local users and components can be told.
-        if (!router.hosts.has(jid.domain) && !router.componentDomains().includes(jid.domain)) continue;
+        // Without federation only local users and components can be told.
+        if (!router.reaches(jid.domain)) continue;
         const copy = cloneElement(stanza);
         copy.attrs.from = resource.full;
         copy.attrs.to = target;

@@ -33,6 +33,8 @@ export interface FederationOptions {
   verifyCerts: boolean;
   /** Seconds to get a stream to a remote domain authenticated before its stanzas bounce (--s2s-timeout). */
   timeout: number;
+  /** Seconds an incoming stream has to authenticate a domain (--auth-timeout). */
+  authTimeout: number;
   limits: ParserLimits;
   /** New incoming connections a second per address, and open at once (--s2s-connection-rate-per-ip ...). */
   addressLimits: { maxPerAddress: number; maxWaitingPerAddress: number; ratePerSecond: number };
@@ -227,6 +229,7 @@ export class Federation {
           serves: (domain) => this.opts.serves(domain),
           keys: this.keys,
           tlsRequired: this.opts.tlsRequired,
+          authTimeout: this.opts.authTimeout,
           // A stream of its own per key to check (XEP-0220 allows it, and it keeps the routes simple).
           verifyKey: async (receiving, originating, id, key) =>
             new OutgoingStream({ ...this.streamOptions(receiving, originating), addresses: await this.resolve(originating) }).verify(id, key),

@@ -13,6 +13,8 @@ export interface IncomingContext {
   serves(domain: string): boolean;
   keys: DialbackKeys;
   tlsRequired: boolean;
+  /** Seconds a peer has to authenticate a domain (or finish its dialback checks) before the stream is closed (--auth-timeout). */
+  authTimeout: number;
   /** Asks `originating`'s authoritative server whether `key` is valid for stream `id` (the receiving server's side of dialback). */
   verifyKey(receiving: string, originating: string, id: string, key: string): Promise<boolean>;
   /** A stanza from an authenticated remote domain, for one of ours. */
@@ -40,9 +42,15 @@ export class IncomingStream implements TransportListener {
   private readonly authorisedPairs = new Map<string, Set<string>>();
   private local = '';
   private readonly log: Logger;
+  private readonly authTimer: NodeJS.Timeout;
 
   constructor(private readonly transport: Transport, private readonly ctx: IncomingContext) {
     this.log = ctx.logger.child({ conn: transport.id });
+    // A peer that proves no domain in time (an idle or half-open stream) goes: it holds a socket for nothing.
+    this.authTimer = setTimeout(() => {
+      if (this.authorisedPairs.size === 0) this.close(new StreamError('connection-timeout', `no domain authenticated within ${ctx.authTimeout} s`));
+    }, ctx.authTimeout * 1000);
+    this.authTimer.unref();
   }
 
   /** Remote domains this stream carries stanzas from. */
@@ -93,6 +101,7 @@ export class IncomingStream implements TransportListener {
   }
 
   closed(reason: string): void {
+    clearTimeout(this.authTimer);
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.log.debug('s2s incoming stream closed', { reason, remotes: this.remotes.join(',') || undefined });
@@ -100,6 +109,7 @@ export class IncomingStream implements TransportListener {
   }
 
   close(error?: StreamError): void {
+    clearTimeout(this.authTimer);
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.transport.close(error);

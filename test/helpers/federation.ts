@@ -48,7 +48,8 @@ export async function startDomains(
       '--http-port=0',
       `--s2s-ports=${s2sPorts[i]}`,
       '--s2s-ssl-ports=0',
-      `--s2s-static-routes=${Object.entries(allRoutes).filter(([d]) => d !== domain).map(([d, port]) => `${d}=127.0.0.1:${port}`).join(', ')}`,
+      // The other domains and their component subdomains (muc., pubsub.), as their SRV records would.
+      `--s2s-static-routes=${Object.entries(allRoutes).filter(([d]) => d !== domain).flatMap(([d, port]) => ['', 'muc.', 'pubsub.'].map((sub) => `${sub}${d}=127.0.0.1:${port}`)).join(', ')}`,
       `--bind-address=${address}`,
       `--user-db-uri=sqlite:${path.join(dir, 'xmpp.sqlite')}`,
       `--data-dir=${dir}`,

@@ -2,6 +2,7 @@ import t from 'tap';
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { startDomains } from '../helpers/federation';
+import { MUC_ARGS, createRoom, join, say } from '../helpers/muc';
 import { RawConnection, nextStanza, xml } from '../helpers/server';
 import { subscribe } from '../helpers/subscriptions';
 
@@ -148,4 +149,36 @@ t.test('a flood of server connections from one address is refused; other domains
   await gina.send(xml('message', { to: 'hank@h.example', type: 'chat' }, xml('body', {}, 'through')));
   await heard;
   t.pass('g.example, from its own address, still reaches h.example');
+});
+
+// XEP-0045 across servers: a user of another domain joins one of our rooms and talks with ours.
+t.test('a user of another server joins our room and chats in it', async (t) => {
+  const [a, b] = await startDomains(t, ['room-guest.example', 'room-host.example'], MUC_ARGS);
+  await a.addUser('gus');
+  await b.addUser('hilda');
+  const gus = await a.login('gus', 'g');
+  const hilda = await b.login('hilda', 'h');
+  const room = 'lobby@muc.room-host.example';
+  await createRoom(hilda, `${room}/Hilda`);
+  const hildaSeesGus = nextStanza(hilda, (s: Element) => s.is('presence') && s.attrs.from === `${room}/Gus` && !s.attrs.type, WAIT_MS);
+  const joined = await join(gus, `${room}/Gus`, { ms: WAIT_MS });
+  t.same(joined.presences.map((p) => p.attrs.from), [`${room}/Hilda`], 'the remote user finds our user in the room');
+  await hildaSeesGus;
+  t.pass('and our user sees him arrive');
+  const heardByGus = nextStanza(gus, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'welcome', WAIT_MS);
+  await say(hilda, room, 'welcome');
+  t.equal((await heardByGus).attrs.from, `${room}/Hilda`);
+  const heardByHilda = nextStanza(hilda, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'thanks', WAIT_MS);
+  await say(gus, room, 'thanks');
+  t.equal((await heardByHilda).attrs.from, `${room}/Gus`, 'groupchat both ways');
+});
+
+t.test('a server stream that authenticates nothing is closed after --auth-timeout', async (t) => {
+  const [, b] = await startDomains(t, ['i.example', 'j.example'], ['--auth-timeout=1', '--s2s-tls-required=false']);
+  const conn = await RawConnection.connect(b.s2sPort);
+  conn.write(STREAM_HEADER('j.example', 'i.example'));
+  await conn.waitFor(/<\/stream:features>/, WAIT_MS);
+  await conn.waitFor(/connection-timeout/, WAIT_MS);
+  t.pass('connection-timeout');
+  conn.destroy();
 });
