@@ -480,8 +480,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       // The sessions' ends (unavailable presence, unacknowledged stanzas to offline storage) run
       // now; their offline writes finish before the database closes (bounded by --offline-write-timeout).
       await new Promise((resolve) => setImmediate(resolve));
-      const deadline = Date.now() + config.limits.offlineWriteTimeout * 1000;
-      while (offlineWriter.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      // Deliveries still finishing (a cross-node outcome and its fallback), then the offline writes
+      // they made, bounded by --offline-write-timeout.
+      const offlineWritesDone = async () => {
+        const deadline = Date.now() + config.limits.offlineWriteTimeout * 1000;
+        await Promise.race([messages.idle(), new Promise((resolve) => setTimeout(resolve, config.limits.offlineWriteTimeout * 1000).unref())]);
+        while (offlineWriter.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      };
+      await offlineWritesDone();
       await webClosed;
       // Rooms go to surviving nodes live; then every claim left (pubsub nodes, empty rooms) is
       // given up, so survivors take them at first use instead of after the node timeout.
@@ -495,12 +501,15 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         });
         if (released > 0) logger.info('rooms and pubsub nodes given up to the surviving nodes', { items: released });
       }
-      // Everything this node sent its peers (the sessions' goodbyes, forwarded stanzas, hand-overs)
-      // is acknowledged before the links close.
+      // Everything this node sent its peers (the sessions' goodbyes, forwarded stanzas, hand-overs,
+      // deliveries finishing) is acknowledged before the links close.
+      await offlineWritesDone();
       if (cluster && !(await cluster.quiesce(STOP_LINK_QUIET_MS))) {
         logger.warn('cluster links still had unacknowledged traffic when the node stopped', { links: cluster.linkStats().filter((l) => l.unacknowledged > 0) });
       }
       await cluster?.stop();
+      // A link that closed with stanzas unacknowledged sends them to offline storage: that too finishes first.
+      await offlineWritesDone();
       metrics.stop();
       await archive.flush();
       await storage.close();

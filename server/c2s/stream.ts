@@ -89,6 +89,8 @@ export class C2SStream implements TransportListener {
   private sink?: ClientSink;
   private sasl?: SaslState;
   private authFailures = 0;
+  /** A counted stanza (XEP-0198) is being routed right now. */
+  private routing = false;
   /** The account row a password exchange read (for its disabled check at the end). */
   private loginAccount?: { jid: string; user: Awaited<ReturnType<C2SContext['storage']['users']['get']>> };
   /** Our side of the stream is closed: nothing more from this client is processed. */
@@ -197,7 +199,8 @@ export class C2SStream implements TransportListener {
   private close(error?: StreamError): void {
     // XEP-0198 §4: a party closing the stream tells the other how many of its stanzas it handled,
     // so a client that cannot resume (its node is stopping) resends only the rest.
-    if (!this.closing && this.sink?.sm) this.transport.send(new Element('a', { xmlns: NS.SM, h: String(this.sink.sm.handled) }));
+    // A stanza still being routed is not counted: the client sends it again (a duplicate, never a loss).
+    if (!this.closing && this.sink?.sm) this.transport.send(new Element('a', { xmlns: NS.SM, h: String((this.sink.sm.handled - (this.routing ? 1 : 0)) >>> 0) }));
     this.closing = true;
     for (const timer of this.timers) clearTimeout(timer);
     if (this.session) this.ctx.sessions.end(this.session);
@@ -641,7 +644,18 @@ export class C2SStream implements TransportListener {
     }
     const sm = this.sink?.sm;
     // XEP-0198 §4: 'h' counts what the server has handled; a stanza routed is handled.
-    if (sm && isStanza(element)) sm.handled = (sm.handled + 1) >>> 0;
+    if (sm && isStanza(element)) {
+      sm.handled = (sm.handled + 1) >>> 0;
+      this.routing = true;
+    }
+    try {
+      await this.routeStanza(element);
+    } finally {
+      this.routing = false;
+    }
+  }
+
+  private async routeStanza(element: Element): Promise<void> {
     // RFC 6120 §7.1 legacy session establishment (RFC 3921) is a no-op kept for old clients.
     if (element.name === 'iq' && element.attrs.type === 'set' && element.getChild('session', NS.SESSION) && !element.attrs.to) {
       this.session!.send(new Element('iq', { type: 'result', id: element.attrs.id }));

@@ -49,6 +49,9 @@ export class MessageService {
     this.storedListeners.push(listener);
   }
 
+  /** Deliveries finishing off their senders' streams (see afterwards). */
+  private readonly finishing = new Set<Promise<void>>();
+
   async outbound(session: Session, stanza: Element, to: JID): Promise<void> {
     // Back-pressure: while offline storage cannot keep up, senders wait here rather than pile up work.
     if (this.offline.full) await this.offline.waitForRoom();
@@ -124,7 +127,16 @@ export class MessageService {
 
   /** Work that finishes after the sender's stream has moved on: its failure is answered like any other. */
   private afterwards(stanza: Element, work: Promise<void>): void {
-    work.catch((err) => this.router.replyError(stanza, err));
+    const tracked: Promise<void> = work.catch((err) => this.router.replyError(stanza, err)).finally(() => this.finishing.delete(tracked));
+    this.finishing.add(tracked);
+  }
+
+  /**
+   * Resolves once the deliveries still finishing off their senders' streams are done (a cross-node
+   * outcome, its fallback to other resources or offline storage): a stopping node waits for them.
+   */
+  async idle(): Promise<void> {
+    while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
   }
 
   // ---- this node's sessions only (also what peers ask of this node) ----

@@ -37,7 +37,8 @@ t.test('a release archive installs with npm ci --omit=dev and starts without a c
   let output = '';
   node.stdout!.on('data', (d) => (output += d));
   node.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => node.once('exit', (code) => resolve(code)));
+  // 'close': npm and the node it started (which shares npm's pipes) are both gone, and all output is read.
+  const exited = new Promise<number | null>((resolve) => node.once('close', (code) => resolve(code)));
   t.teardown(() => {
     try {
       process.kill(-node.pid!, 'SIGKILL');
