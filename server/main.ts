@@ -218,6 +218,9 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       router.replyError(stanza, new StanzaError('service-unavailable', 'the recipient\'s session ended before it answered'));
     }
   };
+  // A delivery under way when its session ended (the client left, or this node is stopping) is
+  // handled as undelivered too, instead of vanishing with the session.
+  sessions.setAfterEnd((session, stanza) => undelivered(stanza, session));
   if (cluster) {
     // Resumption on any node: the node named in the id hands the session over on the link.
     const cl = cluster;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Element } from 'ltx';
 import { StreamError } from '../errors';
 import { makeJID, type JID } from '../jid';
 import { Session, type StanzaSink } from './session';
@@ -15,6 +16,7 @@ export class SessionManager {
   private readonly bindListeners: SessionListener[] = [];
   private readonly presenceListeners: SessionListener[] = [];
   private total = 0;
+  private afterEnd?: (session: Session, element: Element) => void;
 
   /** Called after a session is bound. */
   onBind(listener: SessionListener): void {
@@ -57,12 +59,17 @@ export class SessionManager {
       this.end(old);
       old.sink.close(new StreamError('conflict', 'Replaced by a new connection with the same resource'));
     }
-    const session = new Session(jid, sink);
+    const session = new Session(jid, sink, (ended, element) => this.afterEnd?.(ended, element));
     resources.set(jid.resource, session);
     this.byBare.set(session.bare, resources);
     this.total++;
     for (const listener of this.bindListeners) void listener(session);
     return session;
+  }
+
+  /** Where stanzas sent to a session after it ended go (set by the node; see Session). */
+  setAfterEnd(handler: (session: Session, element: Element) => void): void {
+    this.afterEnd = handler;
   }
 
   /** Ends a session: listeners run (e.g. unavailable presence), then it is forgotten. Idempotent. */

@@ -57,7 +57,11 @@ export class Session {
   /** When the resource was bound. */
   readonly since = new Date();
 
-  constructor(readonly jid: JID, readonly sink: StanzaSink) {
+  /**
+   * `afterEnd` takes what is sent to the session once it has ended (a delivery that was under way
+   * when it ended): RFC 6121's handling of a resource that is gone, so that nothing accepted is lost.
+   */
+  constructor(readonly jid: JID, readonly sink: StanzaSink, private readonly afterEnd?: (session: Session, element: Element) => void) {
     this.bare = jid.bareString();
     this.full = jid.toString();
   }
@@ -72,7 +76,7 @@ export class Session {
   }
 
   send(element: Element): void {
-    if (this.ended) return;
+    if (this.ended) return this.afterEnd?.(this, element);
     if (held) held.push([this, element]);
     else this.sink.send(element);
   }
@@ -108,7 +112,11 @@ export const deliveryHold = {
     for (const [session, element] of deliveries) {
       // One broken stream must not keep the others' stanzas (its transport closes it by itself).
       try {
-        if (session.ended) continue;
+        // Ended while held (its connection closed meanwhile): it goes where a gone resource's would.
+        if (session.ended) {
+          session.send(element);
+          continue;
+        }
         session.sink.send(element);
         sinks.add(session.sink);
       } catch {
