@@ -213,7 +213,8 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       // Room traffic, errors and headlines are not kept (as for an offline user); carbons were copies.
       if (type === 'groupchat' || type === 'error' || type === 'headline') return;
       if (stanza.getChild('received', NS.CARBONS) || stanza.getChild('sent', NS.CARBONS)) return;
-      messages.inbound(stanza, from, to).catch((err) => router.replyError(stanza, err));
+      // Tracked: a node stopping waits for it (and the offline write it makes) before closing the database.
+      messages.afterwards(stanza, messages.inbound(stanza, from, to));
     } else if (stanza.name === 'iq' && (type === 'get' || type === 'set')) {
       router.replyError(stanza, new StanzaError('service-unavailable', 'the recipient\'s session ended before it answered'));
     }

@@ -125,8 +125,11 @@ export class MessageService {
     this.afterwards(stanza, elsewhere.then(storeUnlessDelivered));
   }
 
-  /** Work that finishes after the sender's stream has moved on: its failure is answered like any other. */
-  private afterwards(stanza: Element, work: Promise<void>): void {
+  /**
+   * Work that finishes after the sender's stream has moved on (also a delivery retried because its
+   * session ended): its failure is answered like any other, and a stopping node waits for it (idle()).
+   */
+  afterwards(stanza: Element, work: Promise<void>): void {
     const tracked: Promise<void> = work.catch((err) => this.router.replyError(stanza, err)).finally(() => this.finishing.delete(tracked));
     this.finishing.add(tracked);
   }
