@@ -14,7 +14,8 @@ export interface ExternalEndpoint {
   serves(domain: string): boolean;
   /** The shared secret (--comp-secret-N). */
   readonly secret: string;
-  connected(domain: string, stream: ComponentStream): void;
+  /** Resolves once the connection is where stanzas for `domain` go, on every node. */
+  connected(domain: string, stream: ComponentStream): Promise<void>;
   disconnected(domain: string, stream: ComponentStream): void;
   /** A stanza the component sent (its `from` checked to be at its domain). */
   fromComponent(stanza: Element, from: JID, to: JID): void;
@@ -59,12 +60,12 @@ class ExternalComponent implements Component, ExternalEndpoint {
     }
   }
 
-  connected(domain: string, stream: ComponentStream): void {
+  async connected(domain: string, stream: ComponentStream): Promise<void> {
     const previous = this.connections.get(domain);
     this.connections.set(domain, stream);
     previous?.close(new StreamError('conflict', 'the component connected again'));
     this.ctx.logger.info('external component connected', { domain, address: stream.remoteAddress });
-    void this.ctx.cluster?.claim(domain).catch((err) => this.ctx.logger.error('external component not claimed in the database: other nodes cannot reach it', { domain, err: String(err) }));
+    await this.ctx.cluster?.claim(domain).catch((err) => this.ctx.logger.error('external component not claimed in the database: other nodes cannot reach it', { domain, err: String(err) }));
   }
 
   disconnected(domain: string, stream: ComponentStream): void {
@@ -127,8 +128,11 @@ export class ComponentStream implements TransportListener {
         }
         this.ready = true;
         this.transport.authenticated?.();
-        this.transport.send(new Element('handshake'));
-        this.endpoint.connected(this.domain, this);
+        // The handshake is answered once stanzas for the domain come here from every node.
+        const domain = this.domain;
+        void this.endpoint.connected(domain, this).then(() => {
+          if (!this.finished) this.transport.send(new Element('handshake'));
+        });
         return;
       }
       if (!['message', 'presence', 'iq'].includes(element.name)) throw new StreamError('unsupported-stanza-type', `<${element.name}/> is not a stanza`);

@@ -35,8 +35,8 @@ const OP = {
 
 /** How long disco#items waits for a peer's list of temporary public rooms [1000 ms]. */
 const ROOM_LIST_TIMEOUT_MS = 1000;
-/** How long stop() waits for goodbye presences and pending writes [2000 ms]. */
-const STOP_DRAIN_MS = 2000;
+/** How long stop() waits for goodbye presences, hand-over echoes and pending writes [10000 ms]: a busy node needs more than a quiet one. */
+const STOP_DRAIN_MS = 10_000;
 /** How long a stopping node waits for a successor to take a room before evicting its occupants [5000 ms]. */
 const HANDOFF_TIMEOUT_MS = 5000;
 
