@@ -197,6 +197,11 @@ class UploadComponent implements Component {
   private async get(id: string, req: http.IncomingMessage, res: http.ServerResponse, headers: Record<string, string>, fail: (status: number, text: string) => void): Promise<void> {
     const slot = id ? await this.ctx.storage.uploads.slot(id) : undefined;
     if (!slot?.uploadedAt) return fail(404, 'no such file');
+    // The first chunk is read before answering: a file expiring meanwhile is a 404, not a 200
+    // with a short body.
+    const chunks = this.ctx.storage.uploads.chunks(id);
+    const first = slot.size > 0 ? await chunks.next() : undefined;
+    if (first?.done) return fail(404, 'no such file');
     const inline = /^(image|video|audio)\//.test(slot.contentType);
     res.writeHead(200, {
       ...headers,
@@ -209,13 +214,20 @@ class UploadComponent implements Component {
       'Cache-Control': 'public, max-age=31536000, immutable',
     });
     if (req.method === 'HEAD') {
+      await chunks.return(undefined);
       res.end();
       return;
     }
-    for await (const chunk of this.ctx.storage.uploads.chunks(id)) {
+    let sent = 0;
+    const write = async (chunk: Buffer) => {
+      sent += chunk.length;
       if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
-    }
-    res.end();
+    };
+    if (first) await write(first.value);
+    for await (const chunk of chunks) await write(chunk);
+    // Removed while it was being sent: the client must see a broken download, not a complete one.
+    if (sent !== slot.size) res.destroy();
+    else res.end();
   }
 }
 

@@ -39,4 +39,4 @@ forEachDatabase('archive expiry runs on exactly one node of three, and moves whe
   const survivors = after.map((n, i) => (i === holder ? 0 : n));
   t.equal(survivors.filter((n) => n > 0).length, 1, `one survivor runs it now (${after.join(', ')})`);
   t.not(await cluster.storage.leases.holder('mam-expiry'), cluster.nodes[holder].name);
-});
+}, ['mysql']);

@@ -16,4 +16,4 @@ forEachDatabase('a survivor stays ready when a node of a formed cluster dies', a
   await cluster.addUser('alice');
   const alice = await cluster.login(0, 'alice');
   t.ok(alice.jid, 'and logins work');
-});
+}, ['pgsql']);

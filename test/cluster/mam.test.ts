@@ -41,4 +41,4 @@ forEachDatabase('MAM across three nodes: archived once per party, the same pages
   t.ok(rest.complete);
   const bobs = await query(bobLaptop, { fields: { with: 'alice@localhost' } });
   t.same(bobs.messages.filter((m) => m.body?.startsWith('a')).map((m) => m.id), idsOn(phoneGot), 'bob pages by the ids his clients got');
-});
+}, ['pgsql']);

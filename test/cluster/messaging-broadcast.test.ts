@@ -1,3 +1,3 @@
 import { messagingCases } from '../helpers/messaging-cases';
 
-messagingCases('broadcast');
+messagingCases('broadcast', 'mysql');

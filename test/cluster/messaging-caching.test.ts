@@ -1,3 +1,3 @@
 import { messagingCases } from '../helpers/messaging-cases';
 
-messagingCases('online-users-caching');
+messagingCases('online-users-caching', 'pgsql');

@@ -1,4 +1,4 @@
 import { CUSTOM_STRATEGY } from '../helpers/cluster';
 import { messagingCases } from '../helpers/messaging-cases';
 
-messagingCases(CUSTOM_STRATEGY);
+messagingCases(CUSTOM_STRATEGY, 'sqlite');

@@ -103,5 +103,5 @@ for (const strategy of ['broadcast', 'online-users-caching']) {
       t.ok([p, s].includes(newOwner), `a survivor owns the node now (node ${newOwner + 1})`);
       await Promise.all([publisher.stop(), subscriber.stop()]);
     });
-  });
+  }, [strategy === 'broadcast' ? 'pgsql' : 'mysql']);
 }

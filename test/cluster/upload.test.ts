@@ -24,4 +24,4 @@ forEachDatabase('a file uploaded through node 1 is downloaded through node 2', a
   t.equal(got.status, 200);
   t.ok(got.bytes.equals(data), 'byte for byte, through the other node');
   t.equal(got.headers['content-length'], String(data.length));
-});
+}, ['sqlite']);

@@ -7,6 +7,7 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { openStorage } from '../../server/storage/open-storage';
 import type { Storage } from '../../server/storage/types';
 import { connectClient, type XmppClient } from './client';
+import { seedTestCertificate } from './certificate';
 import { linkProxy, type LinkProxy } from './link-proxy';
 import { PASSWORD, freePort } from './server';
 
@@ -202,6 +203,10 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     output: '',
     async start(from) {
       node.output = '';
+      if (!args.some((a) => a.startsWith('--tls-cert='))) {
+        const vhosts = args.filter((a) => a.startsWith('--virt-hosts=')).pop()!.slice('--virt-hosts='.length).split(',');
+        await seedTestCertificate(dataDir, vhosts);
+      }
       main = from ?? main;
       const known = main === MAIN ? args : args.filter((arg) => !NO_FEDERATION.includes(arg));
       const child = spawn(process.execPath, [main, ...known], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -98,9 +98,11 @@ export async function createTestDatabase(t: TapTest, kind: DatabaseKind): Promis
  * Registers `${name} (sqlite)`, `${name} (mysql)` and `${name} (pgsql)` subtests that run `fn`
  * against a fresh database of each kind: how one suite runs on all three. A server's subtest is
  * skipped (or failed, under its XMPP_TEST_REQUIRE_* variable) when that server does not answer.
+ * `kinds` narrows it: cluster scenarios, whose storage is covered on all three by the storage and
+ * single-node tests, each run on one kind, the kinds taken in turn across scenarios.
  */
-export function forEachDatabase(name: string, fn: (t: TapTest, uri: string, kind: DatabaseKind) => Promise<void>): void {
-  for (const kind of ['sqlite', 'mysql', 'pgsql'] as const) {
+export function forEachDatabase(name: string, fn: (t: TapTest, uri: string, kind: DatabaseKind) => Promise<void>, kinds: readonly DatabaseKind[] = ['sqlite', 'mysql', 'pgsql']): void {
+  for (const kind of kinds) {
     t.test(`${name} (${kind})`, async (t) => {
       const db = await createTestDatabase(t, kind);
       if (!db) {

@@ -1,6 +1,6 @@
 import { client as xmppClient, xml } from '@xmpp/client';
 import { PASSWORD } from './server';
-import { listenBeforeOpening, type XmppClient } from './client';
+import { CLIENT_TIMEOUT_MS, listenBeforeOpening, type XmppClient } from './client';
 
 export type FastToken = { mechanism: string; token: string; expiry: string };
 type Fast = { fetchToken(): Promise<FastToken | undefined>; saveToken(t: FastToken): Promise<void>; deleteToken(): Promise<void> };
@@ -22,6 +22,7 @@ export class Device {
     const client = xmppClient({
       service,
       domain: this.domain,
+      timeout: CLIENT_TIMEOUT_MS,
       username: this.local,
       password,
       resource: this.resource,

@@ -14,8 +14,24 @@ const agents = {
   https: new https.Agent({ keepAlive: true, rejectUnauthorized: false }),
 };
 
-/** One HTTP(S) request over real sockets (self-signed certificates accepted). */
-export function httpRequest(url: string, opts: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<HttpReply> {
+type RequestOptions = { method?: string; body?: string | Buffer; headers?: Record<string, string> };
+
+/**
+ * One HTTP(S) request over real sockets (self-signed certificates accepted). Like browsers and
+ * Node's documentation advise, an idempotent request that fails with ECONNRESET on a reused
+ * keep-alive socket (the server closed it as idle while the request went out) is sent again.
+ */
+export async function httpRequest(url: string, opts: RequestOptions = {}): Promise<HttpReply> {
+  try {
+    return await requestOnce(url, opts);
+  } catch (err) {
+    const idempotent = ['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'].includes(opts.method ?? 'GET');
+    if (!idempotent || !(err as { reusedSocket?: boolean }).reusedSocket || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+    return requestOnce(url, opts);
+  }
+}
+
+function requestOnce(url: string, opts: RequestOptions): Promise<HttpReply> {
   const target = new URL(url);
   const secure = target.protocol === 'https:';
   const send = secure ? https.request : http.request;
@@ -29,7 +45,7 @@ export function httpRequest(url: string, opts: { method?: string; body?: string 
       });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    req.on('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
     req.end(opts.body);
   });
 }

@@ -1,14 +1,14 @@
 import path from 'node:path';
 import { eventually, startCluster } from './cluster';
-import { forEachDatabase } from './databases';
+import { forEachDatabase, type DatabaseKind } from './databases';
 import { collect, nextStanza, sleep, xml } from './server';
 
 /**
- * The cross-node messaging cases, on three nodes, for one strategy on every database; each
- * strategy has its own test file (messaging-*.test.ts), so that each file stays well inside
- * tap's per-file timeout on a slow machine.
+ * The cross-node messaging cases, on three nodes, for one strategy on the database `kind`; each
+ * strategy has its own test file (messaging-*.test.ts) and database, so that the three strategies
+ * cover the three databases and each file stays well inside tap's per-file timeout.
  */
-export function messagingCases(strategy: string): void {
+export function messagingCases(strategy: string, kind: DatabaseKind): void {
   forEachDatabase(`three nodes, strategy ${path.basename(strategy)}`, async (t, dbUri) => {
     const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
     for (const user of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina']) await cluster.addUser(user);
@@ -140,5 +140,5 @@ export function messagingCases(strategy: string): void {
       t.equal(seen.filter((s) => s.is('iq') && s.attrs.type === 'error').length, 0);
       await Promise.all([alice.stop(), bob.stop()]);
     });
-  });
+  }, [kind]);
 }

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, appendFileSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TapTest } from './databases';
+import { freePort } from './ports';
 
 /**
  * A database server of one test's own, for tests that take the database down and bring it back
@@ -229,15 +229,6 @@ function spawnLogged(file: string, args: string[], logFile: string): ChildProces
   } finally {
     closeSync(out);
   }
-}
-
-/** A port the kernel says is free now (as test/helpers/server.ts, which would drag the whole server in). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** The first executable `name` on PATH or in `extraDirs` (sbin is often not on a test's PATH). */

@@ -10,7 +10,9 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
 import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
-import { listenBeforeOpening, withoutSasl2 } from './client';
+import { CLIENT_TIMEOUT_MS, listenBeforeOpening, withoutSasl2 } from './client';
+import { seedTestCertificate } from './certificate';
+import { freePort } from './ports';
 
 // The test servers use a self-signed certificate generated on first start.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -23,24 +25,7 @@ type Test = { teardown(fn: () => unknown): void };
 export { xml };
 export type XmppClient = ReturnType<typeof xmppClient>;
 
-/** Ports this test process has handed out: the kernel may offer a just-closed port again. */
-const handedOut = new Set<number>();
-
-/**
- * A port the kernel says is free now (the contract reserves port 0 for "disabled"), never one
- * this process handed out before, so one server's listeners never get the same port twice.
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    if (handedOut.has(port)) continue;
-    handedOut.add(port);
-    return port;
-  }
-}
+export { freePort };
 
 export interface TestServer {
   node: XmppNode;
@@ -100,6 +85,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
   // XMPP_TEST_DEBUG=c2s,router,... shows those parts' debug lines while a test runs.
   const debug = process.env.XMPP_TEST_DEBUG;
   const logger = debug ? createLogger({ ...config, logLevel: 'info', debug: debug.split(',') }) : silentLogger();
+  if (config.tlsCert === undefined) await seedTestCertificate(dir, config.virtHosts);
   const node = await startNode(config, logger);
   const clients: XmppClient[] = [];
   t.teardown(async () => {
@@ -132,6 +118,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
       const client = xmppClient({
         service: services[login.tls ?? 'starttls'],
         domain,
+        timeout: CLIENT_TIMEOUT_MS,
         resource: login.resource,
         credentials: async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) => {
           const mechanism = login.mechanism ?? 'SCRAM-SHA-1';

@@ -1,10 +1,13 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { connectClient } from '../helpers/client';
+import type { TapTest } from '../helpers/databases';
 import { eventually, httpGet } from '../helpers/cluster';
 import { freePort } from '../helpers/server';
 
@@ -22,8 +25,16 @@ t.test('a release archive installs with npm ci --omit=dev and starts without a c
   t.match(path.basename(archive), /^xmpp-cluster-server-\d+\.\d+\.\d+\.tar\.gz$/, 'npm run release writes the archive');
   await run('tar', ['-xzf', archive, '-C', dir]);
   const home = path.join(dir, path.basename(archive, '.tar.gz'));
-  // --prefer-offline: the packages are in npm's cache since this checkout's own npm ci.
-  await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: home, maxBuffer: 16 * 1024 * 1024, timeout: 240_000 });
+  // --prefer-offline: the packages are in npm's cache since this checkout's own npm ci. SQLite's
+  // native module comes as a prebuilt binary, as on a machine that reaches its download host.
+  const mirror = await prebuiltSqliteMirror(t, dir);
+  await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], {
+    cwd: home,
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 240_000,
+    env: { ...process.env, npm_config_better_sqlite3_binary_host: mirror.host },
+  });
+  t.ok(mirror.served() > 0, 'the native SQLite module was installed from its prebuilt binary');
   t.notOk(existsSync(path.join(home, 'node_modules', 'typescript')), 'no TypeScript installed');
   t.notOk(existsSync(path.join(home, 'server')), 'and no sources: the archive carries dist/ only');
 
@@ -58,3 +69,27 @@ t.test('a release archive installs with npm ci --omit=dev and starts without a c
   await exited;
   t.match(output, /shutting down[\s\S]*node stopped/, 'and it stops cleanly');
 });
+
+/**
+ * better-sqlite3 installs with prebuild-install, which downloads a binary for this Node and
+ * platform from its release host and compiles from source (minutes of CPU) only when it cannot.
+ * Tests have no internet: this serves, on loopback, the binary this checkout's own install made,
+ * packed as prebuild-install expects, at `host` (for npm_config_better_sqlite3_binary_host).
+ */
+async function prebuiltSqliteMirror(t: TapTest, dir: string): Promise<{ host: string; served(): number }> {
+  const moduleDir = path.join(ROOT, 'node_modules', 'better-sqlite3');
+  const { version } = JSON.parse(readFileSync(path.join(moduleDir, 'package.json'), 'utf8')) as { version: string };
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  const tarball = path.join(dir, name);
+  await run('tar', ['-czf', tarball, '-C', moduleDir, 'build/Release/better_sqlite3.node']);
+  let served = 0;
+  const server: Server = createServer((req, res) => {
+    if (req.url !== `/v${version}/${name}`) return void res.writeHead(404).end();
+    served++;
+    res.writeHead(200, { 'Content-Type': 'application/gzip' });
+    createReadStream(tarball).pipe(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { host: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, served: () => served };
+}

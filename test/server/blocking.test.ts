@@ -4,7 +4,7 @@ import type { Element } from 'ltx';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { collect, nextStanza, PASSWORD, sleep, startTestServer, xml, type XmppClient } from '../helpers/server';
 import { subscribe } from '../helpers/subscriptions';
-import { withoutSasl2 } from '../helpers/client';
+import { CLIENT_TIMEOUT_MS, withoutSasl2 } from '../helpers/client';
 
 const BLOCKING = 'urn:xmpp:blocking';
 const BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
@@ -43,6 +43,7 @@ t.test('blocking command (XEP-0191)', async (t) => {
       service: `xmpp://127.0.0.1:${server.port}`,
       domain: 'example.org',
       resource: 'home',
+      timeout: CLIENT_TIMEOUT_MS,
       credentials: async (authenticate: (c: object, m: string) => Promise<void>) => authenticate({ username: 'carol', password: PASSWORD }, 'SCRAM-SHA-1'),
     });
     withoutSasl2(carol);

@@ -4,6 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import net, { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
+import { freePort } from '../helpers/ports';
 import { createLogger, ElasticsearchTransport, LoggerConfig, silentLogger } from '../../server/log';
 
 const base: LoggerConfig = { logLevel: 'info', logJson: false, debug: [], clusterHostname: 'node-a' };
@@ -207,15 +208,6 @@ async function fakeElasticsearch(t: tap.Test, answer: BulkAnswer = acceptAll, po
   }));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { url, bodies };
-}
-
-/** A port nothing listens on (yet). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 function docs(body: string): { action: Record<string, unknown>; doc: Record<string, unknown> }[] {
