@@ -61,6 +61,7 @@ import { NodeMetrics } from './metrics';
 import { listenTcp, reloadCertificate, type TcpTransport } from './transports/tcp';
 import { AddressLimits } from './transports/address-limits';
 import { SERVER_VERSION } from './version';
+import { onOtherWorkers, runPrimary, tellOtherWorkers, workerConfig, workerIndex } from './workers';
 
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
 const SM_HANDOVER_TIMEOUT_MS = 10_000;
@@ -94,6 +95,8 @@ export interface XmppNode {
   /** Marks the node draining: readiness turns 503 (balancers send new clients elsewhere); it keeps serving. */
   drain(): void;
   stop(): Promise<void>;
+  /** What a stop under way is waiting for (logged at debug, category stop): for whoever wonders why it takes long. */
+  readonly stopStep: string | undefined;
 }
 
 /**
@@ -422,7 +425,16 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
 
   let stopped = false;
   let draining = false;
+  let stopStep: string | undefined;
+  const stopLogger = logger.category('stop');
+  const step = (what: string) => {
+    stopStep = what;
+    stopLogger.debug(what);
+  };
   return {
+    get stopStep() {
+      return stopStep;
+    },
     config,
     logger,
     storage,
@@ -469,10 +481,12 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       stopped = true;
       // Peers place nothing new here from now on (also when stopped without a drain window); a
       // database out of reach does not hold the stop up for long.
+      step('marking this node draining in cluster_nodes');
       if (cluster) {
         const marked = cluster.drain().catch((err) => logger.warn('could not mark this node draining in cluster_nodes', { err: String(err) }));
         await Promise.race([marked, new Promise((resolve) => setTimeout(resolve, STOP_LINK_QUIET_MS / 2).unref())]);
       }
+      step('stopping chores and listeners');
       await chores.stop();
       addressLimits.stop();
       stopSharingLimits?.();
@@ -491,13 +505,20 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         await Promise.race([messages.idle(), new Promise((resolve) => setTimeout(resolve, config.limits.offlineWriteTimeout * 1000).unref())]);
         while (offlineWriter.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       };
+      step('waiting for deliveries under way and their offline writes');
       await offlineWritesDone();
+      step('closing the web listeners');
       await webClosed;
       // Rooms go to surviving nodes live; then every claim left (pubsub nodes, empty rooms) is
       // given up, so survivors take them at first use instead of after the node timeout.
+      step('closing server-to-server streams');
       await federation?.stop();
-      for (const component of components) await component.stop?.();
+      for (const [i, component] of components.entries()) {
+        step(`stopping component ${config.components[i].name}`);
+        await component.stop?.();
+      }
       if (ownership) {
+        step('giving up rooms and pubsub nodes');
         ownership.leave();
         const released = await ownership.releaseAll().catch((err) => {
           logger.warn('could not give up this node\'s rooms and pubsub nodes; survivors take them when it times out', { err: String(err) });
@@ -507,16 +528,23 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       }
       // Everything this node sent its peers (the sessions' goodbyes, forwarded stanzas, hand-overs,
       // deliveries finishing) is acknowledged before the links close.
+      step('waiting for deliveries under way (after the components)');
       await offlineWritesDone();
+      step('waiting until the peers acknowledged all link traffic');
       if (cluster && !(await cluster.quiesce(STOP_LINK_QUIET_MS))) {
         logger.warn('cluster links still had unacknowledged traffic when the node stopped', { links: cluster.linkStats().filter((l) => l.unacknowledged > 0) });
       }
+      step('closing the cluster links');
       await cluster?.stop();
       // A link that closed with stanzas unacknowledged sends them to offline storage: that too finishes first.
+      step('storing what closed links left unacknowledged');
       await offlineWritesDone();
       metrics.stop();
+      step('writing the archive');
       await archive.flush();
+      step('closing the database');
       await storage.close();
+      stopStep = undefined;
       logger.info('node stopped');
     },
   };
@@ -582,8 +610,19 @@ async function main(): Promise<void> {
     process.stdout.write(`configuration is valid${config.configFile ? `: ${config.configFile}` : ''}\n`);
     process.exit(0);
   }
+  const worker = workerIndex();
+  if (config.workers > 1 && worker === undefined) {
+    // The primary of --workers N: it forks the nodes and serves nothing itself.
+    const logger = createLogger(config);
+    for (const warning of config.warnings ?? []) logger.warn(warning);
+    const code = await runPrimary(config, logger);
+    await logger.close();
+    process.exit(code);
+  }
+  const forThisProcess = (c: Config) => (worker === undefined ? c : workerConfig(c, worker));
+  config = forThisProcess(config);
   const logger = createLogger(config);
-  for (const warning of config.warnings ?? []) logger.warn(warning);
+  if (worker === undefined) for (const warning of config.warnings ?? []) logger.warn(warning);
   const node = await startNode(config, logger);
   let control: { close(): Promise<void> } | undefined;
   let stopping = false;
@@ -623,7 +662,7 @@ async function main(): Promise<void> {
     logger.reopen();
     let next: Config;
     try {
-      next = loadConfig(argv);
+      next = forThisProcess(loadConfig(argv));
     } catch (err) {
       const message = err instanceof ConfigError ? err.message : String(err);
       logger.error('reload refused: the configuration has errors; the running one is kept', { err: message });
@@ -640,6 +679,15 @@ async function main(): Promise<void> {
     }
   };
   process.on('SIGHUP', () => void reload('SIGHUP'));
+  // xmppctl drain given to worker 1 reaches the others through the primary.
+  if (worker !== undefined) {
+    onOtherWorkers({
+      drain: () => {
+        node.drain();
+        logger.info('draining (xmppctl drain, through worker 1): readiness is 503, sessions go on');
+      },
+    });
+  }
   // xmppctl's way in (sessions, kick, reload, drain, stats): a Unix socket only this user can open.
   if (config.controlSocket) {
     try {
@@ -648,10 +696,14 @@ async function main(): Promise<void> {
         hosts: config.virtHosts,
         admin: node.admin,
         storage: node.storage,
-        reload: () => reload('xmppctl reload'),
+        reload: () => {
+          if (worker !== undefined) tellOtherWorkers('reload');
+          return reload('xmppctl reload');
+        },
         drain: () => {
           node.drain();
           logger.info('draining (xmppctl drain): readiness is 503, sessions go on');
+          if (worker !== undefined) tellOtherWorkers('drain');
         },
       }, logger);
     } catch (err) {

@@ -84,6 +84,7 @@ const KEYS: Record<string, Kind> = {
   '--min-cluster-nodes': 'integer',
   '--chore-interval': 'seconds',
   '--drain-grace': 'seconds',
+  '--workers': 'string',
   '--control-socket': 'string',
   '--mam-retention': 'seconds',
   '--debug': 'list',
@@ -151,6 +152,7 @@ const DEFAULTS = {
   minClusterNodes: 1,                // --min-cluster-nodes [1]
   choreInterval: 3600,               // --chore-interval [3600 s]
   drainGrace: 0,                     // --drain-grace [0 s: stop at once]
+  workers: 1,                        // --workers [1; auto: one per core]
   mamRetention: 0,                   // --mam-retention [0: kept forever]
   logLevel: 'info',                  // --log-level [info]
   logJson: false,                    // --log-json [false]
@@ -265,7 +267,8 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
   const httpPort = r.port('--http-port', DEFAULTS.httpPort, true);
   const clusterPort = r.port('--cluster-port', DEFAULTS.clusterPort, false);
   const clusterMode = r.boolean('--cluster-mode', DEFAULTS.clusterMode);
-  checkPortClashes(r, { c2sPorts, c2sSslPorts, s2sPorts, s2sSslPorts, externalPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode });
+  const workers = readWorkers(r);
+  checkPortClashes(r, { c2sPorts, c2sSslPorts, s2sPorts, s2sSslPorts, externalPorts, wsPorts, boshPorts, httpPort, clusterPort, clusterMode, workers });
 
   const { tlsCert, tlsKey } = readTlsFiles(r, cwd);
 
@@ -351,6 +354,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     minClusterNodes: r.integer('--min-cluster-nodes', DEFAULTS.minClusterNodes, 1),
     choreInterval: r.seconds('--chore-interval', DEFAULTS.choreInterval),
     drainGrace: r.string('--drain-grace') === '0' ? 0 : r.seconds('--drain-grace', DEFAULTS.drainGrace),
+    workers,
     // 0 keeps archived messages forever.
     mamRetention: r.string('--mam-retention') === '0' ? 0 : r.seconds('--mam-retention', DEFAULTS.mamRetention),
     debug: readDebug(r),
@@ -763,9 +767,20 @@ function readClusterHostname(r: Reader, clusterMode: boolean, machineName: strin
   return hostname;
 }
 
+/** --workers: a whole number from 1 to 256, or `auto` for one per core (os.availableParallelism). */
+function readWorkers(r: Reader): number {
+  if (r.string('--workers')?.trim().toLowerCase() === 'auto') return os.availableParallelism();
+  return r.integer('--workers', DEFAULTS.workers, 1, 256);
+}
+
+/** The ports the workers of one machine take one each: worker k uses base + k - 1. */
+function workerRange(base: number, workers: number): number[] {
+  return base === 0 ? [0] : Array.from({ length: workers }, (_, k) => base + k);
+}
+
 function checkPortClashes(
   r: Reader,
-  p: { c2sPorts: number[]; c2sSslPorts: number[]; s2sPorts: number[]; s2sSslPorts: number[]; externalPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean },
+  p: { c2sPorts: number[]; c2sSslPorts: number[]; s2sPorts: number[]; s2sSslPorts: number[]; externalPorts: number[]; wsPorts: number[]; boshPorts: number[]; httpPort: number; clusterPort: number; clusterMode: boolean; workers: number },
 ): void {
   // Raw TCP listeners cannot share a port with anything; WebSocket, BOSH and the HTTP endpoints
   // may (they can be served by one HTTP server), so they are not checked against each other.
@@ -776,12 +791,19 @@ function checkPortClashes(
     ['--s2s-ssl-ports', p.s2sSslPorts],
     ['--external-ports', p.externalPorts],
   ];
-  if (p.clusterMode) exclusive.push(['--cluster-port', [p.clusterPort]]);
+  // Workers link to each other as cluster nodes even when --cluster-mode is off.
+  if (p.clusterMode || p.workers > 1) exclusive.push(['--cluster-port', workerRange(p.clusterPort, p.workers)]);
+  const httpPorts = p.httpPort === 0 ? [] : workerRange(p.httpPort, p.workers);
+  if (p.workers > 1) {
+    // Each worker answers /health, /status and /metrics on a port of its own; the shared web
+    // ports spread requests over the workers, so they cannot carry those.
+    exclusive.push(['--http-port', httpPorts]);
+  }
   const all: [string, number[]][] = [
     ...exclusive,
     ['--ws-ports', p.wsPorts],
     ['--bosh-ports', p.boshPorts],
-    ['--http-port', p.httpPort === 0 ? [] : [p.httpPort]],
+    ...(p.workers > 1 ? [] : [['--http-port', httpPorts] as [string, number[]]]),
   ];
   for (let i = 0; i < exclusive.length; i++) {
     const [key, ports] = exclusive[i];

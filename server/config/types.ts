@@ -121,6 +121,11 @@ export interface Config {
   minClusterNodes: number;
   /** SIGTERM: seconds the node reports not ready (draining) before it stops; 0 stops at once [0]. */
   drainGrace: number;
+  /**
+   * Node processes on this machine [1]: each a cluster node of its own (`<hostname>-w<k>`, cluster
+   * port and HTTP port + k - 1) sharing the client, federation and web ports.
+   */
+  workers: number;
   /** Seconds between runs of the cluster-wide chores (archive expiry, token pruning) [3600]. */
   choreInterval: number;
   /** XEP-0313: archived messages older than this many seconds are deleted; 0 keeps them [0]. */

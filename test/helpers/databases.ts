@@ -31,6 +31,9 @@ const REQUIRE_VARIABLE: Record<ServerKind, string> = { mysql: 'XMPP_TEST_REQUIRE
 /** How long the availability probe waits for a server to answer [2000 ms]. */
 const PROBE_TIMEOUT_MS = 2000;
 
+/** How long one database's run of a forEachDatabase suite may take [120 s; a run takes 2-40 s]. */
+const SUBTEST_TIMEOUT_MS = 120_000;
+
 /** Test databases whose newest table is older than this were left by a killed run [1 hour]. */
 const ABANDONED_AFTER_HOURS = 1;
 
@@ -103,7 +106,8 @@ export async function createTestDatabase(t: TapTest, kind: DatabaseKind): Promis
  */
 export function forEachDatabase(name: string, fn: (t: TapTest, uri: string, kind: DatabaseKind) => Promise<void>, kinds: readonly DatabaseKind[] = ['sqlite', 'mysql', 'pgsql']): void {
   for (const kind of kinds) {
-    t.test(`${name} (${kind})`, async (t) => {
+    // Its own deadline, well inside the file's: a hang names the subtest and the others still run.
+    t.test(`${name} (${kind})`, { timeout: SUBTEST_TIMEOUT_MS }, async (t) => {
       const db = await createTestDatabase(t, kind);
       if (!db) {
         if (kind === 'sqlite' || !REQUIRED[kind]) t.plan(0, `${kind} not reachable`);

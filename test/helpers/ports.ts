@@ -21,6 +21,11 @@ let cleanupRegistered = false;
 
 /** A free port leased to this process until it exits: never handed out twice, in or across processes. */
 export async function freePort(): Promise<number> {
+  return freePortRange(1);
+}
+
+/** `count` consecutive free ports (for a server that takes base + k), leased the same way; returns the first. */
+export async function freePortRange(count: number): Promise<number> {
   mkdirSync(LEASES, { recursive: true });
   if (!cleanupRegistered) {
     cleanupRegistered = true;
@@ -36,21 +41,27 @@ export async function freePort(): Promise<number> {
     reclaimStale();
   }
   for (let attempt = 0; attempt < 1000; attempt++) {
-    const port = FIRST + Math.floor(Math.random() * COUNT);
-    const file = path.join(LEASES, String(port));
-    let fd: number;
-    try {
-      fd = openSync(file, 'wx');
-    } catch {
-      continue; // another test process holds it
-    }
-    writeSync(fd, String(process.pid));
-    closeSync(fd);
-    mine.push(file);
+    const first = FIRST + Math.floor(Math.random() * (COUNT - count + 1));
+    const ports = Array.from({ length: count }, (_, k) => first + k);
+    if (!ports.every(lease)) continue; // another test process holds one (what was leased stays unused)
     // Something outside the tests may listen there (leases keep test processes apart, not others).
-    if (await canListen(port)) return port;
+    if ((await Promise.all(ports.map(canListen))).every(Boolean)) return first;
   }
-  throw new Error(`no free port found in ${FIRST}-${FIRST + COUNT - 1} (leases in ${LEASES})`);
+  throw new Error(`no ${count} free port(s) found in ${FIRST}-${FIRST + COUNT - 1} (leases in ${LEASES})`);
+}
+
+function lease(port: number): boolean {
+  const file = path.join(LEASES, String(port));
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx');
+  } catch {
+    return false;
+  }
+  writeSync(fd, String(process.pid));
+  closeSync(fd);
+  mine.push(file);
+  return true;
 }
 
 function canListen(port: number): Promise<boolean> {

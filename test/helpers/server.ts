@@ -27,6 +27,9 @@ export type XmppClient = ReturnType<typeof xmppClient>;
 
 export { freePort };
 
+/** How long a test server's stop may take before its test fails [60 s; it takes well under 1 s]. */
+const STOP_DEADLINE_MS = 60_000;
+
 export interface TestServer {
   node: XmppNode;
   domain: string;
@@ -90,7 +93,16 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
   const clients: XmppClient[] = [];
   t.teardown(async () => {
     await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
-    await node.stop();
+    // A stop that hangs fails the test saying where, instead of running into the file's timeout.
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`node.stop() has not ended after ${STOP_DEADLINE_MS / 1000} s; it is ${node.stopStep ?? 'past its last step'}`)), STOP_DEADLINE_MS);
+    });
+    try {
+      await Promise.race([node.stop(), stuck]);
+    } finally {
+      clearTimeout(timer);
+    }
     rmSync(dir, { recursive: true, force: true });
   });
   const domain = 'localhost';

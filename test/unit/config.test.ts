@@ -1,5 +1,6 @@
 import t from 'tap';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../server/config/config';
 
@@ -537,4 +538,15 @@ t.test('WebSocket/BOSH keys: trusted proxies are IP addresses, BOSH inactivity i
   t.equal(c.boshInactivity, 30);
   t.match(loadError(t, '--trusted-proxies = proxy.example.com'), /--trusted-proxies: "proxy\.example\.com" is not an IP address/);
   t.match(loadError(t, '--bosh-inactivity = 0'), /--bosh-inactivity: 0 must be more than 0 seconds/);
+});
+
+t.test('--workers: a count or auto; each worker takes the cluster and HTTP port + k - 1', async (t) => {
+  t.equal(cmdline([]).workers, 1, 'one process unless asked');
+  t.equal(cmdline(['--workers=4']).workers, 4);
+  t.equal(cmdline(['--workers=auto']).workers, os.availableParallelism(), 'auto: one per core');
+  t.throws(() => cmdline(['--workers=0']), { message: /--workers: 0 is below the minimum 1/ });
+  t.throws(() => cmdline(['--workers=many']), { message: /--workers: "many" is not a whole number/ });
+  t.match(loadError(t, '--workers = 2\n--c2s-ports = 5778'), /--c2s-ports: port 5778 is also used by --cluster-port/, 'worker 2 takes cluster port 5778, also without --cluster-mode');
+  t.match(loadError(t, '--workers = 3\n--http-port = 5288'), /port 5290 is also used by/, 'worker 3 would answer /health on the WebSocket port');
+  t.same(load(t, '--workers = 1\n--http-port = 5290').wsPorts, [5290], 'one process may still share the HTTP port');
 });
