@@ -258,6 +258,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       deliverStoredToOnlineUsers: () => messages.deliverStoredToOnlineUsers(),
     });
     notifyAdminsOfMembership(cluster, router, config);
+    // A node that left may have stored messages for users online here after its link closed (what
+    // that link left unacknowledged, a delivery racing their new login): they get them now.
+    cluster.onNodeGone((node) => void messages.deliverStoredToOnlineUsers().catch((err) =>
+      logger.warn('delivering stored messages after a node left failed', { peer: node, err: String(err) })));
     await cluster.start();
     // DESIGN: a new node learns who is online where before it takes clients (with a timeout).
     await clusterSessions.waitForSync(config.clusterSyncTimeout * 1000);
@@ -535,10 +539,13 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         logger.warn('cluster links still had unacknowledged traffic when the node stopped', { links: cluster.linkStats().filter((l) => l.unacknowledged > 0) });
       }
       step('closing the cluster links');
-      await cluster?.stop();
-      // A link that closed with stanzas unacknowledged sends them to offline storage: that too finishes first.
+      cluster?.closeLinks();
+      // A link that closed with stanzas unacknowledged sends them to offline storage: that too
+      // finishes before the node leaves cluster_nodes (the peers then look for stored messages).
       step('storing what closed links left unacknowledged');
       await offlineWritesDone();
+      step('leaving cluster_nodes');
+      await cluster?.leave();
       metrics.stop();
       step('writing the archive');
       await archive.flush();

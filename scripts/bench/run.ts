@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -45,26 +45,47 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-interface Node { process: ChildProcess; port: number; httpPort: number }
+/** `count` consecutive free ports (a server with --workers takes base + k for its HTTP and cluster ports). */
+async function freePorts(count: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    const rest = await Promise.all(Array.from({ length: count - 1 }, (_, k) => canListen(base + k + 1)));
+    if (rest.every(Boolean)) return base;
+  }
+}
 
-async function startNode(dir: string, dbUri: string, name: string, extra: string[]): Promise<Node> {
-  const [port, httpPort, clusterPort] = [await freePort(), await freePort(), await freePort()];
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
+interface Node { process: ChildProcess; port: number; httpPort: number; workers: number }
+
+async function startNode(dir: string, dbUri: string, name: string, extra: string[], workers = 1): Promise<Node> {
+  const [port, httpPort, clusterPort] = [await freePort(), await freePorts(workers), await freePorts(workers)];
   const child = spawn(process.execPath, [
     ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
     path.join(ROOT, 'dist', 'server', 'main.js'),
     '--virt-hosts=localhost', `--c2s-ports=${port}`, '--c2s-ssl-ports=0', '--s2s-ports=0', '--s2s-ssl-ports=0', '--ws-ports=0', '--bosh-ports=0',
     `--http-port=${httpPort}`, '--bind-address=127.0.0.1', `--user-db-uri=${dbUri}`, `--data-dir=${path.join(dir, name)}`,
     '--log-level=warn', `--cluster-hostname=${name}`, '--cluster-address=127.0.0.1', `--cluster-port=${clusterPort}`,
+    ...(workers > 1 ? [`--workers=${workers}`] : []),
     ...extra,
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
   const deadline = Date.now() + 30000;
-  for (;;) {
-    const health = await get(httpPort, '/health').catch(() => undefined);
-    if (health?.status === 200) break;
-    if (Date.now() > deadline) throw new Error(`${name} did not become healthy`);
-    await sleep(200);
+  for (let k = 0; k < workers; k++) {
+    for (;;) {
+      const health = await get(httpPort + k, '/health').catch(() => undefined);
+      // Workers are ready when each sees all of them.
+      if (health?.status === 200 && (workers === 1 || JSON.parse(health.body).clusterNodes === workers)) break;
+      if (Date.now() > deadline) throw new Error(`${name} did not become healthy`);
+      await sleep(200);
+    }
   }
-  return { process: child, port, httpPort };
+  return { process: child, port, httpPort, workers };
 }
 
 function get(port: number, pathname: string): Promise<{ status: number; body: string }> {
@@ -90,15 +111,21 @@ function percentile(sorted: number[], p: number): number {
  */
 interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; max: number; serverCpuUs: number; generatorCpuUs: number }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+/** CPU seconds (user + system) a process and its children (--workers) have used so far, from /proc (Linux). */
 function cpuSeconds(pid: number | undefined): number {
   if (!pid) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      // fields[1] is the parent pid; utime and stime are in clock ticks (100 per second).
+      if (Number(entry) === pid || Number(fields[1]) === pid) total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
   }
+  return total;
 }
 
 /** Closed loop (rate 0: each sender keeps `inflight` messages outstanding) or a steady total rate. */
@@ -166,14 +193,29 @@ function median(runs: Result[]): Result {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-async function clients(count: number, prefix: string, port: number): Promise<LoadClient[]> {
-  const list: LoadClient[] = [];
+/**
+ * Logs in `${prefix}0` ... in batches of 50, in the order given by `order` (default 0, 1, ...);
+ * returns them indexed by number. With --workers, connections go to the workers in turn: a shuffled
+ * order spreads each pair's two users over the workers at random.
+ */
+async function clients(count: number, prefix: string, port: number, order?: number[]): Promise<LoadClient[]> {
+  const numbers = order ?? Array.from({ length: count }, (_, i) => i);
+  const list: LoadClient[] = new Array(count);
   for (let i = 0; i < count; i += 50) {
-    const batch = Array.from({ length: Math.min(50, count - i) }, (_, k) => new LoadClient({ host: '127.0.0.1', port, domain: 'localhost', user: `${prefix}${i + k}`, password: PASSWORD, resource: 'bench' }));
-    await Promise.all(batch.map((c) => c.connect()));
-    list.push(...batch);
+    const batch = numbers.slice(i, i + 50).map((n) => [n, new LoadClient({ host: '127.0.0.1', port, domain: 'localhost', user: `${prefix}${n}`, password: PASSWORD, resource: 'bench' })] as const);
+    await Promise.all(batch.map(([, c]) => c.connect()));
+    for (const [n, c] of batch) list[n] = c;
   }
   return list;
+}
+
+function shuffled(count: number): number[] {
+  const a = Array.from({ length: count }, (_, i) => i);
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
 }
 
 /** Bytes the nodes' cluster links have carried so far (sent and received, as each node counts them). */
@@ -226,7 +268,9 @@ async function main(): Promise<void> {
     await sleep(1000);
 
     const strategies = ['broadcast', 'online-users-caching'];
+    const cores = os.availableParallelism();
     const singleRuns: Result[] = [];
+    const workerRuns: Result[] = [];
     const crossRuns = new Map<string, { result: Result; linkBytesPerMessage: number }[]>(strategies.map((s) => [s, []]));
     for (let round = 1; round <= o.rounds; round++) {
       single = await startNode(dir, dbUri, `bench1-${round}.local`, []);
@@ -239,6 +283,19 @@ async function main(): Promise<void> {
       for (const c of [...senders, ...receivers]) c.close();
       single.process.kill('SIGTERM');
       await sleep(1000);
+
+      // One machine, a worker per core (--workers): the users spread over them at random, so
+      // most deliveries cross from one worker process to another.
+      const machine = await startNode(dir, dbUri, `bench-w-${round}.local`, [], cores);
+      children.push(machine.process);
+      senders = await clients(o.pairs, 's', machine.port);
+      receivers = await clients(o.pairs, 'r', machine.port, shuffled(o.pairs));
+      const spread = await traffic(senders, receivers, o, 0, [machine]);
+      console.log(`round ${round}: --workers ${cores}, closed loop`, spread);
+      workerRuns.push(spread);
+      for (const c of [...senders, ...receivers]) c.close();
+      machine.process.kill('SIGTERM');
+      await sleep(2000);
 
       // Two cluster nodes: every sender on one, every receiver on the other.
       for (const strategy of strategies) {
@@ -261,6 +318,7 @@ async function main(): Promise<void> {
       }
     }
     const closed = median(singleRuns);
+    const onCores = median(workerRuns);
     const crossMedians = strategies.map((strategy) => {
       const runs = crossRuns.get(strategy)!;
       return { strategy, result: median(runs.map((r) => r.result)), linkBytesPerMessage: runs.reduce((sum, r) => sum + r.linkBytesPerMessage, 0) / runs.length, runs };
@@ -278,10 +336,11 @@ async function main(): Promise<void> {
       '| scenario | messages/s | p50 | p99 | max | server CPU per message | generator CPU per message |',
       '|---|---|---|---|---|---|---|',
       `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
+      `| one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds}) | ${onCores.perSecond} (${(onCores.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(onCores.p50)} | ${ms(onCores.p99)} | ${ms(onCores.max)} | ${onCores.serverCpuUs} µs | ${onCores.generatorCpuUs} µs |`,
       `| one node, steady ${o.rate}/s | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
       ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
       '',
-      `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
+      `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; --workers ${cores} ${workerRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
       '',
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',

@@ -128,6 +128,9 @@ export class Cluster {
   private readonly pending = new Map<string, Pending>();
   private readonly upListeners: ((node: string) => void | Promise<void>)[] = [];
   private readonly downListeners: ((node: string, reason: string) => void | Promise<void>)[] = [];
+  private readonly goneListeners: ((node: string) => void)[] = [];
+  /** The live nodes of the last registry refresh (for telling which are gone since). */
+  private lastLive = new Set<string>();
   private readonly unknownKinds = new Set<string>();
   /** Routed stanzas whose link was lost before they were acknowledged, for the fallback to record. */
   private readonly lostRoutes = new WeakMap<Element, RouteTrace>();
@@ -175,11 +178,25 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
+    this.closeLinks();
+    await this.leave();
+  }
+
+  /** Closes the listener and every link; the node's row stays until leave(). */
+  closeLinks(): void {
     this.stopped = true;
     this.server?.close();
     for (const entry of this.dialing.values()) clearTimeout(entry.timer);
     for (const channel of [...this.channels.values()]) channel.link.close('shutting down');
     for (const entry of this.dialing.values()) entry.link?.close('shutting down');
+  }
+
+  /**
+   * Deletes the node's row: the peers see it gone at their next refresh and look again for stored
+   * messages of their online users (onNodeGone), so a stopping node writes its last offline
+   * messages (what its closed links left unacknowledged) before it leaves.
+   */
+  async leave(): Promise<void> {
     await this.registry.stop();
   }
 
@@ -216,6 +233,14 @@ export class Cluster {
 
   onNodeDown(listener: (node: string, reason: string) => void | Promise<void>): void {
     this.downListeners.push(listener);
+  }
+
+  /**
+   * A node is gone from cluster_nodes (it left, or its row expired): what it wrote to the database
+   * before leaving is there now. Its link may have gone down (onNodeDown) well before.
+   */
+  onNodeGone(listener: (node: string) => void): void {
+    this.goneListeners.push(listener);
   }
 
   /** Peers with a link that is up, sorted. */
@@ -559,6 +584,9 @@ export class Cluster {
   /** After each registry refresh: dial the live peers we are responsible for; forget dead ones we are not linked to. */
   private reconcile(live: ReadonlyMap<string, ClusterNodeRow>): void {
     if (this.stopped) return;
+    const gone = [...this.lastLive].filter((node) => !live.has(node));
+    this.lastLive = new Set(live.keys());
+    for (const node of gone) for (const listener of this.goneListeners) listener(node);
     for (const [node, entry] of this.dialing) {
       if (live.has(node) || this.channels.has(node)) continue;
       clearTimeout(entry.timer);

@@ -129,7 +129,12 @@ export async function rollingRestart(t: TapTest, cluster: TestCluster, restartFr
   const lostByOldRelease = lost().filter(duringOldStop);
   if (restartFrom) t.comment(`lost while a node of the previous release stopped: ${lostByOldRelease.length}`);
   const lostNow = lost().filter((id) => !duringOldStop(id));
-  for (const id of lostNow) t.comment(`lost ${describe(id)}`);
+  for (const id of lostNow) {
+    // Parked (stored offline while its receiver was online) or gone altogether?
+    const receiver = `rr${Number(id.slice(5)) % PAIRS}@localhost`;
+    const parked = (await cluster.storage.offline.fetch(receiver)).some((m) => m.stanzaXml.includes(`id="${id}"`) || m.stanzaXml.includes(`id='${id}'`));
+    t.comment(`lost ${describe(id)}; ${parked ? 'in offline storage (parked for an online receiver)' : 'not in offline storage'}`);
+  }
   t.same(lostNow, [], 'no message the server acknowledged was lost');
   t.ok(allOnline(), 'every client is connected at the end');
   const nodesOf = await Promise.all(cluster.nodes.map((n) => cluster.status(n.index)));
