@@ -63,6 +63,11 @@ import { AddressLimits } from './transports/address-limits';
 import { SERVER_VERSION } from './version';
 import { onOtherWorkers, runPrimary, tellOtherWorkers, workerConfig, workerIndex } from './workers';
 
+/**
+ * How long a stopping node keeps the sessions of its clients waiting for them to be resumed on
+ * other nodes (a reconnect and a resumption take well under a second) [5 s].
+ */
+const STOP_RESUME_WINDOW_MS = 5000;
 /** How long a node waits for another to hand over a stream-managed session [10 s]. */
 const SM_HANDOVER_TIMEOUT_MS = 10_000;
 /** Archived messages deleted per statement when they expire [5000]. */
@@ -207,6 +212,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     resumed: (session) => messages.deliverStored([session.bare]),
     undelivered: (stanza, session) => undelivered(stanza, session),
   });
+  const deliveryTrace = logger.category('delivery');
   const undelivered = (stanza: Element, session: Session) => {
     const from = tryParseJID(String(stanza.attrs.from ?? ''));
     const to = tryParseJID(String(stanza.attrs.to ?? '')) ?? session.jid;
@@ -216,6 +222,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       // Room traffic, errors and headlines are not kept (as for an offline user); carbons were copies.
       if (type === 'groupchat' || type === 'error' || type === 'headline') return;
       if (stanza.getChild('received', NS.CARBONS) || stanza.getChild('sent', NS.CARBONS)) return;
+      if (deliveryTrace.debugEnabled) deliveryTrace.debug('undelivered: its session ended', { id: stanza.attrs.id, to: to.toString(), conn: session.id });
       // Tracked: a node stopping waits for it (and the offline write it makes) before closing the database.
       messages.afterwards(stanza, messages.inbound(stanza, from, to));
     } else if (stanza.name === 'iq' && (type === 'get' || type === 'set')) {
@@ -287,7 +294,9 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive, chores: chores.runs,
   });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
+  const streams = new Set<C2SStream>();
   const c2sContext: C2SContext = {
+    streams,
     config,
     logger: logger.category('c2s'),
     storage,
@@ -495,9 +504,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       addressLimits.stop();
       stopSharingLimits?.();
       for (const server of servers) server.close();
+      // Each client stream closes itself: <a h/> and the error; a resumable session waits for its
+      // client to resume it on another node (which takes it over on the link), any other ends now.
+      for (const stream of [...streams]) stream.shutdown(new StreamError('system-shutdown'));
       for (const connection of connections) connection.close(new StreamError('system-shutdown'));
-      // Sessions waiting to be resumed end now: what they hold goes to offline storage.
-      streamManagement.endHibernating();
       const webClosed = web.close();
       // The sessions' ends (unavailable presence, unacknowledged stanzas to offline storage) run
       // now; their offline writes finish before the database closes (bounded by --offline-write-timeout).
@@ -532,6 +542,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       }
       // Everything this node sent its peers (the sessions' goodbyes, forwarded stanzas, hand-overs,
       // deliveries finishing) is acknowledged before the links close.
+      // Sessions not resumed elsewhere by now end, while the links still carry what they held
+      // (other resources, offline storage); from here on a session whose connection drops ends.
+      step('waiting for clients to resume their sessions on other nodes');
+      const resumeDeadline = Date.now() + STOP_RESUME_WINDOW_MS;
+      while (streamManagement.waiting > 0 && Date.now() < resumeDeadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      step('ending sessions nobody resumed');
+      streamManagement.endHibernating();
+      await new Promise((resolve) => setImmediate(resolve));
       step('waiting for deliveries under way (after the components)');
       await offlineWritesDone();
       step('waiting until the peers acknowledged all link traffic');

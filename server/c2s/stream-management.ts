@@ -246,6 +246,8 @@ export class StreamManagementRegistry {
   private readonly moved = new Map<string, { node: string; timer: NodeJS.Timeout }>();
   private handOverRequest?: HandOverRequest;
   readonly counters = { enabled: 0, hibernated: 0, resumed: 0, failedResumptions: 0, expired: 0, requeued: 0, movedHere: 0, movedAway: 0 };
+  /** Set by endHibernating: the node is stopping and no session waits any more. */
+  private closing = false;
 
   constructor(
     private readonly sessions: SessionManager,
@@ -293,7 +295,7 @@ export class StreamManagementRegistry {
   hibernate(session: Session): boolean {
     const sink = session.sink instanceof ClientSink ? session.sink : undefined;
     const sm = sink?.sm;
-    if (!sink || !sm || sm.max === 0 || !this.byId.has(sm.id) || session.ended) return false;
+    if (this.closing || !sink || !sm || sm.max === 0 || !this.byId.has(sm.id) || session.ended) return false;
     sink.detach();
     sm.requested = false;
     this.counters.hibernated++;
@@ -450,8 +452,19 @@ export class StreamManagementRegistry {
     this.opts.resumed?.(session);
   }
 
-  /** Ends every session that waits to be resumed (the node is stopping). */
+  /** Sessions waiting to be resumed on this node now. */
+  get waiting(): number {
+    let n = 0;
+    for (const { sink } of this.byId.values()) if (!sink.attached) n++;
+    return n;
+  }
+
+  /**
+   * Ends every session that waits to be resumed, and from now on none waits: a session whose
+   * connection drops ends at once (the node is about to close its links and exit).
+   */
   endHibernating(): void {
+    this.closing = true;
     for (const { session, sink } of [...this.byId.values()]) if (!sink.attached) this.sessions.end(session);
   }
 

@@ -39,6 +39,8 @@ export interface C2SContext {
   sm?: StreamManagementRegistry;
   /** XEP-0484 FAST tokens (offered inline in SASL2 when set). */
   fast?: FastTokens;
+  /** The node's open client streams (every transport), for shutdown(). */
+  streams?: Set<C2SStream>;
 }
 
 /** A SASL exchange under way: RFC 6120 <auth/>, or XEP-0388 <authenticate/> with its inline requests. */
@@ -104,6 +106,7 @@ export class C2SStream implements TransportListener {
     private readonly ctx: C2SContext,
   ) {
     this.log = ctx.logger.child({ conn: transport.id });
+    ctx.streams?.add(this);
     const { streamOpenTimeout, authTimeout } = ctx.config.limits;
     this.timers.push(
       setTimeout(() => {
@@ -138,6 +141,7 @@ export class C2SStream implements TransportListener {
   }
 
   closed(reason: string): void {
+    this.ctx.streams?.delete(this);
     if (this.state === 'closed') return;
     this.state = 'closed';
     for (const timer of this.timers) clearTimeout(timer);
@@ -184,6 +188,27 @@ export class C2SStream implements TransportListener {
         }
       }
     });
+  }
+
+  /**
+   * The node is stopping: the client gets the XEP-0198 <a h/> of what was handled and the error. A
+   * resumable session waits from this moment (not from when the socket is gone), so the client
+   * resumes it on another node, which takes it over with what it had not acknowledged: nothing
+   * twice. The node ends whatever still waits before it closes its links (endHibernating); any
+   * other session ends now, its unacknowledged stanzas going to other resources or offline storage.
+   */
+  shutdown(error: StreamError): void {
+    if (this.state === 'closed' || this.closing) return;
+    const session = this.session;
+    if (!session || !this.sink?.sm) return this.close(error);
+    this.transport.send(new Element('a', { xmlns: NS.SM, h: String((this.sink.sm.handled - (this.routing ? 1 : 0)) >>> 0) }));
+    if (!this.ctx.sm?.hibernate(session)) return this.close(error);
+    this.log.info('node stopping; the session waits to be resumed on another node', { jid: session.full });
+    this.session = undefined;
+    this.sink = undefined;
+    this.closing = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.transport.close(error);
   }
 
   private fail(error: StreamError): void {

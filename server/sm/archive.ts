@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Element } from 'ltx';
 import type { JID } from '../jid';
 import type { Logger } from '../log';
@@ -13,6 +13,31 @@ const BATCH_DELAY_MS = 20;
 const QUEUE_LIMIT = 50_000;
 /** Attempts of one batch before its rows are counted as dropped [5]. */
 const MAX_ATTEMPTS = 5;
+
+/** Random bytes drawn 4 KiB at a time for stanza ids (one getrandom call per 256 ids). */
+const entropy = Buffer.alloc(4096);
+let entropyUsed = entropy.length;
+
+/**
+ * An XEP-0359 stanza id: a UUID version 7 (RFC 9562), the time in milliseconds followed by 74
+ * random bits. Unique and unguessable like a random UUID, but each archive's rows arrive in id
+ * order, so the (user, stanza_id) index grows at its end instead of being written all over: with
+ * random UUIDs, every batch of archive rows dirtied a page per row once the index outgrew the cache.
+ */
+export function timeOrderedId(now = Date.now()): string {
+  if (entropyUsed + 10 > entropy.length) {
+    randomFillSync(entropy);
+    entropyUsed = 0;
+  }
+  const b = Buffer.allocUnsafe(16);
+  b.writeUIntBE(now, 0, 6);
+  entropy.copy(b, 6, entropyUsed, entropyUsed + 10);
+  entropyUsed += 10;
+  b[6] = (b[6] & 0x0f) | 0x70; // version 7
+  b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+  const hex = b.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 /**
  * XEP-0313 §5.1.1 (and XEP-0334 hints): chat and normal messages (groupchat in a room's archive)
@@ -48,7 +73,7 @@ export class MessageArchive {
 
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
-    const stanzaId = randomUUID();
+    const stanzaId = timeOrderedId();
     if (this.queue.length >= QUEUE_LIMIT) {
       this.counters.dropped++;
       return stanzaId;

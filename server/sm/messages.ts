@@ -37,7 +37,12 @@ export class MessageService {
     private readonly offline: OfflineWriter,
     private readonly logger: Logger,
     private readonly remote: RemoteDelivery = LOCAL_ONLY,
-  ) {}
+  ) {
+    this.trace = logger.category('delivery');
+  }
+
+  /** `--debug delivery`: where each message went (by its id), for finding one that went astray. */
+  private readonly trace: Logger;
 
   /** XEP-0313: from now on messages are recorded in their parties' archives. */
   setArchive(archive: MessageArchive): void {
@@ -77,12 +82,14 @@ export class MessageService {
     if (this.archive && archivable(stanza)) stanza.c('stanza-id', { xmlns: NS.SID, by: owner, id: this.archive.record(owner, 'in', from, stanza) });
     if (!to.resource) return this.toBare(stanza, to.bareString(), type);
     if (this.deliverToResource(stanza, to, copies)) return;
+    if (this.trace.debugEnabled) this.trace.debug('not bound here', { id: stanza.attrs.id, to: to.toString() });
     if (!this.remote.clustered) return this.noSuchResource(stanza, to, type);
     // Elsewhere in the cluster: the stanza leaves now, in order; its outcome comes back in the
     // link's acknowledgements, off the sender's stream, so one sender's messages never wait for each other.
-    this.afterwards(stanza, this.remote.messageToResource(stanza, to, copies).then((delivered) =>
-      delivered ? undefined : this.noSuchResource(stanza, to, type),
-    ));
+    this.afterwards(stanza, this.remote.messageToResource(stanza, to, copies).then((delivered) => {
+      if (this.trace.debugEnabled) this.trace.debug('outcome from the cluster', { id: stanza.attrs.id, to: to.toString(), delivered });
+      return delivered ? undefined : this.noSuchResource(stanza, to, type);
+    }));
   }
 
   /**
@@ -94,6 +101,7 @@ export class MessageService {
     // A session waiting to be resumed is not there for messages: they are stored, and it gets them on
     // resumption, as stored messages go to an available resource (one without presence keeps them queued).
     if (!session || (session.waiting && session.available && session.priority >= 0 && storedWhileWaiting(stanza))) return false;
+    if (this.trace.debugEnabled) this.trace.debug('to a session here', { id: stanza.attrs.id, to: to.toString(), conn: session.id, waiting: session.waiting });
     session.send(stanza);
     if (copies) {
       this.carbonsHere('received', stanza, to.bareString(), to.toString());
@@ -115,9 +123,11 @@ export class MessageService {
     if (type === 'error') return;
     const here = this.messageToUser(stanza, user);
     const elsewhere = this.remote.messageToUser(stanza, user);
+    if (this.trace.debugEnabled) this.trace.debug('to the bare JID', { id: stanza.attrs.id, user, here });
     if (here > 0) return;
     // Only "delivered nowhere" needs the peers' outcomes: then the message is stored, exactly once, here.
     const storeUnlessDelivered = async (count: number) => {
+      if (this.trace.debugEnabled) this.trace.debug('the bare JID elsewhere', { id: stanza.attrs.id, user, elsewhere: count });
       if (count > 0 || type === 'headline') return;
       await this.storeOffline(stanza, user);
     };
@@ -183,6 +193,7 @@ export class MessageService {
     if (!queued) return;
     // Nothing accepted is lost: a full queue or a database that stays down bounces it to its sender.
     await queued.written;
+    if (this.trace.debugEnabled) this.trace.debug('stored offline', { id: stanza.attrs.id, user });
     for (const listener of this.storedListeners) listener(user, stanza);
   }
 

@@ -41,6 +41,8 @@ export interface NodeProcess {
   /** Its --data-dir (the control socket xmppctl talks to is xmppd.sock in it). */
   readonly dataDir: string;
   output: string;
+  /** Everything the node printed, over all its starts (output is since the last start). */
+  history: string;
   process?: ChildProcess;
   /**
    * Starts (or restarts) the process and waits until it has started; from `main` when given (another
@@ -201,6 +203,7 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
     clusterPort,
     dataDir,
     output: '',
+    history: '',
     async start(from) {
       node.output = '';
       if (!args.some((a) => a.startsWith('--tls-cert='))) {
@@ -211,8 +214,12 @@ async function nodeProcess(index: number, dir: string, opts: ClusterOptions): Pr
       const known = main === MAIN ? args : args.filter((arg) => !NO_FEDERATION.includes(arg));
       const child = spawn(process.execPath, [main, ...known], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       node.process = child;
-      child.stdout!.on('data', (d) => (node.output += d));
-      child.stderr!.on('data', (d) => (node.output += d));
+      const record = (d: Buffer) => {
+        node.output += d;
+        node.history += d;
+      };
+      child.stdout!.on('data', record);
+      child.stderr!.on('data', record);
       const deadline = Date.now() + 30000;
       while (!/node started/.test(node.output)) {
         if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${node.output}`);

@@ -134,6 +134,10 @@ export async function rollingRestart(t: TapTest, cluster: TestCluster, restartFr
     const receiver = `rr${Number(id.slice(5)) % PAIRS}@localhost`;
     const parked = (await cluster.storage.offline.fetch(receiver)).some((m) => m.stanzaXml.includes(`id="${id}"`) || m.stanzaXml.includes(`id='${id}'`));
     t.comment(`lost ${describe(id)}; ${parked ? 'in offline storage (parked for an online receiver)' : 'not in offline storage'}`);
+    // What the nodes said of it (--debug delivery names each message's id on its way).
+    for (const node of cluster.nodes) {
+      for (const line of node.history.split('\n').filter((l) => l.includes(`id=${id} `) || l.endsWith(`id=${id}`))) t.comment(`  node ${node.index + 1}: ${line}`);
+    }
   }
   t.same(lostNow, [], 'no message the server acknowledged was lost');
   t.ok(allOnline(), 'every client is connected at the end');

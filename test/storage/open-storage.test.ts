@@ -115,7 +115,7 @@ t.test('openStorage on SQLite', async (t) => {
     t.equal(await storage.vcards.get('a@example.com'), '<vCard/>');
   });
 
-  t.test('sets WAL, busy_timeout, foreign keys and synchronous=NORMAL on its connection', async (t) => {
+  t.test('sets WAL, busy_timeout, foreign keys, synchronous=NORMAL and a 32 MiB cache on its connection', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const storage = await openTestStorage(t, `sqlite:${join(dir, 'x.sqlite')}`);
@@ -124,6 +124,7 @@ t.test('openStorage on SQLite', async (t) => {
     t.equal(await pragma('busy_timeout'), 5000);
     t.equal(await pragma('foreign_keys'), 1);
     t.equal(await pragma('synchronous'), 1, 'NORMAL');
+    t.equal(await pragma('cache_size'), -32768, 'in KiB');
   });
 
   t.test('transactions take the write lock at BEGIN, so reads inside them are never stale', async (t) => {
