@@ -236,7 +236,8 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     // Resumption on any node: the node named in the id hands the session over on the link.
     const cl = cluster;
     streamManagement.setHandOver(async (node, id, user, h) =>
-      (await cl.request(node, LINK.smResume, undefined, { sid: id, user, h: String(h) }, SM_HANDOVER_TIMEOUT_MS)).getChild('handover') ?? new Element('handover', { failed: 'item-not-found' }));
+      (await cl.request(node, LINK.smResume, undefined, { sid: id, user, h: String(h) }, SM_HANDOVER_TIMEOUT_MS)).getChild('handover') ?? new Element('handover', { failed: 'item-not-found' }),
+    () => cl.connectedNodes());
     cl.handle(LINK.smResume, (from, msg) => streamManagement.handOver(String(msg.attrs.sid), String(msg.attrs.user), Number(msg.attrs.h), from));
   }
 
@@ -545,7 +546,8 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       // Sessions not resumed elsewhere by now end, while the links still carry what they held
       // (other resources, offline storage); from here on a session whose connection drops ends.
       step('waiting for clients to resume their sessions on other nodes');
-      const resumeDeadline = Date.now() + STOP_RESUME_WINDOW_MS;
+      // Only another node can take a session over: alone, a node ends them at once.
+      const resumeDeadline = Date.now() + (cluster && cluster.connectedNodes().length > 0 ? STOP_RESUME_WINDOW_MS : 0);
       while (streamManagement.waiting > 0 && Date.now() < resumeDeadline) await new Promise((resolve) => setTimeout(resolve, 20));
       step('ending sessions nobody resumed');
       streamManagement.endHibernating();

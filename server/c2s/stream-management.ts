@@ -245,6 +245,8 @@ export class StreamManagementRegistry {
   /** Sessions that moved to another node, by id: a later resumption elsewhere is sent there [for max seconds]. */
   private readonly moved = new Map<string, { node: string; timer: NodeJS.Timeout }>();
   private handOverRequest?: HandOverRequest;
+  /** The other nodes that can be asked for a session (connected peers). */
+  private peers: () => string[] = () => [];
   readonly counters = { enabled: 0, hibernated: 0, resumed: 0, failedResumptions: 0, expired: 0, requeued: 0, movedHere: 0, movedAway: 0 };
   /** Set by endHibernating: the node is stopping and no session waits any more. */
   private closing = false;
@@ -315,9 +317,13 @@ export class StreamManagementRegistry {
    * our stanzas. Returns the session and what to send again, or why not. A session still attached
    * to an old stream (its death not noticed yet) leaves that stream.
    */
-  /** Lets a resumption of another node's session ask that node (set by the cluster). */
-  setHandOver(request: HandOverRequest): void {
+  /**
+   * Lets a resumption of another node's session ask that node (set by the cluster), and, when that
+   * node does not know the session, the other `peers`.
+   */
+  setHandOver(request: HandOverRequest, peers: () => string[] = () => []): void {
     this.handOverRequest = request;
+    this.peers = peers;
   }
 
   /**
@@ -327,26 +333,40 @@ export class StreamManagementRegistry {
    */
   async resumeAnywhere(id: string, user: string, h: number, output: StreamOutput, domain: string): Promise<Resumed | ResumeFailure> {
     if (this.byId.has(id) || !this.handOverRequest) return this.resume(id, user, h, output);
-    let owner = this.moved.get(id)?.node ?? nodeOfId(id);
-    for (let hop = 0; hop < 2 && owner && owner !== this.opts.localNode; hop++) {
+    const asked = new Set<string>([this.opts.localNode ?? '']);
+    const ask = async (node: string): Promise<Resumed | ResumeFailure | { moved: string } | undefined> => {
+      asked.add(node);
       let answer: Element;
       try {
-        answer = await this.handOverRequest(owner, id, user, h);
+        answer = await this.handOverRequest!(node, id, user, h);
       } catch (err) {
-        this.opts.logger.info('session could not be fetched from its node', { peer: owner, err: String(err) });
-        break;
+        this.opts.logger.info('session could not be fetched from its node', { peer: node, err: String(err) });
+        return undefined;
       }
       const session = answer.getChild('session');
-      if (session) return this.adopt(session, id, output, domain, owner);
-      if (answer.attrs.moved) {
-        owner = String(answer.attrs.moved);
+      if (session) return this.adopt(session, id, output, domain, node);
+      if (answer.attrs.moved) return { moved: String(answer.attrs.moved) };
+      if (answer.attrs.failed === 'unexpected-request') return 'unexpected-request';
+      return undefined;
+    };
+    // The node the id names, or where it says the session went.
+    let owner = this.moved.get(id)?.node ?? nodeOfId(id);
+    for (let hop = 0; hop < 2 && owner && !asked.has(owner); hop++) {
+      const outcome = await ask(owner);
+      if (outcome && typeof outcome === 'object' && 'moved' in outcome) {
+        owner = outcome.moved;
         continue;
       }
-      if (answer.attrs.failed === 'unexpected-request') {
-        this.counters.failedResumptions++;
-        return 'unexpected-request';
-      }
+      if (outcome === 'unexpected-request') this.counters.failedResumptions++;
+      if (outcome) return outcome;
       break;
+    }
+    // That node no longer knows (it restarted since it handed the session over): any other may hold it.
+    for (const peer of this.peers()) {
+      if (asked.has(peer)) continue;
+      const outcome = await ask(peer);
+      if (outcome === 'unexpected-request') this.counters.failedResumptions++;
+      if (outcome && !(typeof outcome === 'object' && 'moved' in outcome)) return outcome;
     }
     this.counters.failedResumptions++;
     return 'item-not-found';

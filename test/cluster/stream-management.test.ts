@@ -10,7 +10,7 @@ import type { XmppClient } from '../helpers/client';
 const WAIT_MS = 30_000;
 const TUNE = 'http://jabber.org/protocol/tune';
 
-type Sm = { enabled: boolean; id: string; on(event: string, listener: () => void): void };
+type Sm = { enabled: boolean; id: string; on(event: string, listener: () => void): void; once(event: string, listener: () => void): void };
 const smOf = (client: XmppClient) => (client as unknown as { streamManagement: Sm }).streamManagement;
 const bodies = (stanzas: Element[]) => stanzas.filter((s) => s.is('message')).map((s) => s.getChildText('body'));
 
@@ -173,3 +173,44 @@ forEachDatabase('a FAST token issued on node 1 logs in on node 2; the session re
   t.equal((await note).getChild('event')!.getChild('items')!.getChild('item')!.getChild('tune')!.getChildText('title'), 'Resumed', 'her own tune, notified on node 3');
   (alice as unknown as { reconnect: { stop(): void } }).reconnect.stop();
 }, ['pgsql']);
+
+// A session that moved (resumed on node 2) still has an id naming node 1. Node 1 restarts and
+// forgets it moved; then node 2 stops. The client resumes on node 3, which asks node 1 first and,
+// as node 1 no longer knows the session, the other nodes: node 2 hands it over. Nothing twice.
+forEachDatabase('a moved session resumes on a third node after the node its id names restarted', async (t, dbUri) => {
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching' });
+  for (const user of ['alice', 'bob']) await cluster.addUser(user);
+  const alice = await cluster.login(0, 'alice', { resource: 'phone' });
+  const bob = await cluster.login(2, 'bob', { resource: 'desk' });
+  await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
+  const seen: Element[] = [];
+  alice.on('stanza', (s: Element) => seen.push(s));
+  const say = (body: string) => bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, body)));
+
+  let resumed = new Promise<void>((resolve) => smOf(alice).once('resumed', resolve));
+  cutAndReconnectTo(alice, `xmpp://127.0.0.1:${cluster.nodes[1].c2sPort}`);
+  await resumed;
+  await say('on node 2');
+  await eventually('a message reaches the session on node 2', () => bodies(seen).includes('on node 2'), WAIT_MS);
+
+  t.equal(await cluster.nodes[0].stop(), 0, 'node 1 stops');
+  await cluster.nodes[0].start();
+  for (let i = 0; i < 3; i++) await cluster.waitConnected(i, 3, WAIT_MS);
+
+  // Node 2 stops: its clients are told so and reconnect; alice's lands on node 3.
+  resumed = new Promise<void>((resolve) => smOf(alice).once('resumed', resolve));
+  const c = alice as unknown as { options: { service: string }; reconnect: { start(): void } };
+  c.options.service = `xmpp://127.0.0.1:${cluster.nodes[2].c2sPort}`;
+  c.reconnect.start();
+  const stopped = cluster.nodes[1].stop();
+  for (let i = 1; i <= 3; i++) await say(`while moving ${i}`);
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([resumed.then(() => 'resumed'), new Promise<string>((resolve) => (timer = setTimeout(() => resolve('no <resumed/>'), WAIT_MS)))]);
+  clearTimeout(timer);
+  t.equal(outcome, 'resumed', 'the client resumed its session on node 3');
+  t.equal(await stopped, 0, 'node 2 stopped cleanly');
+  await say('on node 3');
+  await eventually('every message arrived', () => bodies(seen).includes('on node 3') && bodies(seen).filter((b) => b?.startsWith('while moving')).length >= 3, WAIT_MS);
+  t.same(bodies(seen), ['on node 2', 'while moving 1', 'while moving 2', 'while moving 3', 'on node 3'], 'each once, in order');
+  t.match(cluster.nodes[2].output, /session resumed from another node jid=alice@localhost\/phone peer=node2\.cluster\.test/, 'node 3 took it from node 2');
+}, ['sqlite']);
