@@ -1,6 +1,6 @@
 import type { Element } from 'ltx';
 import { eventually, httpGet, startCluster } from '../helpers/cluster';
-import { forEachDatabase } from '../helpers/databases';
+import { forEachDatabase, type TapTest } from '../helpers/databases';
 import { announceCaps } from '../helpers/caps';
 import { Device } from '../helpers/device';
 import { nextEvent, publish } from '../helpers/pubsub';
@@ -22,24 +22,33 @@ function cutAndReconnectTo(client: XmppClient, service: string): void {
   (c.socket.socket as { destroy(): void }).destroy();
 }
 
+/**
+ * Three nodes; alice (stream management on) on node 1 and bob on node 3; `seen` is what alice
+ * receives and `say` sends her a chat message from bob.
+ */
+async function aliceAndBob(t: TapTest, dbUri: string, strategy: string) {
+  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
+  for (const user of ['alice', 'bob']) await cluster.addUser(user);
+  const alice = await cluster.login(0, 'alice', { resource: 'phone' });
+  const bob = await cluster.login(2, 'bob', { resource: 'desk' });
+  await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
+  const seen: Element[] = [];
+  alice.on('stanza', (s: Element) => seen.push(s));
+  const say = (body: string) => bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, body)));
+  return { cluster, alice, bob, seen, say };
+}
+
 // XEP-0198 resumption on any node: a phone's connection drops and its reconnect lands on another
 // node (any balancer, no stickiness). That node fetches the session from the one named in its id.
 for (const strategy of ['broadcast', 'online-users-caching']) {
   forEachDatabase(`a session resumes on another node, strategy ${strategy}`, async (t, dbUri) => {
-    const cluster = await startCluster(t, { nodes: 3, dbUri, strategy });
-    for (const user of ['alice', 'bob']) await cluster.addUser(user);
-    const alice = await cluster.login(0, 'alice', { resource: 'phone' });
-    const bob = await cluster.login(2, 'bob', { resource: 'desk' });
-    await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
-    const seen: Element[] = [];
-    alice.on('stanza', (s: Element) => seen.push(s));
+    const { cluster, alice, bob, seen, say } = await aliceAndBob(t, dbUri, strategy);
     const bobSeen: Element[] = [];
     bob.on('stanza', (s: Element) => bobSeen.push(s));
     const aliceGone = () => bobSeen.some((s) => s.is('presence') && s.attrs.from === 'alice@localhost/phone' && s.attrs.type === 'unavailable');
     // Bob sees alice through directed presence: the move must not show her leaving.
     await alice.send(xml('presence', { to: 'bob@localhost/desk' }));
     await eventually('bob sees alice', () => bobSeen.some((s) => s.is('presence') && s.attrs.from === 'alice@localhost/phone'), WAIT_MS);
-    const say = (body: string) => bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, body)));
 
     await say('before');
     await eventually('the first message arrived on node 1', () => bodies(seen).includes('before'), WAIT_MS);
@@ -178,14 +187,7 @@ forEachDatabase('a FAST token issued on node 1 logs in on node 2; the session re
 // forgets it moved; then node 2 stops. The client resumes on node 3, which asks node 1 first and,
 // as node 1 no longer knows the session, the other nodes: node 2 hands it over. Nothing twice.
 forEachDatabase('a moved session resumes on a third node after the node its id names restarted', async (t, dbUri) => {
-  const cluster = await startCluster(t, { nodes: 3, dbUri, strategy: 'online-users-caching' });
-  for (const user of ['alice', 'bob']) await cluster.addUser(user);
-  const alice = await cluster.login(0, 'alice', { resource: 'phone' });
-  const bob = await cluster.login(2, 'bob', { resource: 'desk' });
-  await eventually('stream management enabled', () => smOf(alice).enabled, WAIT_MS);
-  const seen: Element[] = [];
-  alice.on('stanza', (s: Element) => seen.push(s));
-  const say = (body: string) => bob.send(xml('message', { to: 'alice@localhost/phone', type: 'chat' }, xml('body', {}, body)));
+  const { cluster, alice, seen, say } = await aliceAndBob(t, dbUri, 'online-users-caching');
 
   let resumed = new Promise<void>((resolve) => smOf(alice).once('resumed', resolve));
   cutAndReconnectTo(alice, `xmpp://127.0.0.1:${cluster.nodes[1].c2sPort}`);
