@@ -201,7 +201,7 @@ export class C2SStream implements TransportListener {
     if (this.state === 'closed' || this.closing) return;
     const session = this.session;
     if (!session || !this.sink?.sm) return this.close(error);
-    this.transport.send(new Element('a', { xmlns: NS.SM, h: String((this.sink.sm.handled - (this.routing ? 1 : 0)) >>> 0) }));
+    this.sendHandled();
     if (!this.ctx.sm?.hibernate(session)) return this.close(error);
     this.log.info('node stopping; the session waits to be resumed on another node', { jid: session.full });
     this.session = undefined;
@@ -222,14 +222,21 @@ export class C2SStream implements TransportListener {
    * stanzas for it go to other resources or offline storage rather than into a closing socket.
    */
   private close(error?: StreamError): void {
-    // XEP-0198 §4: a party closing the stream tells the other how many of its stanzas it handled,
-    // so a client that cannot resume (its node is stopping) resends only the rest.
-    // A stanza still being routed is not counted: the client sends it again (a duplicate, never a loss).
-    if (!this.closing && this.sink?.sm) this.transport.send(new Element('a', { xmlns: NS.SM, h: String((this.sink.sm.handled - (this.routing ? 1 : 0)) >>> 0) }));
+    // A client that cannot resume (its node is stopping) then resends only the rest.
+    if (!this.closing) this.sendHandled();
     this.closing = true;
     for (const timer of this.timers) clearTimeout(timer);
     if (this.session) this.ctx.sessions.end(this.session);
     this.transport.close(error);
+  }
+
+  /**
+   * XEP-0198 §4: a party closing the stream tells the other how many of its stanzas it handled. A
+   * stanza still being routed is not counted: the client sends it again (a duplicate, never a loss).
+   */
+  private sendHandled(): void {
+    const sm = this.sink?.sm;
+    if (sm) this.transport.send(new Element('a', { xmlns: NS.SM, h: String((sm.handled - (this.routing ? 1 : 0)) >>> 0) }));
   }
 
   /** The session resumed on another stream (XEP-0198 §5): this one ends without ending it. */

@@ -79,7 +79,7 @@ function reclaimStale(): void {
     try {
       if (Date.now() - statSync(file).mtimeMs < STALE_MS) continue;
       const owner = Number(readFileSync(file, 'utf8'));
-      if (owner > 0 && isAlive(owner)) continue;
+      if (owner > 0 && processAlive(owner)) continue;
       unlinkSync(file);
     } catch {
       // taken or removed meanwhile
@@ -87,7 +87,8 @@ function reclaimStale(): void {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (one of another user counts). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
