@@ -26,7 +26,8 @@ export function buildPreviousRelease(): { main?: string; reason?: string } {
   }
   const dir = path.join(os.tmpdir(), `xmpp-previous-release-${commit.slice(0, 12)}`);
   const main = path.join(dir, 'dist', 'server', 'main.js');
-  if (existsSync(main)) return { main };
+  // Kept between runs, unless the checkout whose node_modules it links to is gone (existsSync follows the link).
+  if (existsSync(main) && existsSync(path.join(dir, 'node_modules'))) return { main };
   // Built aside and renamed into place, so a run killed half-way leaves nothing that looks built.
   const work = `${dir}.${process.pid}`;
   rmSync(work, { recursive: true, force: true });
