@@ -1,4 +1,5 @@
 import type { Element } from 'ltx';
+import type tls from 'node:tls';
 import type { StreamError } from '../errors';
 
 export type TransportKind = 'tcp' | 'websocket' | 'bosh';
@@ -39,6 +40,17 @@ export interface Transport {
   channelBinding(type: string): Buffer | undefined;
   /** Channel-binding types this connection can provide (XEP-0440). */
   channelBindingTypes(): string[];
+  /** The certificate the peer presented in the TLS handshake, when it was asked for one (server-to-server). */
+  peerCertificate?(): PeerCertificate | undefined;
+}
+
+/** A peer's TLS certificate and whether its chain leads to a trusted CA (the names are checked by whoever asks). */
+export interface PeerCertificate {
+  /** The chain is valid and trusted. */
+  trusted: boolean;
+  /** Why it is not, as OpenSSL says (e.g. SELF_SIGNED_CERT_IN_CHAIN). */
+  reason?: string;
+  certificate: tls.PeerCertificate;
 }
 
 /** What a transport tells the stream about (the stream implements this). */

@@ -52,6 +52,8 @@ const KEYS: Record<string, Kind> = {
   '--s2s-tls-required': 'boolean',
   '--s2s-verify-certs': 'boolean',
   '--s2s-timeout': 'seconds',
+  '--s2s-ca-file': 'string',
+  '--dns-servers': 'list',
   '--ws-ports': 'ports',
   '--bosh-ports': 'ports',
   '--http-port': 'port',
@@ -323,6 +325,8 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     s2sTlsRequired: r.boolean('--s2s-tls-required', true),
     s2sVerifyCerts: r.boolean('--s2s-verify-certs', false),
     s2sTimeout: r.seconds('--s2s-timeout', DEFAULTS.s2sTimeout),
+    s2sCa: readCaFile(r, cwd),
+    dnsServers: readDnsServers(r),
     wsPorts,
     boshPorts,
     httpPort,
@@ -711,6 +715,35 @@ function readStaticRoutes(r: Reader): Map<string, { host: string; port: number; 
     routes.set(match![1].toLowerCase(), { host: match![2] ?? match![3], port, directTls: false });
   }
   return routes;
+}
+
+/** --s2s-ca-file = PEM file of one or more CA certificates trusted for peers' certificates, besides the system's. */
+function readCaFile(r: Reader, cwd: string): string[] {
+  const file = r.string('--s2s-ca-file');
+  if (file === undefined) return [];
+  const full = path.resolve(cwd, file);
+  let text = '';
+  try {
+    text = fs.readFileSync(full, 'utf8');
+  } catch (err) {
+    r.fail('--s2s-ca-file', `cannot read ${full}: ${(err as Error).message}`);
+  }
+  const certificates = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certificates.length === 0) r.fail('--s2s-ca-file', `${full} holds no PEM certificate`);
+  return certificates;
+}
+
+/** --dns-servers = 10.0.0.2, 127.0.0.1:5353, [::1]:53 */
+function readDnsServers(r: Reader): string[] {
+  const servers: string[] = [];
+  for (const item of r.list('--dns-servers') ?? []) {
+    const match = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d{1,5}))?$/.exec(item) ?? /^([0-9a-f:]+)$/i.exec(item);
+    const host = match ? (match[1] ?? match[2]) : '';
+    const port = match?.[3] === undefined ? undefined : Number(match[3]);
+    if (!match || net.isIP(host) === 0 || (port !== undefined && (port < 1 || port > 65535))) r.fail('--dns-servers', `"${item}" is not an IP address with an optional :port`);
+    servers.push(port === undefined ? host : net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
+  }
+  return servers;
 }
 
 function readAddresses(r: Reader, key: string): string[] | undefined {

@@ -76,6 +76,10 @@ export interface Config {
   s2sVerifyCerts: boolean;
   /** Seconds to get a stream to a remote domain authenticated before its stanzas bounce [30]. */
   s2sTimeout: number;
+  /** PEM certificates of CAs trusted for remote servers' certificates besides the system's (--s2s-ca-file) [none]. */
+  s2sCa: string[];
+  /** Name servers for server-to-server SRV and address lookups, "ip" or "ip:port" (--dns-servers) [the system's]. */
+  dnsServers: string[];
   wsPorts: number[];
   boshPorts: number[];
   httpPort: number;

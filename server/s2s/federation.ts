@@ -1,23 +1,26 @@
 import { promises as dns } from 'node:dns';
 import net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import type { Element } from 'ltx';
 import { StanzaError } from '../errors';
 import type { JID } from '../jid';
 import type { Logger } from '../log';
 import { cloneElement } from '../router';
 import { AddressLimits } from '../transports/address-limits';
-import { listenTcp, TcpTransport } from '../transports/tcp';
+import { listenTcp, TcpTransport, trustedCas } from '../transports/tcp';
 import { NS } from '../xml/ns';
 import type { ParserLimits } from '../xml/stream-parser';
 import { DialbackKeys } from './dialback';
 import { IncomingStream } from './incoming';
-import { OutgoingFailure, OutgoingStream, type PeerAddress } from './outgoing';
+import { OutgoingFailure, OutgoingStream, type PeerAddress, type S2SAuth } from './outgoing';
 
 /** Stanzas held for a remote domain while its stream is being set up, at most [10000]; beyond, resource-constraint. */
 const MAX_QUEUED = 10_000;
 /** Default port of a remote server without SRV records (RFC 6120 §3.2.2) [5269]. */
 const DEFAULT_S2S_PORT = 5269;
+/** DNS: milliseconds per query attempt [5000] and attempts per server [2]. */
+const DNS_TIMEOUT_MS = 5000;
+const DNS_TRIES = 2;
 
 export interface FederationOptions {
   /** Domains this node answers for on s2s: its hosts and their components' subdomains. */
@@ -39,8 +42,12 @@ export interface FederationOptions {
   /** New incoming connections a second per address, and open at once (--s2s-connection-rate-per-ip ...). */
   addressLimits: { maxPerAddress: number; maxWaitingPerAddress: number; ratePerSecond: number };
   exempt: readonly string[];
-  secureContext: () => tls.SecureContext;
+  /** Our certificate (the object is updated in place when SIGHUP reloads it). */
   certificate: { cert: string; key: string };
+  /** PEM certificates of CAs trusted for peers' certificates beyond the system's (--s2s-ca-file). */
+  ca: readonly string[];
+  /** Name servers for SRV and address lookups (--dns-servers, "ip" or "ip:port"); empty: the system's. */
+  dnsServers: readonly string[];
   defaultDomain: string;
   logger: Logger;
   /** A stanza from a remote domain for one of ours: into the router. */
@@ -51,8 +58,8 @@ export interface FederationOptions {
 
 /** Server-to-server streams as /status shows them. */
 export interface FederationStatus {
-  outgoing: { local: string; remote: string; state: string; queued: number }[];
-  incoming: { remote: string; address: string }[];
+  outgoing: { local: string; remote: string; state: string; queued: number; auth?: S2SAuth }[];
+  incoming: { remote: string; address: string; auth: S2SAuth }[];
   counters: { bounced: number; sent: number; received: number };
 }
 
@@ -76,11 +83,23 @@ export class Federation {
   private readonly limits: AddressLimits;
   private nextId = 0;
   private stopped = false;
+  private readonly resolver = new dns.Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
+  private context?: { cert: string; context: tls.SecureContext };
   readonly counters = { bounced: 0, sent: 0, received: 0 };
 
   constructor(private readonly opts: FederationOptions) {
     this.keys = new DialbackKeys(opts.secret);
     this.limits = new AddressLimits(() => opts.addressLimits, opts.exempt);
+    if (opts.dnsServers.length > 0) this.resolver.setServers([...opts.dnsServers]);
+  }
+
+  /** Our certificate with the CAs we trust for peers' (asked for in every s2s handshake); rebuilt when SIGHUP changed the certificate. */
+  private secureContext(): tls.SecureContext {
+    const { cert, key } = this.opts.certificate;
+    if (this.context?.cert !== cert) {
+      this.context = { cert, context: tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2', ...(this.opts.ca.length > 0 ? { ca: trustedCas(this.opts.ca) } : {}) }) };
+    }
+    return this.context.context;
   }
 
   /** Opens the listeners; resolves with the ports they listen on. */
@@ -127,9 +146,9 @@ export class Federation {
     return {
       outgoing: [...this.routes].map(([key, route]) => {
         const [local, remote] = key.split('\0');
-        return { local, remote, state: route.stream?.ready ? 'ready' : 'connecting', queued: route.queue.length };
+        return { local, remote, state: route.stream?.ready ? 'ready' : 'connecting', queued: route.queue.length, ...(route.stream?.method ? { auth: route.stream.method } : {}) };
       }),
-      incoming: [...this.incoming].flatMap((stream) => stream.remotes.map((remote) => ({ remote, address: stream.remoteAddress }))),
+      incoming: [...this.incoming].flatMap((stream) => stream.remotes.map((remote) => ({ remote, address: stream.remoteAddress, auth: stream.methodOf(remote) }))),
       counters: { ...this.counters },
     };
   }
@@ -178,10 +197,11 @@ export class Federation {
     const fixed = this.opts.staticRoutes.get(remote);
     if (fixed) return [fixed];
     // An IP-literal domain (RFC 7622 §3.2.1) is its own address: no DNS.
-    if (net.isIP(remote.replace(/^\[(.*)\]$/, '$1')) !== 0) return [{ host: remote.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_S2S_PORT, directTls: false }];
+    const literal = remote.replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(literal) !== 0) return [{ host: literal, port: DEFAULT_S2S_PORT, directTls: false }];
     const srv = async (service: string, directTls: boolean): Promise<PeerAddress[]> => {
       try {
-        const records = await dns.resolveSrv(`${service}.${remote}`);
+        const records = await this.resolver.resolveSrv(`${service}.${remote}`);
         // "." as the target: the service is decidedly not available (RFC 2782).
         return records
           .filter((r) => r.name !== '.' && r.name !== '')
@@ -192,7 +212,15 @@ export class Federation {
       }
     };
     const found = [...(await srv('_xmpps-server._tcp', true)), ...(await srv('_xmpp-server._tcp', false))];
-    return found.length > 0 ? found : [{ host: remote, port: DEFAULT_S2S_PORT, directTls: false }];
+    const targets = found.length > 0 ? found : [{ host: remote, port: DEFAULT_S2S_PORT, directTls: false }];
+    return this.opts.dnsServers.length > 0 ? (await Promise.all(targets.map((t) => this.addressesOf(t)))).flat() : targets;
+  }
+
+  /** With --dns-servers, a target's addresses come from them too (IPv6 first, as RFC 6724 prefers), not from the system's lookup. */
+  private async addressesOf(target: PeerAddress): Promise<PeerAddress[]> {
+    if (net.isIP(target.host) !== 0) return [target];
+    const [v6, v4] = await Promise.all([this.resolver.resolve6(target.host).catch(() => []), this.resolver.resolve4(target.host).catch(() => [])]);
+    return [...v6, ...v4].map((host) => ({ ...target, host }));
   }
 
   private streamOptions(local: string, remote: string) {
@@ -202,6 +230,8 @@ export class Federation {
       keys: this.keys,
       tlsRequired: this.opts.tlsRequired,
       verifyCerts: this.opts.verifyCerts,
+      certificate: this.opts.certificate,
+      ca: this.opts.ca.length > 0 ? this.opts.ca : undefined,
       limits: this.opts.limits,
       logger: this.opts.logger,
       timeout: this.opts.timeout * 1000,
@@ -215,8 +245,10 @@ export class Federation {
       port,
       host: this.opts.bindAddress,
       directTls,
-      secureContext: this.opts.secureContext,
+      secureContext: () => this.secureContext(),
       certificate: this.opts.certificate,
+      requestCert: true,
+      ca: this.opts.ca.length > 0 ? this.opts.ca : undefined,
       limits: this.opts.limits,
       defaultDomain: this.opts.defaultDomain,
       logger: this.opts.logger,
@@ -229,6 +261,7 @@ export class Federation {
           serves: (domain) => this.opts.serves(domain),
           keys: this.keys,
           tlsRequired: this.opts.tlsRequired,
+          verifyCerts: this.opts.verifyCerts,
           authTimeout: this.opts.authTimeout,
           // A stream of its own per key to check (XEP-0220 allows it, and it keeps the routes simple).
           verifyKey: async (receiving, originating, id, key) =>

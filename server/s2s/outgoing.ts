@@ -3,9 +3,10 @@ import tls from 'node:tls';
 import { Element } from 'ltx';
 import { StreamError } from '../errors';
 import type { Logger } from '../log';
-import { streamHeader } from '../transports/tcp';
+import { peerCertificateOf, streamHeader, trustedCas } from '../transports/tcp';
 import { NS } from '../xml/ns';
 import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+import { certificateProves, type DomainProof } from './certificates';
 import { dialbackElement, dialbackKind, type DialbackKeys } from './dialback';
 
 /** Where a remote domain's server listens: a host and port, direct TLS (XEP-0368) or STARTTLS. */
@@ -27,6 +28,9 @@ export interface OutgoingOptions {
   tlsRequired: boolean;
   /** Refuse a peer whose certificate is not valid for its domain. */
   verifyCerts: boolean;
+  /** Our certificate, presented to the peer (it may then offer SASL EXTERNAL), and CAs trusted beyond the system's. */
+  certificate: { cert: string; key: string };
+  ca?: readonly string[];
   limits: ParserLimits;
   logger: Logger;
   /** Milliseconds to get a connection authenticated (or a verification answered). */
@@ -40,11 +44,16 @@ export class OutgoingFailure extends Error {
   }
 }
 
+/** How a stream to a remote domain was authenticated: SASL EXTERNAL with our certificate, or dialback. */
+export type S2SAuth = 'sasl-external' | 'dialback';
+
 /**
  * One stream from this server to another (RFC 6120 with jabber:server): TCP (or direct TLS),
- * STARTTLS, then Server Dialback (XEP-0220). Used two ways: `authenticate()` makes it the route
- * for our stanzas to the remote domain; `verify()` asks the remote domain's server whether a key
- * it generated is valid (the receiving server's side of dialback), and closes.
+ * STARTTLS presenting our certificate, then SASL EXTERNAL when the peer offers it (it trusts our
+ * certificate, RFC 6120 §6.4 and §13.7) or else Server Dialback (XEP-0220). Used two ways:
+ * `authenticate()` makes it the route for our stanzas to the remote domain; `verify()` asks the
+ * remote domain's server whether a key it generated is valid (the receiving server's side of
+ * dialback), and closes.
  */
 export class OutgoingStream {
   private socket?: net.Socket;
@@ -55,23 +64,48 @@ export class OutgoingStream {
   private onElement?: (element: Element) => void;
   private onFeatures?: (features: Element) => void;
   private failWith?: (err: Error) => void;
+  /** What the peer's certificate proves of its domain, once TLS is up. */
+  private peerProof: DomainProof = { valid: false, reason: 'no TLS' };
+  /** How authenticate() got the stream accepted. */
+  method?: S2SAuth;
   /** Called once when an authenticated stream ends (by either side). */
   onClose?: (reason: string) => void;
 
   constructor(private readonly opts: OutgoingOptions) {}
 
-  /** Connects and authenticates with dialback; resolves when stanzas may be sent. */
+  /** Connects and authenticates (SASL EXTERNAL if offered, else dialback); resolves when stanzas may be sent. */
   async authenticate(): Promise<void> {
     await this.within(async () => {
-      await this.open();
+      const features = await this.open();
+      if (offersExternal(features) && (await this.saslExternal())) {
+        this.method = 'sasl-external';
+        return;
+      }
       const key = this.opts.keys.generate(this.opts.remote, this.opts.local, this.streamId!);
       const answer = this.next((e) => dialbackKind(e) === 'result');
       this.write(dialbackElement('result', { from: this.opts.local, to: this.opts.remote }, key));
       const result = await answer;
       if (result.attrs.type !== 'valid') throw new OutgoingFailure('remote-server-not-found', `${this.opts.remote} refused our dialback key (${result.attrs.type ?? 'no type'})`);
+      this.method = 'dialback';
     });
     this.authenticated = true;
-    this.opts.logger.info('s2s outgoing stream authenticated', { remote: this.opts.remote, local: this.opts.local });
+    this.opts.logger.info('s2s outgoing stream authenticated', { remote: this.opts.remote, local: this.opts.local, method: this.method, peerCertificate: this.peerProof.valid ? 'valid' : this.peerProof.reason });
+  }
+
+  /**
+   * RFC 6120 §6.4 with EXTERNAL (XEP-0178): the authorisation identity is our domain. On success the
+   * stream restarts and is ours to send on; on failure dialback may still prove the domain.
+   */
+  private async saslExternal(): Promise<boolean> {
+    const answer = this.next((e) => (e.name === 'success' || e.name === 'failure') && e.attrs.xmlns === NS.SASL);
+    this.write(new Element('auth', { xmlns: NS.SASL, mechanism: 'EXTERNAL' }).t(Buffer.from(this.opts.local).toString('base64')));
+    const outcome = await answer;
+    if (outcome.name !== 'success') {
+      this.opts.logger.info('s2s: SASL EXTERNAL refused; trying dialback', { remote: this.opts.remote, condition: outcome.getChildElements()[0]?.name });
+      return false;
+    }
+    await this.restart();
+    return true;
   }
 
   /** Asks the remote (authoritative) server whether `key` is the one it generated for stream `id`. */
@@ -110,22 +144,44 @@ export class OutgoingStream {
 
   // ---- the stream ----
 
-  /** TCP (or TLS), the header, STARTTLS when offered (required unless allowed otherwise), the header again. */
-  private async open(): Promise<void> {
+  /** TCP (or TLS), the header, STARTTLS when offered (required unless allowed otherwise), the header again; the peer's features. */
+  private async open(): Promise<Element> {
     this.socket = await this.connect();
     let features = await this.restart();
-    if (!(this.socket instanceof tls.TLSSocket)) {
+    if (this.socket instanceof tls.TLSSocket) this.checkPeer(this.socket);
+    else {
       if (features.getChild('starttls', NS.TLS)) {
         const proceed = this.next((e) => e.name === 'proceed' || e.name === 'failure');
         this.write(new Element('starttls', { xmlns: NS.TLS }));
         if ((await proceed).name !== 'proceed') throw new OutgoingFailure('remote-server-not-found', `${this.opts.remote} refused STARTTLS`);
         this.socket = await this.upgrade(this.socket);
+        this.checkPeer(this.socket as tls.TLSSocket);
         features = await this.restart();
       } else if (this.opts.tlsRequired) {
         throw new OutgoingFailure('remote-server-not-found', `${this.opts.remote} does not offer STARTTLS (--s2s-tls-required)`);
       }
     }
-    void features;
+    return features;
+  }
+
+  /** What the peer's certificate proves; with --s2s-verify-certs, a peer it does not prove is refused. */
+  private checkPeer(socket: tls.TLSSocket): void {
+    this.peerProof = certificateProves(peerCertificateOf(socket), this.opts.remote);
+    if (!this.peerProof.valid && this.opts.verifyCerts) {
+      throw new OutgoingFailure('remote-server-not-found', `${this.opts.remote}: ${this.peerProof.reason} (--s2s-verify-certs)`);
+    }
+  }
+
+  /** TLS options of ours: the servername to check, our certificate for the peer to check, and the CAs we trust. */
+  private tlsOptions(): tls.ConnectionOptions {
+    return {
+      servername: net.isIP(this.opts.remote) ? undefined : this.opts.remote,
+      cert: this.opts.certificate.cert,
+      key: this.opts.certificate.key,
+      ...(this.opts.ca ? { ca: trustedCas(this.opts.ca) } : {}),
+      // The names are checked by checkPeer (RFC 6125 for the remote domain, not for the host connected to).
+      rejectUnauthorized: false,
+    };
   }
 
   private async connect(): Promise<net.Socket> {
@@ -134,7 +190,7 @@ export class OutgoingStream {
       try {
         const socket = await new Promise<net.Socket>((resolve, reject) => {
           const s = address.directTls
-            ? tls.connect({ host: address.host, port: address.port, servername: net.isIP(this.opts.remote) ? undefined : this.opts.remote, ALPNProtocols: ['xmpp-server'], rejectUnauthorized: this.opts.verifyCerts })
+            ? tls.connect({ host: address.host, port: address.port, ALPNProtocols: ['xmpp-server'], ...this.tlsOptions() })
             : net.connect({ host: address.host, port: address.port });
           s.once(address.directTls ? 'secureConnect' : 'connect', () => resolve(s));
           s.once('error', reject);
@@ -151,7 +207,7 @@ export class OutgoingStream {
   private upgrade(plain: net.Socket): Promise<tls.TLSSocket> {
     plain.removeAllListeners('data');
     return new Promise((resolve, reject) => {
-      const secure = tls.connect({ socket: plain, servername: net.isIP(this.opts.remote) ? undefined : this.opts.remote, rejectUnauthorized: this.opts.verifyCerts });
+      const secure = tls.connect({ socket: plain, ...this.tlsOptions() });
       secure.once('secureConnect', () => resolve(secure));
       secure.once('error', reject);
     });
@@ -231,4 +287,10 @@ export class OutgoingStream {
     this.socket?.destroy();
     this.onClose?.(err.message);
   }
+}
+
+/** Whether stream features offer SASL EXTERNAL (the peer trusts the certificate we presented). */
+function offersExternal(features: Element): boolean {
+  const mechanisms = features.getChild('mechanisms', NS.SASL);
+  return mechanisms?.getChildren('mechanism').some((m) => m.getText().trim() === 'EXTERNAL') ?? false;
 }

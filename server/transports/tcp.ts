@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { Element } from 'ltx';
 import NetKeepAlive from 'net-keepalive';
 import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel-binding';
-import type { Transport, TransportListener } from '../c2s/transport';
+import type { PeerCertificate, Transport, TransportListener } from '../c2s/transport';
 import { StreamError } from '../errors';
 import type { Logger } from '../log';
 import { escapeXML } from 'ltx';
@@ -38,6 +38,8 @@ export interface TcpConnectionOptions {
   logger: Logger;
   /** The stream's content namespace: jabber:client [default] or jabber:server (server-to-server). */
   contentNamespace?: string;
+  /** Ask the peer for its certificate in the TLS handshake, without refusing one that is missing or untrusted (s2s). */
+  requestCert?: boolean;
 }
 
 /**
@@ -142,7 +144,7 @@ export class TcpTransport implements Transport {
     if (!context) throw new Error('STARTTLS without a certificate');
     const plain = this.socket;
     plain.off('data', this.onData);
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context });
+    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context, ...(this.opts.requestCert ? { requestCert: true, rejectUnauthorized: false } : {}) });
     this.socket = secure;
     this.configureSocket(secure);
     await new Promise<void>((resolve, reject) => {
@@ -150,6 +152,7 @@ export class TcpTransport implements Transport {
       secure.once('error', reject);
       secure.once('close', () => reject(new Error('closed during TLS handshake')));
     });
+    if (this.opts.requestCert) settleVerification(secure);
     this.parser = this.newParser();
     secure.on('data', this.onData);
   }
@@ -164,6 +167,10 @@ export class TcpTransport implements Transport {
 
   channelBindingTypes(): string[] {
     return this.socket instanceof tls.TLSSocket ? availableChannelBindings(this.socket) : [];
+  }
+
+  peerCertificate(): PeerCertificate | undefined {
+    return this.socket instanceof tls.TLSSocket ? peerCertificateOf(this.socket) : undefined;
   }
 
   private feed(chunk: Buffer): void {
@@ -274,6 +281,9 @@ export interface TcpListenerOptions {
   contentNamespace?: string;
   /** ALPN protocol of the direct-TLS listener [xmpp-client] (XEP-0368: xmpp-server for s2s). */
   alpn?: string;
+  /** Ask peers for their certificates (s2s: SASL EXTERNAL); `ca` adds trusted CAs to the system's. */
+  requestCert?: boolean;
+  ca?: readonly string[];
 }
 
 /** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
@@ -304,6 +314,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       defaultDomain: opts.defaultDomain,
       logger: opts.logger.child({ conn: id }),
       contentNamespace: opts.contentNamespace,
+      requestCert: opts.requestCert,
     });
     if (admitted) transport.authenticated = admitted.authenticated;
     opts.onConnection(transport);
@@ -323,13 +334,17 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       },
     );
   };
+  const askForCertificate = opts.requestCert ? { requestCert: true, rejectUnauthorized: false } : {};
   const wrapTls = (socket: net.Socket, remoteAddress?: string) => {
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: opts.secureContext(), ALPNProtocols: [opts.alpn ?? 'xmpp-client'] });
-    secure.once('secure', () => start(secure, remoteAddress));
+    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: opts.secureContext(), ALPNProtocols: [opts.alpn ?? 'xmpp-client'], ...askForCertificate });
+    secure.once('secure', () => {
+      if (opts.requestCert) settleVerification(secure);
+      start(secure, remoteAddress);
+    });
     secure.on('error', (err) => opts.logger.debug('TLS handshake failed', { err: err.message }));
   };
   const server = opts.directTls && !opts.proxyProtocol
-    ? tls.createServer({ ...opts.certificate, ALPNProtocols: [opts.alpn ?? 'xmpp-client'], minVersion: 'TLSv1.2' }, accept)
+    ? tls.createServer({ ...opts.certificate, ALPNProtocols: [opts.alpn ?? 'xmpp-client'], minVersion: 'TLSv1.2', ...askForCertificate, ...(opts.ca ? { ca: trustedCas(opts.ca) } : {}) }, accept)
     : net.createServer(accept);
   server.on('tlsClientError', (err: Error) => opts.logger.debug('TLS handshake failed', { err: err.message }));
   server.on('error', (err) => opts.logger.error('listener error', { err: err.message, port: opts.port }));
@@ -341,6 +356,32 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
     });
   });
   return server;
+}
+
+/** The system's trusted CAs plus `extra` (PEM), as a TLS `ca` option (which otherwise replaces the system's). */
+export function trustedCas(extra: readonly string[]): string[] {
+  return [...tls.rootCertificates, ...extra];
+}
+
+/**
+ * A server-side TLSSocket made from a plain socket (STARTTLS, or TLS after a PROXY header) does not
+ * set `authorized` the way a tls.Server's sockets do: this does what tls.Server does on 'secure'
+ * (read the handshake's verification result), so a peer's certificate is judged the same either way.
+ */
+function settleVerification(socket: tls.TLSSocket): void {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (typeof handle?.verifyError !== 'function') return;
+  const error = handle.verifyError();
+  socket.authorized = error === null || error === undefined;
+  if (error) (socket as { authorizationError: Error | string }).authorizationError = error.code ?? error.message;
+}
+
+/** The certificate a TLS peer presented, if any, and whether its chain is trusted. */
+export function peerCertificateOf(socket: tls.TLSSocket): PeerCertificate | undefined {
+  const certificate = socket.getPeerCertificate();
+  if (!certificate || Object.keys(certificate).length === 0) return undefined;
+  const error = socket.authorizationError as unknown as Error | string | null;
+  return { trusted: socket.authorized, reason: error ? String((error as Error).message ?? error) : undefined, certificate };
 }
 
 /** Closes a connection the address limits refused: a stream header and <policy-violation/> (RFC 6120 §4.9.3.14). */

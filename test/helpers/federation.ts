@@ -29,11 +29,18 @@ export async function startDomains(
   domains: string[],
   args: string[] = [],
   routes: Record<string, number> = {},
-  /** Listen on this loopback address and s2s port (a peer that finds servers by their address, e.g. 5269 on 127.0.0.2). */
-  at?: { address: string; s2sPort: number },
+  at: {
+    /** Listen on this loopback address and s2s port (a peer that finds servers by their address, e.g. 5269 on 127.0.0.2). */
+    address?: string;
+    s2sPort?: number;
+    /** Static routes to the other domains [true]; false: they are found through DNS (--dns-servers in `args`). */
+    staticRoutes?: boolean;
+    /** Arguments for one domain's server only (its certificate, its direct-TLS port). */
+    argsFor?: (domain: string) => string[];
+  } = {},
 ): Promise<DomainServer[]> {
-  const s2sPorts = await Promise.all(domains.map(async () => at?.s2sPort ?? (await freePort())));
-  const address = at?.address ?? '127.0.0.1';
+  const s2sPorts = await Promise.all(domains.map(async () => at.s2sPort ?? (await freePort())));
+  const address = at.address ?? '127.0.0.1';
   const allRoutes = { ...Object.fromEntries(domains.map((d, i) => [d, s2sPorts[i]])), ...routes };
   const servers: DomainServer[] = [];
   for (const [i, domain] of domains.entries()) {
@@ -49,12 +56,13 @@ export async function startDomains(
       `--s2s-ports=${s2sPorts[i]}`,
       '--s2s-ssl-ports=0',
       // The other domains and their component subdomains (muc., pubsub.), as their SRV records would.
-      `--s2s-static-routes=${Object.entries(allRoutes).filter(([d]) => d !== domain).flatMap(([d, port]) => ['', 'muc.', 'pubsub.'].map((sub) => `${sub}${d}=127.0.0.1:${port}`)).join(', ')}`,
+      ...(at.staticRoutes === false ? [] : [`--s2s-static-routes=${Object.entries(allRoutes).filter(([d]) => d !== domain).flatMap(([d, port]) => ['', 'muc.', 'pubsub.'].map((sub) => `${sub}${d}=127.0.0.1:${port}`)).join(', ')}`]),
       `--bind-address=${address}`,
       `--user-db-uri=sqlite:${path.join(dir, 'xmpp.sqlite')}`,
       `--data-dir=${dir}`,
       '--scram-iterations=4096',
       ...args,
+      ...(at.argsFor?.(domain) ?? []),
     ]);
     // XMPP_TEST_DEBUG=s2s,router,... shows those parts' debug lines while a test runs.
     const debug = process.env.XMPP_TEST_DEBUG;

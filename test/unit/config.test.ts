@@ -133,6 +133,15 @@ t.test('server-to-server keys: ports, TLS, the dialback secret shared by a clust
   t.same([routed.s2sPorts, routed.s2sSslPorts], [[], []], '0 turns the listeners off');
   t.match(loadError(t, '--s2s-static-routes = example.org'), /--s2s-static-routes: "example.org" is not domain=host:port/);
   t.match(loadError(t, '--s2s-ports = 5222'), /port 5222 is also used by --c2s-ports|--c2s-ports: port 5222/);
+  t.same([defaults.s2sCa, defaults.dnsServers], [[], []], 'the system\'s CAs and name servers by default');
+  const pem = (n: number) => `-----BEGIN CERTIFICATE-----\nMIIB${n}\n-----END CERTIFICATE-----`;
+  const withCa = load(t, '--s2s-ca-file = ca.pem', [], { 'ca.pem': `# two CAs\n${pem(1)}\n${pem(2)}\n` });
+  t.same(withCa.s2sCa, [pem(1), pem(2)], 'every certificate of --s2s-ca-file');
+  t.match(loadError(t, '--s2s-ca-file = etc/none.pem'), /--s2s-ca-file: cannot read .*none\.pem/);
+  t.match(loadError(t, '--s2s-ca-file = etc/init.properties'), /--s2s-ca-file: .* holds no PEM certificate/);
+  t.same(load(t, '--dns-servers = 10.0.0.2, 127.0.0.1:5353, [::1]:53, 2001:db8::53').dnsServers, ['10.0.0.2', '127.0.0.1:5353', '[::1]:53', '2001:db8::53']);
+  t.match(loadError(t, '--dns-servers = ns.example.org'), /--dns-servers: "ns.example.org" is not an IP address/);
+  t.match(loadError(t, '--dns-servers = 10.0.0.2:99999'), /--dns-servers: "10.0.0.2:99999" is not an IP address/);
 });
 
 t.test('external components (XEP-0114): class, secret, port', async (t) => {
