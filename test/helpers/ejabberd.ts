@@ -6,8 +6,10 @@ import { promisify } from 'node:util';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
 import { connectClient } from './client';
+import type { TestDns } from './dns';
 import { portsOpen, type PeerServer } from './interop';
 import { freePort } from './server';
+import type { TestCa } from './test-ca';
 
 const run = promisify(execFile);
 const EJABBERDCTL = '/usr/sbin/ejabberdctl';
@@ -26,14 +28,31 @@ export function ejabberdMissing(): string | undefined {
  * address (an IP-literal domain needs no DNS). ejabberdctl runs it as the ejabberd user, so its
  * folder belongs to that user.
  */
-export async function startEjabberd(t: Test, address: string): Promise<PeerServer> {
+export interface EjabberdOptions {
+  /** A name for ejabberd's domain, found through `dns` (its SRV and A records are added there); ejabberd resolves ours through `dns` too (its inetrc). */
+  named?: { domain: string; dns: TestDns };
+  /** Certificates from this CA; ejabberd trusts it and runs without dialback, so domains are proved with SASL EXTERNAL only. */
+  ca?: TestCa;
+}
+
+let started = 0;
+
+export async function startEjabberd(t: Test, address: string, opts: EjabberdOptions = {}): Promise<PeerServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-ejabberd-'));
-  const domain = address;
-  const node = `xmpptest${process.pid}@localhost`;
+  const domain = opts.named?.domain ?? address;
+  const node = `xmpptest${process.pid}n${++started}@localhost`;
   for (const sub of ['logs', 'spool']) mkdirSync(path.join(dir, sub));
-  const { cert, key } = await loadOrCreateCertificate({ dataDir: path.join(dir, 'tls'), hosts: [domain] });
+  const { cert, key } = opts.ca ? await opts.ca.issue(domain) : await loadOrCreateCertificate({ dataDir: path.join(dir, 'tls'), hosts: [domain] });
   writeFileSync(path.join(dir, 'certificate.pem'), `${cert}\n${key}`, { mode: 0o600 });
+  if (opts.ca) writeFileSync(path.join(dir, 'ca.pem'), opts.ca.cert);
   const c2sPort = await freePort();
+  const s2sPort = opts.named ? await freePort() : 5269;
+  if (opts.named) {
+    opts.named.dns.srv(`_xmpp-server._tcp.${domain}`, { target: `xmpp.${domain}`, port: s2sPort }).a(`xmpp.${domain}`, address);
+    // Erlang's resolver (which ejabberd uses for SRV and addresses) asks the test's name server only
+    // (resolv_conf "" first: it would clear a nameserver given before it).
+    writeFileSync(path.join(dir, 'inetrc'), ['{resolv_conf, ""}.', '{hosts_file, ""}.', `{nameserver, {127,0,0,1}, ${opts.named.dns.port}}.`, '{host, {127,0,0,1}, ["localhost"]}.', '{lookup, [file, dns]}.', ''].join('\n'));
+  }
   writeFileSync(path.join(dir, 'ejabberdctl.cfg'), '');
   writeFileSync(path.join(dir, 'ejabberd.yml'), [
     'hosts:', `  - "${domain}"`,
@@ -41,14 +60,15 @@ export async function startEjabberd(t: Test, address: string): Promise<PeerServe
     'certfiles:', `  - "${dir}/certificate.pem"`,
     'listen:',
     `  - port: ${c2sPort}`, `    ip: "${address}"`, '    module: ejabberd_c2s', '    starttls_required: true',
-    '  - port: 5269', `    ip: "${address}"`, '    module: ejabberd_s2s_in',
+    `  - port: ${s2sPort}`, `    ip: "${address}"`, '    module: ejabberd_s2s_in',
+    ...(opts.ca ? [`s2s_cafile: "${dir}/ca.pem"`] : []),
     // Self-signed certificates: dialback proves the domains, over STARTTLS.
     's2s_use_starttls: required',
     'auth_method: internal',
     'acl:', '  local:', '    user_regexp: ""',
     'access_rules:', '  local:', '    allow: local', '  c2s:', '    allow: all', '  s2s:', '    allow: all',
     'shaper_rules:', '  c2s_shaper: none', '  s2s_shaper: none',
-    'modules:', '  mod_roster: {}', '  mod_disco: {}', '  mod_ping: {}', '  mod_s2s_dialback: {}',
+    'modules:', '  mod_roster: {}', '  mod_disco: {}', '  mod_ping: {}', ...(opts.ca ? [] : ['  mod_s2s_dialback: {}']),
     '',
   ].join('\n'));
   chownTree(dir, 'ejabberd');
@@ -76,7 +96,7 @@ export async function startEjabberd(t: Test, address: string): Promise<PeerServe
   };
   await eventually(`ejabberd listens on ${address}`, async () => {
     if (child.exitCode !== null) throw new Error(`ejabberd exited: ${output.slice(-3000)}`);
-    return portsOpen(address, [c2sPort, 5269]);
+    return portsOpen(address, [c2sPort, s2sPort]);
   }, 60_000);
   return {
     name: 'ejabberd',

@@ -1,9 +1,14 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { XmppClient } from './client';
 import type { TapTest } from './databases';
-import type { DomainServer } from './federation';
+import type { TestDns } from './dns';
+import { startDomains, type DomainServer } from './federation';
 import { nextStanza, xml } from './server';
 import { subscribe } from './subscriptions';
+import type { TestCa } from './test-ca';
 
 const WAIT_MS = 30_000;
 
@@ -80,4 +85,50 @@ export async function federatesWith(t: TapTest, peer: PeerServer, ours: DomainSe
     const ours2 = await petra.iqCaller.request(xml('iq', { type: 'get', to: ours.domain }, xml('ping', { xmlns: 'urn:xmpp:ping' })), WAIT_MS);
     t.equal(ours2.attrs.type, 'result', `we answer the ${peer.name} user's ping`);
   });
+}
+
+/**
+ * One of our servers for `domain`, found through `dns` (SRV records for it and its muc. and
+ * pubsub. subdomains), with a certificate from `ca` for it, trusting `ca` and requiring that peers'
+ * certificates prove their domains (--s2s-verify-certs): a peer gets in with SASL EXTERNAL only.
+ */
+export async function startNamedServer(
+  t: TapTest,
+  domain: string,
+  dns: TestDns,
+  ca: TestCa,
+  opts: {
+    args?: string[];
+    /**
+     * The SRV records' target [xmpp.<domain>, with an A record]. ejabberd looks targets up with the
+     * system's getaddrinfo, which no test can point at its name server: for it, the address itself.
+     */
+    srvTarget?: string;
+  } = {},
+): Promise<DomainServer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-interop-ca-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const files = ca.write(dir, await ca.issue(domain));
+  const [ours] = await startDomains(t, [domain], [
+    ...(opts.args ?? []),
+    `--dns-servers=${dns.server}`,
+    `--tls-cert=${files.cert}`,
+    `--tls-key=${files.key}`,
+    `--s2s-ca-file=${files.ca}`,
+    '--s2s-verify-certs=true',
+  ], {}, { staticRoutes: false });
+  const target = opts.srvTarget ?? `xmpp.${domain}`;
+  for (const name of [domain, `muc.${domain}`, `pubsub.${domain}`]) dns.srv(`_xmpp-server._tcp.${name}`, { target, port: ours.s2sPort });
+  if (!opts.srvTarget) dns.a(target, '127.0.0.1');
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`DNS questions: ${dns.asked.join(', ')}`);
+  });
+  return ours;
+}
+
+/** Both streams between `ours` and the peer's domain were authenticated with SASL EXTERNAL. */
+export function checkExternalBothWays(t: TapTest, ours: DomainServer, peer: PeerServer): void {
+  const status = ours.node.federation!.status();
+  t.same(status.outgoing.filter((o) => o.remote === peer.domain).map((o) => o.auth), ['sasl-external'], `our stream to ${peer.name}: SASL EXTERNAL`);
+  t.same([...new Set(status.incoming.filter((i) => i.remote === peer.domain).map((i) => i.auth))], ['sasl-external'], `${peer.name}'s stream to us: SASL EXTERNAL`);
 }

@@ -6,8 +6,10 @@ import { promisify } from 'node:util';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
 import { connectClient } from './client';
+import type { TestDns } from './dns';
 import { portsOpen, type PeerServer } from './interop';
 import { freePort } from './server';
+import type { TestCa } from './test-ca';
 
 const run = promisify(execFile);
 const PROSODY = '/usr/bin/prosody';
@@ -21,19 +23,40 @@ export function prosodyMissing(): string | undefined {
   return existsSync(PROSODY) && existsSync(PROSODYCTL) ? undefined : 'Prosody is not installed (Debian package prosody)';
 }
 
+/** Why Prosody cannot be pointed at a test's name server (it needs libunbound's Lua binding), or undefined when it can. */
+export function prosodyDnsMissing(): string | undefined {
+  return prosodyMissing() ?? (['5.4', '5.3', '5.2', '5.1'].some((v) => existsSync(`/usr/lib/x86_64-linux-gnu/lua/${v}/lunbound.so`) || existsSync(`/usr/lib/aarch64-linux-gnu/lua/${v}/lunbound.so`))
+    ? undefined
+    : 'Prosody has no libunbound binding to use a test name server (Debian package lua-unbound)');
+}
+
+export interface ProsodyOptions {
+  /**
+   * A name for Prosody's domain, found through `dns` (its SRV and A records are added there),
+   * instead of its address; Prosody then resolves ours through `dns` too (libunbound's forward).
+   */
+  named?: { domain: string; dns: TestDns };
+  /** Certificates from this CA: Prosody gets one for its domain, trusts the CA, and requires valid certificates (s2s_secure_auth), so domains are proved with SASL EXTERNAL. */
+  ca?: TestCa;
+}
+
 /**
  * Prosody from Debian, started for one test on its own loopback address with its own config, data
  * and self-signed certificate (so dialback proves the domains). Its domain is its address: Prosody
  * reaches an IP-literal domain on port 5269 of that address without DNS, and so do we.
  */
-export async function startProsody(t: Test, address: string): Promise<PeerServer> {
+export async function startProsody(t: Test, address: string, opts: ProsodyOptions = {}): Promise<PeerServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-prosody-'));
   mkdirSync(path.join(dir, 'data'));
-  const domain = address;
-  const { cert, key } = await loadOrCreateCertificate({ dataDir: dir, hosts: [domain] });
+  const domain = opts.named?.domain ?? address;
+  const { cert, key } = opts.ca ? await opts.ca.issue(domain) : await loadOrCreateCertificate({ dataDir: dir, hosts: [domain] });
   writeFileSync(path.join(dir, 'cert.pem'), cert);
   writeFileSync(path.join(dir, 'key.pem'), key, { mode: 0o600 });
+  if (opts.ca) writeFileSync(path.join(dir, 'ca.pem'), opts.ca.cert);
   const c2sPort = await freePort();
+  // Named: any free port, which the SRV record gives; by address: 5269, where a peer looks without DNS.
+  const s2sPort = opts.named ? await freePort() : 5269;
+  if (opts.named) opts.named.dns.srv(`_xmpp-server._tcp.${domain}`, { target: `xmpp.${domain}`, port: s2sPort }).a(`xmpp.${domain}`, address);
   const config = path.join(dir, 'prosody.cfg.lua');
   writeFileSync(config, [
     'run_as_root = true',
@@ -43,19 +66,21 @@ export async function startProsody(t: Test, address: string): Promise<PeerServer
     `log = { { levels = { min = "debug" }, to = "file", filename = "${dir}/prosody.log" } }`,
     `interfaces = { "${address}" }`,
     `c2s_ports = { ${c2sPort} }`,
-    's2s_ports = { 5269 }',
+    `s2s_ports = { ${s2sPort} }`,
     `s2s_interfaces = { "${address}" }`,
     'c2s_direct_tls_ports = { }', 's2s_direct_tls_ports = { }', 'http_ports = { }', 'https_ports = { }',
     'modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence"; "posix" }',
-    // Self-signed certificates: dialback proves the domain (Prosody's default too), over TLS.
-    's2s_secure_auth = false',
+    // Self-signed certificates: dialback proves the domain (Prosody's default too), over TLS; with
+    // the test CA, certificates must prove the domains (SASL EXTERNAL both ways).
+    `s2s_secure_auth = ${opts.ca ? 'true' : 'false'}`,
+    ...(opts.named ? [`unbound = { resolvconf = false; hoststxt = false; forward = "127.0.0.1@${opts.named.dns.port}" }`] : []),
     's2s_require_encryption = true',
     'c2s_require_encryption = true',
     'authentication = "internal_hashed"',
     'storage = "internal"',
     `certificates = "${dir}"`,
     `VirtualHost "${domain}"`,
-    `  ssl = { certificate = "${dir}/cert.pem"; key = "${dir}/key.pem"; }`,
+    `  ssl = { certificate = "${dir}/cert.pem"; key = "${dir}/key.pem"; ${opts.ca ? `cafile = "${dir}/ca.pem"; ` : ''}}`,
     '',
   ].join('\n'));
   const child = spawn(PROSODY, ['--config', config, '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -81,7 +106,7 @@ export async function startProsody(t: Test, address: string): Promise<PeerServer
   };
   await eventually(`Prosody listens on ${address}`, async () => {
     if (child.exitCode !== null) throw new Error(`Prosody exited: ${output}\n${log().slice(-3000)}`);
-    return portsOpen(address, [c2sPort, 5269]);
+    return portsOpen(address, [c2sPort, s2sPort]);
   }, 30_000);
   return {
     name: 'Prosody',

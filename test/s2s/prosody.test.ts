@@ -1,7 +1,14 @@
+import type { Element } from 'ltx';
 import t from 'tap';
+import { TestDns } from '../helpers/dns';
 import { startDomains } from '../helpers/federation';
-import { federatesWith } from '../helpers/interop';
-import { prosodyMissing, startProsody } from '../helpers/prosody';
+import { checkExternalBothWays, federatesWith, startNamedServer } from '../helpers/interop';
+import { MUC_ARGS, createRoom, join, say } from '../helpers/muc';
+import { prosodyDnsMissing, prosodyMissing, startProsody } from '../helpers/prosody';
+import { nextStanza } from '../helpers/server';
+import { TestCa } from '../helpers/test-ca';
+
+const WAIT_MS = 30_000;
 
 // Interop with a server we did not write: Prosody from Debian, dialback over STARTTLS with
 // self-signed certificates on both sides. Each server has its own loopback address with 5269, and
@@ -15,4 +22,42 @@ t.test('federation with Prosody: messages, presence subscriptions and IQs, both 
   const prosody = await startProsody(t, '127.0.0.3');
   const [ours] = await startDomains(t, ['127.0.0.2'], [], {}, { address: '127.0.0.2', s2sPort: 5269 });
   await federatesWith(t, prosody, ours);
+});
+
+// The same on names found through DNS (a name server the test runs; Prosody reaches it through
+// libunbound) and with certificates from a CA every side trusts: both servers require valid
+// certificates, so each proves its domain with SASL EXTERNAL. A Prosody user then joins one of
+// our rooms, whose domain (muc.ours.example) Prosody finds by its SRV record.
+t.test('federation with Prosody on DNS names with CA certificates: SASL EXTERNAL both ways, and a Prosody user in our room', async (t) => {
+  const missing = prosodyDnsMissing();
+  if (missing) {
+    t.skip(`Prosody interop over DNS: ${missing}`);
+    return;
+  }
+  const dns = await TestDns.start(t);
+  const ca = await TestCa.create();
+  const prosody = await startProsody(t, '127.0.0.6', { named: { domain: 'prosody.example', dns }, ca });
+  const ours = await startNamedServer(t, 'ours.example', dns, ca, { args: MUC_ARGS });
+  await federatesWith(t, prosody, ours);
+  checkExternalBothWays(t, ours, prosody);
+
+  await t.test('a Prosody user joins our room and chats in it', async (t) => {
+    await ours.addUser('hilda');
+    const hilda = await ours.login('hilda', 'h');
+    await prosody.register('gus', 'gus-password');
+    const gus = await prosody.login('gus', 'gus-password', 'g');
+    t.teardown(() => gus.stop().catch(() => undefined));
+    const room = 'lobby@muc.ours.example';
+    await createRoom(hilda, `${room}/Hilda`);
+    const hildaSeesGus = nextStanza(hilda, (s: Element) => s.is('presence') && s.attrs.from === `${room}/Gus` && !s.attrs.type, WAIT_MS);
+    const joined = await join(gus, `${room}/Gus`, { ms: WAIT_MS });
+    t.same(joined.presences.map((p) => p.attrs.from), [`${room}/Hilda`], 'the Prosody user finds our user in the room');
+    await hildaSeesGus;
+    const heardByGus = nextStanza(gus, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'welcome', WAIT_MS);
+    await say(hilda, room, 'welcome');
+    t.equal((await heardByGus).attrs.from, `${room}/Hilda`);
+    const heardByHilda = nextStanza(hilda, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'thanks', WAIT_MS);
+    await say(gus, room, 'thanks');
+    t.equal((await heardByHilda).attrs.from, `${room}/Gus`, 'groupchat both ways');
+  });
 });
