@@ -71,6 +71,8 @@ export class Router {
   private readonly domains = new Map<string, DomainHandler>();
   private readonly inboundFilters: InboundFilter[] = [];
   private readonly outboundFilters: OutboundFilter[] = [];
+  /** Who waits for IQ results and errors addressed to the server or an account (answers to the server's own requests). */
+  private readonly resultListeners: ((stanza: Element, from: JID) => boolean)[] = [];
   private delivery?: StanzaDelivery;
   private remote: RemoteDelivery = LOCAL_ONLY;
   /** Server-to-server: where stanzas for domains that are neither ours nor our components' go. */
@@ -125,6 +127,11 @@ export class Router {
 
   addOutboundFilter(filter: OutboundFilter): void {
     this.outboundFilters.push(filter);
+  }
+
+  /** `listener` sees each IQ result or error to the server or an account, and returns true for one it was waiting for. */
+  onResult(listener: (stanza: Element, from: JID) => boolean): void {
+    this.resultListeners.push(listener);
   }
 
   setDelivery(delivery: StanzaDelivery): void {
@@ -297,9 +304,12 @@ export class Router {
         if (!delivered && (type === 'get' || type === 'set')) this.replyError(stanza, new StanzaError('service-unavailable'), session);
       });
       return;
+    }
+    if (type !== 'get' && type !== 'set') {
+      // Results and errors to the server or an account: an answer to the server's own request, or consumed.
+      for (const listener of this.resultListeners) if (listener(stanza, from)) return;
       return;
     }
-    if (type !== 'get' && type !== 'set') return; // results and errors to the server or an account: consumed
     if (to && !(await this.passInbound(stanza, from, to))) return;
 
     const payload = stanza.getChildElements()[0];

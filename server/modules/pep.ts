@@ -5,6 +5,7 @@ import { handlePubSubRequest, requestedNode } from '../../components/pubsub/requ
 import { PubSubService, type RequestScope } from '../../components/pubsub/service';
 import { capsOf, EntityCapabilities } from '../sm/caps';
 import { PepDelivery } from '../sm/pep-delivery';
+import { RemoteResources } from '../sm/remote-resources';
 import { ServerRequests } from '../sm/server-requests';
 import type { Session } from '../sm/session';
 import type { JID } from '../jid';
@@ -37,7 +38,8 @@ const PEP_MAX_PAYLOAD = 65536;
 export const pep: ServerModule = (ctx) => {
   const { router, sessions, storage, presence, remote, logger } = ctx;
   const caps = new EntityCapabilities(storage.caps, new ServerRequests(router), logger.category('caps'));
-  const delivery = new PepDelivery(router, sessions, storage, caps, remote, PEP_DEFAULTS, logger);
+  const remoteResources = new RemoteResources();
+  const delivery = new PepDelivery(router, sessions, storage, caps, remote, PEP_DEFAULTS, logger, remoteResources);
   const service = new PubSubService({
     store: storage.pubsub,
     roster: (owner, contact) => storage.roster.getItem(owner, contact),
@@ -114,6 +116,23 @@ export const pep: ServerModule = (ctx) => {
   sessions.onPresenceChange((session) => {
     if (!session.available || !capsOf(session.presence) || caps.featuresOf(session)) return;
     caps.learn(session).catch((err) => logger.warn('learning caps failed', { conn: session.id, err: String(err) }));
+  });
+
+  // Contacts on other servers (XEP-0163 across domains): remember their available resources and
+  // caps as their presence arrives, learn an unknown ver by asking that resource over s2s, and send
+  // it the last items it wants of the user its presence came to.
+  presence.onRemotePresence((stanza, from, to) => {
+    if (stanza.attrs.type === 'unavailable') return remoteResources.unavailable(from);
+    const announcement = capsOf(stanza);
+    if (!remoteResources.available(from, announcement) || !announcement) return;
+    void (async () => {
+      try {
+        const features = await caps.learnRemote(announcement, from, to.bare());
+        if (features) await delivery.sendLastItemsToRemote(to.bareString(), from.toString(), features);
+      } catch (err) {
+        logger.warn('PEP for a remote contact failed', { contact: from.toString(), err: String(err) });
+      }
+    })();
   });
 
   // XEP-0115 §6.3 / XEP-0163 §6.2: learn a resource's caps when it announces them, then send it

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Element } from 'ltx';
+import type { JID } from '../jid';
 import type { Logger } from '../log';
 import type { CapsStore } from '../storage/caps-store';
 import { NS } from '../xml/ns';
@@ -97,38 +98,55 @@ export class EntityCapabilities {
     return caps && this.known.get(caps.ver);
   }
 
+  /** The features of a verified ver, if known here (no I/O). */
+  featuresOfVer(ver: string): ReadonlySet<string> | undefined {
+    return this.known.get(ver);
+  }
+
   /** Makes the ver `session` announced known here: from memory, the database, or by asking the session. */
   async learn(session: Session): Promise<ReadonlySet<string> | undefined> {
     const caps = capsOf(session.presence);
     if (!caps) return undefined;
+    return this.learnVer(caps, session.full, (query) => this.requests.request(session, session.jid.domain, query));
+  }
+
+  /**
+   * The same for an entity of another server (a contact's client, XEP-0163 §6.1 across domains):
+   * asked over s2s from `asker`, one of our users it sent its presence to.
+   */
+  learnRemote(caps: CapsAnnouncement, entity: JID, asker: JID): Promise<ReadonlySet<string> | undefined> {
+    return this.learnVer(caps, entity.toString(), (query) => this.requests.requestRemote(entity, asker, query));
+  }
+
+  private learnVer(caps: CapsAnnouncement, who: string, ask: (query: Element) => Promise<Element>): Promise<ReadonlySet<string> | undefined> {
     const known = this.known.get(caps.ver);
-    if (known) return known;
+    if (known) return Promise.resolve(known);
     let learning = this.learning.get(caps.ver);
     if (!learning) {
-      learning = this.fetch(session, caps).finally(() => this.learning.delete(caps.ver));
+      learning = this.fetch(caps, who, ask).finally(() => this.learning.delete(caps.ver));
       this.learning.set(caps.ver, learning);
     }
     return learning;
   }
 
-  private async fetch(session: Session, caps: CapsAnnouncement): Promise<ReadonlySet<string> | undefined> {
+  private async fetch(caps: CapsAnnouncement, who: string, ask: (query: Element) => Promise<Element>): Promise<ReadonlySet<string> | undefined> {
     const stored = await this.store.get(caps.ver);
     if (stored) return this.remember(caps.ver, stored.features);
     if (!HASHES[caps.hash]) {
-      this.logger.debug('caps hash not supported', { conn: session.id, hash: caps.hash });
+      this.logger.debug('caps hash not supported', { entity: who, hash: caps.hash });
       return undefined;
     }
     let result: Element;
     try {
-      result = await this.requests.request(session, session.jid.domain, new Element('query', { xmlns: NS.DISCO_INFO, node: `${caps.node}#${caps.ver}` }));
+      result = await ask(new Element('query', { xmlns: NS.DISCO_INFO, node: `${caps.node}#${caps.ver}` }));
     } catch (err) {
-      this.logger.debug('caps query failed', { conn: session.id, err: String(err) });
+      this.logger.debug('caps query failed', { entity: who, err: String(err) });
       return undefined;
     }
     const query = result.getChild('query', NS.DISCO_INFO);
     if (!query || !verifyCaps(query, caps.hash, caps.ver)) {
       // §5.4 3.8: "MUST NOT accept the received value ... SHOULD NOT globally cache".
-      this.logger.info('caps ver does not match the disco#info answer; not trusted', { conn: session.id, ver: caps.ver });
+      this.logger.info('caps ver does not match the disco#info answer; not trusted', { entity: who, ver: caps.ver });
       return undefined;
     }
     const features = query.getChildren('feature').map((f) => String(f.attrs.var));

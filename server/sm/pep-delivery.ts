@@ -8,7 +8,8 @@ import type { Logger } from '../log';
 import { cloneElement, type Router } from '../router';
 import type { PubSubNodeRecord } from '../storage/pubsub-store';
 import type { Storage } from '../storage/types';
-import type { EntityCapabilities } from './caps';
+import type { CapsAnnouncement, EntityCapabilities } from './caps';
+import type { RemoteResources } from './remote-resources';
 import type { RemoteDelivery } from './remote-delivery';
 import type { Session } from './session';
 import type { SessionManager } from './session-manager';
@@ -31,6 +32,8 @@ export class PepDelivery implements NotificationSink {
     private readonly remote: RemoteDelivery,
     private readonly defaults: NodeConfig,
     private readonly logger: Logger,
+    /** Contacts' resources on other servers, as their presence told this node. */
+    private readonly remoteResources?: RemoteResources,
   ) {}
 
   sendTo(service: string, to: string, message: Element): void {
@@ -46,11 +49,48 @@ export class PepDelivery implements NotificationSink {
     for (const jid of subscribers) this.sendTo(node.service, jid, message);
     // Explicit subscribers already get everything; the rest is filtered by their caps.
     const explicit = new Set(subscribers.map(bareOf));
-    const users = (await this.implicitRecipients(node, config)).filter((user) => !explicit.has(user));
-    if (users.length === 0) return;
+    const recipients = (await this.implicitRecipients(node, config)).filter((user) => !explicit.has(user));
+    const users = recipients.filter((jid) => this.isLocal(jid));
     const feature = `${node.node}${NOTIFY}`;
-    this.notifyInterestedHere(message, users, feature);
-    this.remote.notifyInterested(message, users, feature);
+    if (users.length > 0) {
+      this.notifyInterestedHere(message, users, feature);
+      this.remote.notifyInterested(message, users, feature);
+    }
+    // Contacts on other servers: each of their resources whose caps want the node, over s2s.
+    for (const contact of recipients.filter((jid) => !this.isLocal(jid))) {
+      for (const [full, caps] of this.remoteResources?.resources(contact) ?? []) {
+        if ((await this.featuresOf(caps))?.has(feature)) this.sendTo(node.service, full, message);
+      }
+    }
+  }
+
+  /** A remote resource's verified features: from memory, else the database (another node may have verified them). */
+  private async featuresOf(caps: CapsAnnouncement | undefined): Promise<ReadonlySet<string> | undefined> {
+    if (!caps) return undefined;
+    const known = this.caps.featuresOfVer(caps.ver);
+    if (known) return known;
+    const stored = await this.storage.caps.get(caps.ver);
+    return stored ? new Set(stored.features) : undefined;
+  }
+
+  /**
+   * XEP-0163 §6.2 for a contact on another server: its resource `full`, now available with caps
+   * wanting `features`, gets the last item of each of `user`'s nodes it wants and may read.
+   */
+  async sendLastItemsToRemote(user: string, full: string, features: ReadonlySet<string>): Promise<void> {
+    const wanted = new Set([...features].filter((f) => f.endsWith(NOTIFY)).map((f) => f.slice(0, -NOTIFY.length)));
+    if (wanted.size === 0) return;
+    const bare = bareOf(full);
+    for (const node of await this.storage.pubsub.nodesOfServices([user])) {
+      if (!wanted.has(node.node)) continue;
+      const config = storedConfig(this.defaults, node.config);
+      if (config.sendLastPublishedItem !== 'on_sub_and_presence' || !config.persistItems || !config.deliverNotifications) continue;
+      if (!(await this.mayReceive(node, config, bare))) continue;
+      const [last] = await this.storage.pubsub.items(node.id, { max: 1 });
+      if (!last) continue;
+      const message = eventMessage(node.service, config, itemsElement(node.node, [{ id: last.itemId, payload: config.deliverPayloads ? storedPayload(last.payload) : undefined }]));
+      this.sendTo(node.service, full, withDelay(message, last.publishedAt, node.service));
+    }
   }
 
   /** To this node's available resources of `users` whose caps say they want `feature`. */
@@ -91,7 +131,7 @@ export class PepDelivery implements NotificationSink {
     }
   }
 
-  /** The account itself and its contacts (subscription from/both) that the access model lets in. */
+  /** The account itself and its contacts (subscription from/both, on any server) that the access model lets in. */
   private async implicitRecipients(node: PubSubNodeRecord, config: NodeConfig): Promise<string[]> {
     const owner = node.service;
     const contacts = (await this.storage.roster.getItems(owner)).filter((i) => i.subscription === 'from' || i.subscription === 'both');
@@ -113,7 +153,7 @@ export class PepDelivery implements NotificationSink {
       const outcasts = new Set((await this.storage.pubsub.affiliations(node.id)).filter((a) => a.affiliation === 'outcast').map((a) => a.jid));
       allowed = allowed.filter((jid) => !outcasts.has(jid));
     }
-    return [owner, ...allowed.filter((jid) => this.isLocal(jid))];
+    return [owner, ...allowed];
   }
 
   private async mayReceive(node: PubSubNodeRecord, config: NodeConfig, bare: string): Promise<boolean> {

@@ -26,6 +26,7 @@ export type AvailableListener = (session: Session, initial: boolean, previousPri
  */
 export class PresenceService {
   private readonly availableListeners: AvailableListener[] = [];
+  private readonly remoteListeners: ((stanza: Element, from: JID, to: JID) => void)[] = [];
 
   constructor(
     private readonly router: Router,
@@ -40,6 +41,11 @@ export class PresenceService {
 
   onAvailable(listener: AvailableListener): void {
     this.availableListeners.push(listener);
+  }
+
+  /** `listener` sees the available and unavailable presence of other servers' entities that reaches a local user on this node. */
+  onRemotePresence(listener: (stanza: Element, from: JID, to: JID) => void): void {
+    this.remoteListeners.push(listener);
   }
 
   // ---- outbound: from a local client ----
@@ -155,6 +161,9 @@ export class PresenceService {
     const type: string | undefined = stanza.attrs.type;
     if (type === 'probe') return this.answerProbe(from, to);
     if (type && SUBSCRIPTION_TYPES.has(type)) return this.inboundSubscription(type as SubscriptionType, stanza, from.bare(), to.bare());
+    if ((type === undefined || type === 'unavailable') && from.resource && !this.router.serves(from.domain)) {
+      for (const listener of this.remoteListeners) listener(stanza, from, to);
+    }
     if (to.resource) {
       if (!this.stanzaToResource(stanza, to)) void this.remote.stanzaToResource(stanza, to);
       return;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Element } from 'ltx';
+import type { JID } from '../jid';
 import type { Router } from '../router';
 import type { Session } from './session';
 
@@ -7,7 +8,9 @@ import type { Session } from './session';
 export const SERVER_REQUEST_TIMEOUT_MS = 10_000;
 
 interface Pending {
-  session: Session;
+  /** Who must answer: a local session, or a JID on another server. */
+  session?: Session;
+  remote?: string;
   resolve: (result: Element) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -22,7 +25,7 @@ interface Pending {
 export class ServerRequests {
   private readonly pending = new Map<string, Pending>();
 
-  constructor(router: Router) {
+  constructor(private readonly router: Router) {
     router.addOutboundFilter((session, stanza) => {
       if (stanza.name !== 'iq' || this.pending.size === 0) return undefined;
       const type = stanza.attrs.type;
@@ -33,6 +36,35 @@ export class ServerRequests {
       if (type === 'result') pending.resolve(stanza);
       else pending.reject(new Error(`${session.full} answered with an error`));
       return 'drop';
+    });
+    // The answer of another server's entity comes in over s2s, addressed to us.
+    router.onResult((stanza, from) => {
+      const pending = this.pending.get(stanza.attrs.id as string);
+      if (!pending || pending.remote === undefined || pending.remote !== from.toString()) return false;
+      this.settle(stanza.attrs.id as string);
+      if (stanza.attrs.type === 'result') pending.resolve(stanza);
+      else pending.reject(new Error(`${pending.remote} answered with an error`));
+      return true;
+    });
+  }
+
+  /**
+   * Sends `<iq type='get'>` with `payload` from `from` (a served domain) to `to` on another server,
+   * through the router; resolves with the result. In a cluster the answer comes back on whichever
+   * node holds the remote server's stream: asked from another node, this times out.
+   */
+  requestRemote(to: JID, from: JID, payload: Element, timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<Element> {
+    const id = `srv-${randomBytes(8).toString('hex')}`;
+    const iq = new Element('iq', { type: 'get', id, from: from.toString(), to: to.toString() });
+    iq.cnode(payload);
+    return new Promise<Element>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.settle(id);
+        reject(new Error(`${to} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      this.pending.set(id, { remote: to.toString(), resolve, reject, timer });
+      void this.router.route(iq, from, to);
     });
   }
 

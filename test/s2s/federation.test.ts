@@ -3,10 +3,15 @@ import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { startDomains } from '../helpers/federation';
 import { MUC_ARGS, createRoom, join, say } from '../helpers/muc';
-import { RawConnection, nextStanza, xml } from '../helpers/server';
+import { announceCaps } from '../helpers/caps';
+import { PUBSUB_EVENT, nextEvent, publish } from '../helpers/pubsub';
+import { RawConnection, collect, nextStanza, xml } from '../helpers/server';
 import { subscribe } from '../helpers/subscriptions';
 
 const WAIT_MS = 30_000;
+const TUNE = 'http://jabber.org/protocol/tune';
+const BLOCKING = 'urn:xmpp:blocking';
+const BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
 const STREAM_HEADER = (to: string, from?: string) =>
   `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='${to}'${from ? ` from='${from}'` : ''} version='1.0'>`;
 
@@ -181,4 +186,77 @@ t.test('a server stream that authenticates nothing is closed after --auth-timeou
   await conn.waitFor(/connection-timeout/, WAIT_MS);
   t.pass('connection-timeout');
   conn.destroy();
+});
+
+// XEP-0163 across servers: alice's server learns what bob's client wants from its caps (a
+// disco#info query that crosses to b.example) and sends him her PEP events; XEP-0191: blocking a
+// remote JID, or a whole remote domain, holds for stanzas that arrive over s2s.
+t.test('PEP events and blocking across servers', async (t) => {
+  const [a, b] = await startDomains(t, ['pep-a.example', 'pep-b.example']);
+  await a.addUser('alice');
+  for (const user of ['bob', 'bert']) await b.addUser(user);
+  const alice = await a.login('alice', 'desk');
+  const bob = await b.login('bob', 'tunes');
+  const bert = await b.login('bert', 'b');
+  for (const client of [alice, bob, bert]) await client.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
+  for (const contact of [bob, bert]) {
+    await subscribe(contact, alice);
+    await subscribe(alice, contact);
+  }
+  const titleOf = (message: Element) => message.getChild('event', PUBSUB_EVENT)?.getChild('items')?.getChild('item')?.getChild('tune', TUNE)?.getChildText('title');
+
+  await t.test('a remote contact whose client wants a PEP node (+notify) gets its events; one whose client does not, none', async (t) => {
+    const caps = await announceCaps(bob, [`${TUNE}+notify`]);
+    await caps.queried;
+    await eventually('pep-a.example verified the caps of bob\'s client', async () => (await a.node.storage.caps.get(caps.ver)) !== undefined, WAIT_MS);
+    const bertCaps = await announceCaps(bert, [TUNE]);
+    await eventually('pep-a.example verified the caps of bert\'s client', async () => (await a.node.storage.caps.get(bertCaps.ver)) !== undefined, WAIT_MS);
+    const bertSaw = collect(bert);
+    const event = nextEvent(bob, TUNE, () => true, WAIT_MS);
+    await publish(alice, undefined, TUNE, xml('tune', { xmlns: TUNE }, xml('title', {}, 'Across')));
+    const message = await event;
+    t.equal(message.attrs.from, 'alice@pep-a.example');
+    t.equal(titleOf(message), 'Across');
+    // bob gets a second event after bert would have had the first: bert, without +notify, got nothing.
+    const second = nextEvent(bob, TUNE, (items) => items.getChild('item')?.getChild('tune', TUNE)?.getChildText('title') === 'Again', WAIT_MS);
+    await publish(alice, undefined, TUNE, xml('tune', { xmlns: TUNE }, xml('title', {}, 'Again')));
+    await second;
+    t.equal(bertSaw.filter((s) => s.getChild('event', PUBSUB_EVENT)).length, 0, 'bert\'s client did not ask for tunes and got none');
+  });
+
+  await t.test('a remote contact\'s resource that comes online wanting the node gets its last item', async (t) => {
+    const laptop = await b.login('bob', 'laptop');
+    const last = nextEvent(laptop, TUNE, () => true, WAIT_MS);
+    await announceCaps(laptop, [`${TUNE}+notify`]);
+    t.equal(titleOf(await last), 'Again', 'the last published tune, over s2s');
+    await laptop.stop();
+  });
+
+  await t.test('a remote JID alice blocks cannot write to her; what she sends it is refused', async (t) => {
+    await alice.iqCaller.request(xml('iq', { type: 'set' }, xml('block', { xmlns: BLOCKING }, xml('item', { jid: 'bob@pep-b.example' }))), WAIT_MS);
+    const bounced = nextStanza(bob, (s) => s.is('message') && s.attrs.type === 'error' && s.attrs.id === 'to-blocker', WAIT_MS);
+    const leaked = collect(alice);
+    await bob.send(xml('message', { to: 'alice@pep-a.example', type: 'chat', id: 'to-blocker' }, xml('body', {}, 'hello?')));
+    t.ok((await bounced).getChild('error')?.getChild('service-unavailable'), 'bob\'s message comes back over s2s with service-unavailable');
+    const refused = nextStanza(alice, (s) => s.is('message') && s.attrs.type === 'error' && s.attrs.id === 'to-blocked', WAIT_MS);
+    await alice.send(xml('message', { to: 'bob@pep-b.example', type: 'chat', id: 'to-blocked' }, xml('body', {}, 'hi')));
+    t.ok((await refused).getChild('error')?.getChild('blocked', BLOCKING_ERRORS), 'alice cannot write to bob');
+    // bert, not blocked, still gets through; his message proves bob's was not merely late.
+    const fromBert = nextStanza(alice, (s) => s.is('message') && s.getChildText('body') === 'from bert', WAIT_MS);
+    await bert.send(xml('message', { to: 'alice@pep-a.example', type: 'chat' }, xml('body', {}, 'from bert')));
+    await fromBert;
+    t.same(leaked.filter((s) => s.is('message') && s.getChildText('body') === 'hello?').length, 0, 'alice never saw bob\'s message');
+  });
+
+  await t.test('blocking the whole remote domain stops bert too', async (t) => {
+    await alice.iqCaller.request(xml('iq', { type: 'set' }, xml('block', { xmlns: BLOCKING }, xml('item', { jid: 'pep-b.example' }))), WAIT_MS);
+    const bounced = nextStanza(bert, (s) => s.is('message') && s.attrs.type === 'error' && s.attrs.id === 'domain-blocked', WAIT_MS);
+    await bert.send(xml('message', { to: 'alice@pep-a.example', type: 'chat', id: 'domain-blocked' }, xml('body', {}, 'me again')));
+    t.ok((await bounced).getChild('error')?.getChild('service-unavailable'), 'a user of a blocked domain is refused');
+    await alice.iqCaller.request(xml('iq', { type: 'set' }, xml('unblock', { xmlns: BLOCKING })), WAIT_MS);
+    const back = nextStanza(alice, (s) => s.is('message') && s.getChildText('body') === 'unblocked', WAIT_MS);
+    await bert.send(xml('message', { to: 'alice@pep-a.example', type: 'chat' }, xml('body', {}, 'unblocked')));
+    await back;
+    t.pass('after unblocking all, bert gets through');
+  });
 });
