@@ -218,6 +218,17 @@ export class RawConnection {
     this.socket.write(data);
   }
 
+  /** STARTTLS from here (after the server's <proceed/>): a new connection over TLS, presenting `cert` when given. */
+  async startTls(cert?: { cert: string; key: string }): Promise<RawConnection> {
+    this.socket.removeAllListeners('data');
+    const secure = tls.connect({ socket: this.socket, rejectUnauthorized: false, ...(cert ?? {}) });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+    });
+    return new RawConnection(secure);
+  }
+
   get text(): string {
     return this.received;
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { TestDns } from '../helpers/dns';
 import { startDomains, type DomainServer } from '../helpers/federation';
-import { freePort, nextStanza, xml } from '../helpers/server';
+import { RawConnection, freePort, nextStanza, xml } from '../helpers/server';
 import { TestCa } from '../helpers/test-ca';
 
 const WAIT_MS = 30_000;
@@ -109,4 +109,47 @@ t.test('certificates from a trusted CA: SASL EXTERNAL both ways; --s2s-verify-ce
     t.equal(ca2.node.federation!.status().incoming.filter((i) => i.remote !== 'ca1.test').length, 0, 'ca2.test accepted no other domain');
     await chat(ca1, ca2, 'still fine for a proving peer');
   });
+});
+
+// SASL EXTERNAL on a raw server stream: what a peer with a good certificate may and may not claim.
+t.test('SASL EXTERNAL refuses a claim its certificate does not back, and the stream goes on', async (t) => {
+  const ca = await TestCa.create();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-s2s-ext-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const files = ca.write(dir, await ca.issue('host.test'));
+  const [host] = await startDomains(t, ['host.test'], [`--tls-cert=${files.cert}`, `--tls-key=${files.key}`, `--s2s-ca-file=${files.ca}`]);
+  const header = (from: string) => `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='host.test' from='${from}' version='1.0'>`;
+  const plainConn = await RawConnection.connect(host.s2sPort);
+  plainConn.write(header('peer.test'));
+  await plainConn.waitFor(/<\/stream:features>/, WAIT_MS);
+  t.notMatch(plainConn.text, /EXTERNAL/, 'no EXTERNAL before TLS');
+  plainConn.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  await plainConn.waitFor(/<proceed/, WAIT_MS);
+  const conn = await plainConn.startTls(await ca.issue('peer.test'));
+  conn.write(header('peer.test'));
+  await conn.waitFor(/<mechanism>EXTERNAL<\/mechanism>/, WAIT_MS);
+  t.pass('EXTERNAL is offered to a peer whose certificate names the domain its header claims');
+  const auth = (mechanism: string, text: string) => conn.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='${mechanism}'>${text}</auth>`);
+  auth('EXTERNAL', Buffer.from('other.test').toString('base64'));
+  await conn.waitFor(/<failure xmlns=.urn:ietf:params:xml:ns:xmpp-sasl.><invalid-authzid\/>/, WAIT_MS);
+  t.pass('an authorisation identity other than the header\'s domain: invalid-authzid');
+  auth('PLAIN', 'AGEAYg==');
+  await conn.waitFor(/<invalid-mechanism\/>/, WAIT_MS);
+  auth('EXTERNAL', 'not base64!');
+  await conn.waitFor(/<incorrect-encoding\/>/, WAIT_MS);
+  auth('EXTERNAL', '=');
+  await conn.waitFor(/<success xmlns=.urn:ietf:params:xml:ns:xmpp-sasl.\/>/, WAIT_MS);
+  t.pass('after those failures, the right claim succeeds on the same stream');
+  conn.write(header('peer.test'));
+  await conn.waitFor(/<stream:features>(?:(?!<\/stream:features>).)*<dialback/s, WAIT_MS);
+  await host.addUser('hostuser');
+  const hostUser = await host.login('hostuser', 'h');
+  const heard = nextStanza(hostUser, (s) => s.is('message') && s.getChildText('body') === 'authenticated by certificate', WAIT_MS);
+  conn.write("<message from='someone@peer.test/x' to='hostuser@host.test' type='chat'><body>authenticated by certificate</body></message>");
+  await heard;
+  t.same(host.node.federation!.status().incoming.map((i) => [i.remote, i.auth]), [['peer.test', 'sasl-external']]);
+  conn.write("<message from='someone@evil.test/x' to='hostuser@host.test' type='chat'><body>spoofed</body></message>");
+  await conn.waitFor(/invalid-from/, WAIT_MS);
+  t.pass('a stanza from another domain than the one proved: invalid-from');
+  conn.destroy();
 });
