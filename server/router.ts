@@ -134,6 +134,12 @@ export class Router {
     this.resultListeners.push(listener);
   }
 
+  /** True when an IQ result or error is the answer to one of the server's own requests (and was taken). */
+  claimResult(stanza: Element, from: JID): boolean {
+    if (stanza.name !== 'iq' || (stanza.attrs.type !== 'result' && stanza.attrs.type !== 'error')) return false;
+    return this.resultListeners.some((listener) => listener(stanza, from));
+  }
+
   setDelivery(delivery: StanzaDelivery): void {
     this.delivery = delivery;
   }
@@ -287,7 +293,9 @@ export class Router {
     }
     const requestsAccount = to === undefined || (to.local !== '' && to.resource === '');
     if (to && to.resource !== '' && to.local !== '') {
-      // To a full JID: the resource answers, not the server (RFC 6121 §8.5.3).
+      // To a full JID: the resource answers, not the server (RFC 6121 §8.5.3); an answer to a
+      // request the server sent from that resource's JID (remote caps) is the server's.
+      if (this.claimResult(stanza, from)) return;
       if (!(await this.passInbound(stanza, from, to))) return;
       const target = this.sessions.get(to);
       if (target) {
@@ -307,7 +315,7 @@ export class Router {
     }
     if (type !== 'get' && type !== 'set') {
       // Results and errors to the server or an account: an answer to the server's own request, or consumed.
-      for (const listener of this.resultListeners) if (listener(stanza, from)) return;
+      this.claimResult(stanza, from);
       return;
     }
     if (to && !(await this.passInbound(stanza, from, to))) return;

@@ -121,14 +121,16 @@ export const pep: ServerModule = (ctx) => {
   // Contacts on other servers (XEP-0163 across domains): remember their available resources and
   // caps as their presence arrives, learn an unknown ver by asking that resource over s2s, and send
   // it the last items it wants of the user its presence came to.
-  presence.onRemotePresence((stanza, from, to) => {
+  // The query goes from the session the presence reached, so that in a cluster its answer comes
+  // back to this node (an answer to a bare JID would stay on the node holding the s2s stream).
+  presence.onRemotePresence((stanza, from, session) => {
     if (stanza.attrs.type === 'unavailable') return remoteResources.unavailable(from);
     const announcement = capsOf(stanza);
     if (!remoteResources.available(from, announcement) || !announcement) return;
     void (async () => {
       try {
-        const features = await caps.learnRemote(announcement, from, to.bare());
-        if (features) await delivery.sendLastItemsToRemote(to.bareString(), from.toString(), features);
+        const features = await caps.learnRemote(announcement, from, session.jid);
+        if (features) await delivery.sendLastItemsToRemote(session.bare, from.toString(), features);
       } catch (err) {
         logger.warn('PEP for a remote contact failed', { contact: from.toString(), err: String(err) });
       }

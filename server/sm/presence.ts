@@ -26,7 +26,7 @@ export type AvailableListener = (session: Session, initial: boolean, previousPri
  */
 export class PresenceService {
   private readonly availableListeners: AvailableListener[] = [];
-  private readonly remoteListeners: ((stanza: Element, from: JID, to: JID) => void)[] = [];
+  private readonly remoteListeners: ((stanza: Element, from: JID, session: Session) => void)[] = [];
 
   constructor(
     private readonly router: Router,
@@ -43,9 +43,22 @@ export class PresenceService {
     this.availableListeners.push(listener);
   }
 
-  /** `listener` sees the available and unavailable presence of other servers' entities that reaches a local user on this node. */
-  onRemotePresence(listener: (stanza: Element, from: JID, to: JID) => void): void {
+  /**
+   * `listener` sees the available and unavailable presence of other servers' entities as it is
+   * delivered to a session on this node (one call per presence, with the first session it reached).
+   */
+  onRemotePresence(listener: (stanza: Element, from: JID, session: Session) => void): void {
     this.remoteListeners.push(listener);
+  }
+
+  /** Tells the listeners of a remote entity's presence that reached `session` here. */
+  private seen(stanza: Element, session: Session): void {
+    if (this.remoteListeners.length === 0) return;
+    const type = stanza.attrs.type as string | undefined;
+    if (type !== undefined && type !== 'unavailable') return;
+    const from = tryParseJID(stanza.attrs.from ?? '');
+    if (!from?.resource || this.router.serves(from.domain)) return;
+    for (const listener of this.remoteListeners) listener(stanza, from, session);
   }
 
   // ---- outbound: from a local client ----
@@ -161,9 +174,6 @@ export class PresenceService {
     const type: string | undefined = stanza.attrs.type;
     if (type === 'probe') return this.answerProbe(from, to);
     if (type && SUBSCRIPTION_TYPES.has(type)) return this.inboundSubscription(type as SubscriptionType, stanza, from.bare(), to.bare());
-    if ((type === undefined || type === 'unavailable') && from.resource && !this.router.serves(from.domain)) {
-      for (const listener of this.remoteListeners) listener(stanza, from, to);
-    }
     if (to.resource) {
       if (!this.stanzaToResource(stanza, to)) void this.remote.stanzaToResource(stanza, to);
       return;
@@ -171,11 +181,15 @@ export class PresenceService {
     this.toAvailableResources(to.bareString(), stanza);
   }
 
-  /** Presence to this exact full JID when it is bound here; 1 when delivered. */
+  /** Presence (or an IQ forwarded from another node) to this exact full JID when it is bound here; 1 when delivered. */
   stanzaToResource(stanza: Element, to: JID): number {
     const session = this.sessions.get(to);
     if (!session) return 0;
+    // Forwarded by the node that holds the s2s stream: the answer to a request this node sent from that session's JID.
+    const from = stanza.name === 'iq' ? tryParseJID(stanza.attrs.from ?? '') : undefined;
+    if (from && this.router.claimResult(stanza, from)) return 1;
     session.send(stanza);
+    this.seen(stanza, session);
     return 1;
   }
 
@@ -185,7 +199,7 @@ export class PresenceService {
     for (const session of this.sessions.resources(user)) {
       if (!session.available) continue;
       session.send(stanza);
-      count++;
+      if (count++ === 0) this.seen(stanza, session);
     }
     return count;
   }

@@ -1,10 +1,13 @@
 import t from 'tap';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { connectClient, type XmppClient } from '../helpers/client';
-import { httpGet, startCluster } from '../helpers/cluster';
+import { eventually, httpGet, startCluster } from '../helpers/cluster';
 import { createClusterDatabase } from '../helpers/databases';
 import { prosodyMissing, startProsody } from '../helpers/prosody';
+import { announceCaps } from '../helpers/caps';
+import { PUBSUB_EVENT, nextEvent, publish } from '../helpers/pubsub';
 import { PASSWORD, freePort, nextStanza, xml } from '../helpers/server';
+import { subscribe } from '../helpers/subscriptions';
 
 const WAIT_MS = 30_000;
 /** Our cluster's domain: the address its first node takes server-to-server connections on (5269). */
@@ -66,5 +69,24 @@ t.test('federation on a three-node cluster: Prosody reaches users on every node,
     const metrics = await httpGet(cluster.nodes[0].httpPort, '/metrics');
     t.match(metrics.body, new RegExp(`xmpp_s2s_streams\\{remote="${PROSODY.replace(/\./g, '\\.')}",direction="in"[^}]*\\} [1-9]`), 'node 1 counts Prosody\'s incoming stream');
     t.match(metrics.body, /xmpp_s2s_stanzas_total\{outcome="received"[^}]*\} [1-9]/, 'and the stanzas it received');
+  });
+
+  // PEP across domains on a cluster: Prosody's presence comes in on node 1, yet node 3, where the
+  // publisher is, learns petra's caps (its query leaves from user3's session, so the answer comes back
+  // to node 3) and sends her the event.
+  await t.test('a Prosody contact gets the PEP events of a user on another node than the one Prosody connects to', async (t) => {
+    const TUNE = 'http://jabber.org/protocol/tune';
+    const user3 = users[2];
+    for (const client of [user3, petra]) await client.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
+    await subscribe(petra, user3);
+    await subscribe(user3, petra);
+    const event = nextEvent(petra, TUNE, () => true, WAIT_MS);
+    const caps = await announceCaps(petra, [`${TUNE}+notify`]);
+    await caps.queried;
+    await eventually('petra\'s caps verified over s2s', async () => (await cluster.storage.caps.get(caps.ver)) !== undefined, WAIT_MS);
+    await publish(user3, undefined, TUNE, xml('tune', { xmlns: TUNE }, xml('title', {}, 'From node 3')));
+    const message = await event;
+    t.equal(message.attrs.from, `user3@${DOMAIN}`);
+    t.equal(message.getChild('event', PUBSUB_EVENT)?.getChild('items')?.getChild('item')?.getChild('tune', TUNE)?.getChildText('title'), 'From node 3');
   });
 });
