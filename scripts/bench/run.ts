@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { openStorage } from '../../server/storage/open-storage';
+import { installedAnchors, startEjabberd, startProsody } from './anchors';
 import { LoadClient } from './xmpp-load';
 
 /**
@@ -14,7 +15,11 @@ import { LoadClient } from './xmpp-load';
  * pairs and 10 messages in flight each, latency at a steady 2,000 msgs/s, the same across two
  * cluster nodes, and memory per idle TLS connection. Writes BENCHMARKS.md.
  *
- *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=1000 --rounds=3]
+ *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=1000 --rounds=3 --logins=2000 --anchors=1]
+ *
+ * With Prosody and ejabberd installed from Debian (`apt-get install prosody ejabberd`, then
+ * `service prosody stop; service ejabberd stop`), the same scenarios run against them in the same
+ * run, with the same generator, and BENCHMARKS.md gets the ratios (--anchors=0 skips them).
  *
  * The closed-loop runs (one node, and two nodes for each strategy) take turns, `rounds` times, and
  * the medians are reported: on a shared 2-core host one run can be off by a third.
@@ -26,10 +31,10 @@ import { LoadClient } from './xmpp-load';
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PASSWORD = 'bench-password';
 
-interface Options { seconds: number; pairs: number; inflight: number; rate: number; idle: number; rounds: number }
+interface Options { seconds: number; pairs: number; inflight: number; rate: number; idle: number; rounds: number; logins: number; anchors: number }
 
 function options(argv: string[]): Options {
-  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 1000, rounds: 3 };
+  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 1000, rounds: 3, logins: 2000, anchors: 1 };
   for (const arg of argv) {
     const [key, value] = arg.replace(/^--/, '').split('=');
     if (key in o && Number(value) > 0) (o as unknown as Record<string, number>)[key] = Number(value);
@@ -109,18 +114,48 @@ function percentile(sorted: number[], p: number): number {
  * `sent` counts every message of the run, warm-up included; the rest is the measured window,
  * including the CPU time the server processes and the generator spent per delivered message (µs).
  */
-interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; max: number; serverCpuUs: number; generatorCpuUs: number }
+interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; p999: number; max: number; serverCpuUs: number; generatorCpuUs: number }
 
-/** CPU seconds (user + system) a process and its children (--workers) have used so far, from /proc (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
-  let total = 0;
+/** The pids of a process and all its descendants (--workers children; ejabberd's VM under ejabberdctl), from /proc (Linux). */
+function processTree(pid: number): number[] {
+  const parents = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-      // fields[1] is the parent pid; utime and stime are in clock ticks (100 per second).
-      if (Number(entry) === pid || Number(fields[1]) === pid) total += (Number(fields[11]) + Number(fields[12])) / 100;
+      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
+  return tree;
+}
+
+/** CPU seconds (user + system) a process and its descendants have used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      // utime and stime are in clock ticks (100 per second).
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** Resident memory (bytes) of a process and its descendants. */
+function treeRss(pid: number | undefined): number {
+  if (!pid) return 0;
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (match) total += Number(match[1]) * 1024;
     } catch {
       // gone meanwhile
     }
@@ -182,7 +217,7 @@ async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Option
   latencies.sort((a, b) => a - b);
   const perMessage = (cpu: number) => Math.round((cpu * 1e6) / Math.max(1, delivered));
   return {
-    messages: delivered, sent: next, perSecond: Math.round(delivered / elapsed), p50: percentile(latencies, 50), p99: percentile(latencies, 99),
+    messages: delivered, sent: next, perSecond: Math.round(delivered / elapsed), p50: percentile(latencies, 50), p99: percentile(latencies, 99), p999: percentile(latencies, 99.9),
     max: latencies[latencies.length - 1] ?? NaN, serverCpuUs: perMessage(serverCpu), generatorCpuUs: perMessage(generatorCpu),
   };
 }
@@ -232,6 +267,89 @@ async function rss(httpPort: number): Promise<number> {
   return JSON.parse((await get(httpPort, '/status')).body).memory.rss as number;
 }
 
+interface Logins { count: number; perSecond: number; p50: number; p99: number; securedP50: number }
+
+/** `count` logins (STARTTLS, SASL PLAIN, bind, presence) with `inflight` at a time, each closed once done. */
+async function logins(port: number, count: number, inflight: number, prefix: string): Promise<Logins> {
+  const total: number[] = [];
+  const secured: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    for (let n = next++; n < count; n = next++) {
+      const client = new LoadClient({ host: '127.0.0.1', port, domain: 'localhost', user: `${prefix}${n}`, password: PASSWORD, resource: 'bench' });
+      await client.connect();
+      total.push(client.timings.total);
+      secured.push(client.timings.secured);
+      client.close();
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, worker));
+  const elapsed = (performance.now() - started) / 1000;
+  total.sort((a, b) => a - b);
+  secured.sort((a, b) => a - b);
+  return { count, perSecond: Math.round(count / elapsed), p50: percentile(total, 50), p99: percentile(total, 99), securedP50: percentile(secured, 50) };
+}
+
+/** What one server (ours or an anchor) did in the scenarios every server runs. */
+interface ServerFigures { name: string; settings: string; closed: Result; closedRuns: Result[]; steady: Result; logins: Logins; perConnectionKB: number }
+
+/** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
+async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>): Promise<ServerFigures> {
+  const closedRuns: Result[] = [];
+  for (let round = 1; round <= o.rounds; round++) {
+    const senders = await clients(o.pairs, 's', node.port);
+    const receivers = await clients(o.pairs, 'r', node.port);
+    const closed = await traffic(senders, receivers, o, 0, [node]);
+    console.log(`${name}, round ${round}: closed loop`, closed);
+    closedRuns.push(closed);
+    for (const c of [...senders, ...receivers]) c.close();
+    await sleep(1000);
+  }
+  const senders = await clients(o.pairs, 's', node.port);
+  const receivers = await clients(o.pairs, 'r', node.port);
+  const steady = await traffic(senders, receivers, o, o.rate, [node]);
+  console.log(`${name}: steady ${o.rate}/s`, steady);
+  for (const c of [...senders, ...receivers]) c.close();
+  await sleep(1000);
+  const loginFigures = await logins(node.port, o.logins, 50, 'login');
+  console.log(`${name}: logins`, loginFigures);
+  await sleep(1000);
+  const before = await memory();
+  const idle = await clients(o.idle, 'idle', node.port);
+  await sleep(2000);
+  const perConnectionKB = Math.round(((await memory()) - before) / o.idle / 1024);
+  console.log(`${name}: memory per idle TLS connection: ${perConnectionKB} KB`);
+  for (const c of idle) c.close();
+  return { name, settings, closed: median(closedRuns), closedRuns, steady, logins: loginFigures, perConnectionKB };
+}
+
+/** Prosody and ejabberd, when installed: the same scenarios, one after the other. */
+async function anchorFigures(dir: string, o: Options, accounts: string[]): Promise<ServerFigures[]> {
+  const installed = installedAnchors();
+  const figures: ServerFigures[] = [];
+  const register = (port: number) => async (names: string[], password: string) => {
+    for (let i = 0; i < names.length; i += 50) {
+      await Promise.all(names.slice(i, i + 50).map((user) => new LoadClient({ host: '127.0.0.1', port, domain: 'localhost', user, password, resource: 'reg' }).register()));
+    }
+  };
+  for (const kind of ['prosody', 'ejabberd'] as const) {
+    if (!installed[kind]) continue;
+    const port = await freePort();
+    const server = kind === 'prosody' ? await startProsody(path.join(dir, kind), port) : await startEjabberd(port, register(port));
+    try {
+      await server.createAccounts(accounts, PASSWORD);
+      const node: Node = { process: server.process, port, httpPort: 0, workers: 1 };
+      figures.push(await scenarios(server.name, server.settings, node, o, async () => treeRss(server.process.pid)));
+    } catch (err) {
+      console.error(`${server.name}: ${String((err as Error)?.stack ?? err)}`);
+    } finally {
+      await server.stop();
+    }
+  }
+  return figures;
+}
+
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
@@ -239,10 +357,12 @@ async function main(): Promise<void> {
   const dbUri = `sqlite:${path.join(dir, 'bench.sqlite')}`;
   const storage = await openStorage(dbUri);
   const credentials = deriveScramCredentials(PASSWORD, 4096);
-  const users = Math.max(o.pairs, o.idle);
-  for (let i = 0; i < users; i++) {
-    for (const prefix of ['s', 'r', 'idle']) await storage.users.create(`${prefix}${i}@localhost`, credentials).catch(() => undefined);
-  }
+  const accounts = [
+    ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
+    ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
+    ...Array.from({ length: o.logins }, (_, i) => `login${i}`),
+  ];
+  for (const account of accounts) await storage.users.create(`${account}@localhost`, credentials).catch(() => undefined);
   await storage.close();
   const lines: string[] = [];
   const children: ChildProcess[] = [];
@@ -256,6 +376,9 @@ async function main(): Promise<void> {
     const steady = await traffic(senders, receivers, o, o.rate, [single]);
     console.log(`single node, steady ${o.rate}/s`, steady);
     for (const c of [...senders, ...receivers]) c.close();
+    await sleep(500);
+    const ourLogins = await logins(single.port, o.logins, 50, 'login');
+    console.log('single node, logins', ourLogins);
     await sleep(500);
     const before = await rss(single.httpPort);
     const idle = await clients(o.idle, 'idle', single.port);
@@ -319,6 +442,8 @@ async function main(): Promise<void> {
     }
     const closed = median(singleRuns);
     const onCores = median(workerRuns);
+    // The anchors last, after ours: the same generator, scenarios and accounts.
+    const anchors = o.anchors > 0 ? await anchorFigures(dir, o, accounts) : [];
     const crossMedians = strategies.map((strategy) => {
       const runs = crossRuns.get(strategy)!;
       return { strategy, result: median(runs.map((r) => r.result)), linkBytesPerMessage: runs.reduce((sum, r) => sum + r.linkBytesPerMessage, 0) / runs.length, runs };
@@ -334,12 +459,12 @@ async function main(): Promise<void> {
       'Every message is archived for both parties (XEP-0313, on by default) in the same SQLite file: two rows written per message.',
       'Targets from DESIGN.md: ≥ 25,000 msgs/s at p99 ≤ 80 ms, p99 ≤ 1 ms at 2,000 msgs/s, ≤ 40 KB per idle connection, cross-node ≥ 0.8× single node.',
       '',
-      '| scenario | messages/s | p50 | p99 | max | server CPU per message | generator CPU per message |',
-      '|---|---|---|---|---|---|---|',
-      `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
-      `| one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds}) | ${onCores.perSecond} (${(onCores.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(onCores.p50)} | ${ms(onCores.p99)} | ${ms(onCores.max)} | ${onCores.serverCpuUs} µs | ${onCores.generatorCpuUs} µs |`,
-      `| one node, steady ${o.rate}/s | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
-      ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
+      '| scenario | messages/s | p50 | p99 | p99.9 | max | server CPU per message | generator CPU per message |',
+      '|---|---|---|---|---|---|---|---|',
+      `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.p999)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
+      `| one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds}) | ${onCores.perSecond} (${(onCores.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(onCores.p50)} | ${ms(onCores.p99)} | ${ms(onCores.p999)} | ${ms(onCores.max)} | ${onCores.serverCpuUs} µs | ${onCores.generatorCpuUs} µs |`,
+      `| one node, steady ${o.rate}/s | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.p999)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
+      ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.p999)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
       '',
       `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; --workers ${cores} ${workerRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
       '',
@@ -347,8 +472,11 @@ async function main(): Promise<void> {
       '',
       `Memory per idle authenticated TLS connection (server RSS growth over ${o.idle} connections): ${perConnection} KB.`,
       '',
-      `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). ${anchorsNote()}`,
+      `Logins (STARTTLS, SASL PLAIN, bind, presence; ${o.logins} logins, 50 at a time, one node): ${ourLogins.perSecond}/s, p50 ${ms(ourLogins.p50)} (up to the encrypted stream's features ${ms(ourLogins.securedP50)}), p99 ${ms(ourLogins.p99)}.`,
       '',
+      `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). ${anchorsNote(anchors.length)}`,
+      '',
+      ...anchorSection(anchors, { closed, onCores, cores, steady, logins: ourLogins, perConnectionKB: perConnection }, o),
       'The load generator shares the 2-core machine with the server processes, so these figures are a floor for the server, not a ceiling:',
       'in the two-node run, two busy server processes and the generator share two cores (the one-node run has one server process).',
       'CPU per message is the CPU time (user + system) of all server processes (both nodes in the two-node runs), and of the generator,',
@@ -370,13 +498,36 @@ async function main(): Promise<void> {
   }
 }
 
-/** What this run says of Prosody and ejabberd: the bench does not drive them yet. */
-function anchorsNote(): string {
-  const onPath = (name: string) => [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/bin'].some((dir) => existsSync(path.join(dir, name)));
-  const installed = [onPath('prosody') && 'Prosody', onPath('ejabberdctl') && 'ejabberd'].filter(Boolean);
-  return installed.length > 0
-    ? `${installed.join(' and ')} ${installed.length > 1 ? 'are' : 'is'} installed, but this bench does not run ${installed.length > 1 ? 'them' : 'it'} yet: no anchors in this run.`
-    : 'Prosody and ejabberd were not installed, so this run has no anchors.';
+/** What this run says of Prosody and ejabberd. */
+function anchorsNote(ran: number): string {
+  if (ran > 0) return 'Prosody and ejabberd (where installed) ran after ours in the same run: see "Anchors".';
+  const installed = installedAnchors();
+  return installed.prosody || installed.ejabberd ? 'The anchors were skipped (--anchors=0).' : 'Prosody and ejabberd were not installed (apt-get install prosody ejabberd), so this run has no anchors.';
+}
+
+/** The anchors' figures beside ours, and the ratios. */
+function anchorSection(anchors: ServerFigures[], ours: { closed: Result; onCores: Result; cores: number; steady: Result; logins: Logins; perConnectionKB: number }, o: Options): string[] {
+  if (anchors.length === 0) return [];
+  const ms = (v: number) => `${v.toFixed(2)} ms`;
+  const row = (name: string, closed: Result, steady: Result, l: Logins, kb: number) =>
+    `| ${name} | ${closed.perSecond} | ${ms(closed.p99)} | ${ms(steady.p50)} / ${ms(steady.p99)} / ${ms(steady.p999)} | ${l.perSecond} (p50 ${ms(l.p50)}, STARTTLS phase ${ms(l.securedP50)}) | ${kb} KB |`;
+  const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
+  return [
+    '## Anchors',
+    '',
+    `Run after ours, on the same host, with the same generator, accounts and scenarios (closed loop: median of ${o.rounds}, ${o.pairs} pairs, ${o.inflight} in flight each; steady ${o.rate}/s; ${o.logins} logins, 50 at a time; ${o.idle} idle TLS connections):`,
+    '',
+    '| server | msgs/s, closed loop | p99 there | steady: p50 / p99 / p99.9 | logins/s | memory per idle TLS connection |',
+    '|---|---|---|---|---|---|',
+    row('this server, one node', ours.closed, ours.steady, ours.logins, ours.perConnectionKB),
+    `| this server, --workers ${ours.cores} | ${ours.onCores.perSecond} | ${ms(ours.onCores.p99)} | | | |`,
+    ...anchors.map((a) => row(`${a.name} (${a.settings})`, a.closed, a.steady, a.logins, a.perConnectionKB)),
+    '',
+    ...anchors.map((a) => `Against ${a.name}: msgs/s ${ratio(ours.closed.perSecond, a.closed.perSecond)} (one node), ${ratio(ours.onCores.perSecond, a.closed.perSecond)} (--workers ${ours.cores}); logins/s ${ratio(ours.logins.perSecond, a.logins.perSecond)}; memory per connection ${ratio(ours.perConnectionKB, a.perConnectionKB)}; steady p99 ${ratio(ours.steady.p99, a.steady.p99)}. ${a.name}'s closed-loop runs: ${a.closedRuns.map((r) => r.perSecond).join(', ')}.`),
+    '',
+    'Neither anchor archives messages here (neither does by default); this server archives every message for both parties (XEP-0313 on by default).',
+    '',
+  ];
 }
 
 main().then(() => process.exit(0), (err) => {

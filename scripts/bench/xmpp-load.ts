@@ -14,7 +14,8 @@ export class LoadClient {
 
   constructor(readonly opts: { host: string; port: number; domain: string; user: string; password: string; resource: string }) {}
 
-  async connect(): Promise<void> {
+  /** TCP, the stream header, STARTTLS, the header again: up to the features of the encrypted stream. */
+  private async secure(): Promise<string> {
     const { host, port, domain } = this.opts;
     const plain = net.connect({ host, port });
     await once(plain, 'connect');
@@ -30,6 +31,25 @@ export class LoadClient {
     this.attach(secure);
     this.write(open);
     await this.expect(/<\/stream:features>/);
+    return open;
+  }
+
+  /** XEP-0077 in-band registration of this client's account (an existing one is fine), then the connection closes. */
+  async register(): Promise<void> {
+    await this.secure();
+    this.write(`<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>${this.opts.user}</username><password>${this.opts.password}</password></query></iq>`);
+    const answer = await this.expect(/<\/iq>|<iq[^>]*\/>/);
+    if (!/type=['"]result['"]/.test(answer) && !/<conflict/.test(answer)) throw new Error(`registration of ${this.opts.user} refused: ${answer.slice(0, 300)}`);
+    this.close();
+  }
+
+  /** Milliseconds the last connect() spent up to the encrypted stream's features, and in all. */
+  timings = { secured: 0, total: 0 };
+
+  async connect(): Promise<void> {
+    const started = performance.now();
+    const open = await this.secure();
+    this.timings.secured = performance.now() - started;
     const auth = Buffer.from(`\0${this.opts.user}\0${this.opts.password}`).toString('base64');
     this.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${auth}</auth>`);
     await this.expect(/<success/);
@@ -38,6 +58,7 @@ export class LoadClient {
     this.write(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${this.opts.resource}</resource></bind></iq>`);
     await this.expect(/<\/jid>/);
     this.write(`<presence/>`);
+    this.timings.total = performance.now() - started;
   }
 
   get jid(): string {

@@ -1,8 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { chownTree } from '../../scripts/bench/anchors';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
 import { connectClient } from './client';
@@ -109,14 +110,3 @@ export async function startEjabberd(t: Test, address: string, opts: EjabberdOpti
   };
 }
 
-/** Hands a folder tree to a system user (ejabberdctl switches to it). */
-function chownTree(dir: string, user: string): void {
-  const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${user}:`));
-  if (!passwd) return;
-  const [, , uid, gid] = passwd.split(':');
-  const walk = (p: string) => {
-    chownSync(p, Number(uid), Number(gid));
-    if (statSync(p).isDirectory()) for (const entry of readdirSync(p)) walk(path.join(p, entry));
-  };
-  walk(dir);
-}

@@ -208,3 +208,21 @@ export async function nextError(client: XmppClient, from: string, ms?: number): 
   const error = await nextStanza(client, (s) => s.attrs.type === 'error' && s.attrs.from === from, ms);
   return error.getChild('error')?.getChildElements()[0]?.name ?? 'unknown';
 }
+
+/**
+ * A room created by `owner` (as Hilda) that `guest` (as Gus, of another server) joins: each sees
+ * the other, and groupchat goes both ways. What federation with rooms must do.
+ */
+export async function guestJoinsAndChats(t: { same(a: unknown, b: unknown, m?: string): void; equal(a: unknown, b: unknown, m?: string): void }, owner: XmppClient, guest: XmppClient, room: string, ms = 30_000): Promise<void> {
+  await createRoom(owner, `${room}/Hilda`);
+  const ownerSeesGuest = nextStanza(owner, (s: Element) => s.is('presence') && s.attrs.from === `${room}/Gus` && !s.attrs.type, ms);
+  const joined = await join(guest, `${room}/Gus`, { ms });
+  t.same(joined.presences.map((p) => p.attrs.from), [`${room}/Hilda`], 'the remote user finds our user in the room');
+  await ownerSeesGuest;
+  const heardByGuest = nextStanza(guest, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'welcome', ms);
+  await say(owner, room, 'welcome');
+  t.equal((await heardByGuest).attrs.from, `${room}/Hilda`, 'our user is heard');
+  const heardByOwner = nextStanza(owner, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'thanks', ms);
+  await say(guest, room, 'thanks');
+  t.equal((await heardByOwner).attrs.from, `${room}/Gus`, 'groupchat both ways');
+}

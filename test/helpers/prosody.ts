@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { prosodyProcessConfig } from '../../scripts/bench/anchors';
 import { loadOrCreateCertificate } from '../../server/tls';
 import { eventually } from './cluster';
 import { connectClient } from './client';
@@ -59,10 +60,7 @@ export async function startProsody(t: Test, address: string, opts: ProsodyOption
   if (opts.named) opts.named.dns.srv(`_xmpp-server._tcp.${domain}`, { target: `xmpp.${domain}`, port: s2sPort }).a(`xmpp.${domain}`, address);
   const config = path.join(dir, 'prosody.cfg.lua');
   writeFileSync(config, [
-    'run_as_root = true',
-    `pidfile = "${dir}/prosody.pid"`,
-    `data_path = "${dir}/data"`,
-    'daemonize = false',
+    ...prosodyProcessConfig(dir),
     `log = { { levels = { min = "debug" }, to = "file", filename = "${dir}/prosody.log" } }`,
     `interfaces = { "${address}" }`,
     `c2s_ports = { ${c2sPort} }`,

@@ -2,7 +2,7 @@ import t from 'tap';
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { startDomains } from '../helpers/federation';
-import { MUC_ARGS, createRoom, join, say } from '../helpers/muc';
+import { MUC_ARGS, guestJoinsAndChats } from '../helpers/muc';
 import { announceCaps } from '../helpers/caps';
 import { PUBSUB_EVENT, nextEvent, publish } from '../helpers/pubsub';
 import { RawConnection, collect, nextStanza, xml } from '../helpers/server';
@@ -163,19 +163,7 @@ t.test('a user of another server joins our room and chats in it', async (t) => {
   await b.addUser('hilda');
   const gus = await a.login('gus', 'g');
   const hilda = await b.login('hilda', 'h');
-  const room = 'lobby@muc.room-host.example';
-  await createRoom(hilda, `${room}/Hilda`);
-  const hildaSeesGus = nextStanza(hilda, (s: Element) => s.is('presence') && s.attrs.from === `${room}/Gus` && !s.attrs.type, WAIT_MS);
-  const joined = await join(gus, `${room}/Gus`, { ms: WAIT_MS });
-  t.same(joined.presences.map((p) => p.attrs.from), [`${room}/Hilda`], 'the remote user finds our user in the room');
-  await hildaSeesGus;
-  t.pass('and our user sees him arrive');
-  const heardByGus = nextStanza(gus, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'welcome', WAIT_MS);
-  await say(hilda, room, 'welcome');
-  t.equal((await heardByGus).attrs.from, `${room}/Hilda`);
-  const heardByHilda = nextStanza(hilda, (s: Element) => s.is('message') && s.attrs.type === 'groupchat' && s.getChildText('body') === 'thanks', WAIT_MS);
-  await say(gus, room, 'thanks');
-  t.equal((await heardByHilda).attrs.from, `${room}/Gus`, 'groupchat both ways');
+  await guestJoinsAndChats(t, hilda, gus, 'lobby@muc.room-host.example', WAIT_MS);
 });
 
 t.test('a server stream that authenticates nothing is closed after --auth-timeout', async (t) => {
