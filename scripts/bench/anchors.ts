@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, createHmac, pbkdf2Sync, randomUUID } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -37,10 +38,11 @@ export function installedAnchors(): { prosody: boolean; ejabberd: boolean } {
  * Prosody 0.12 "tuned" as the published comparison: Lua's default GC pacing (pause 200, step
  * multiplier 100) instead of Prosody's more eager one, and TCP_NODELAY (nagle = false); the
  * modules of a usual install without archiving (Prosody does not archive by default; we do).
- * Accounts are written straight into its data folder (internal_plain), which is what
- * prosodyctl register does, without a Lua start per account.
+ * Accounts are written straight into its data folder as its default internal_hashed store keeps
+ * them (SCRAM-SHA-1 keys, `iterations` as ours), which is what prosodyctl register does, without a
+ * Lua start per account.
  */
-export async function startProsody(dir: string, port: number): Promise<AnchorServer> {
+export async function startProsody(dir: string, port: number, iterations: number): Promise<AnchorServer> {
   mkdirSync(path.join(dir, 'data'), { recursive: true });
   const { cert, key } = await loadOrCreateCertificate({ dataDir: dir, hosts: ['localhost'] });
   writeFileSync(path.join(dir, 'cert.pem'), cert);
@@ -55,7 +57,7 @@ export async function startProsody(dir: string, port: number): Promise<AnchorSer
     's2s_ports = { }', 'c2s_direct_tls_ports = { }', 's2s_direct_tls_ports = { }', 'http_ports = { }', 'https_ports = { }', 'component_ports = { }',
     `modules_enabled = { ${modules.map((m) => `"${m}"`).join('; ')} }`,
     'c2s_require_encryption = true',
-    'authentication = "internal_plain"',
+    'authentication = "internal_hashed"',
     'storage = "internal"',
     'gc = { mode = "incremental"; threshold = 200; speed = 100 }',
     'network_settings = { nagle = false }',
@@ -70,12 +72,18 @@ export async function startProsody(dir: string, port: number): Promise<AnchorSer
   await listening(port, child, 'Prosody', 30_000);
   return {
     name: 'Prosody',
-    settings: `Prosody ${await version([PROSODY.replace(/prosody$/, 'prosodyctl'), 'about'], /Prosody (\d[\w.+~-]*)/)}, epoll, GC pause 200 / step 100, TCP_NODELAY, no archive`,
+    settings: `Prosody ${await version([PROSODY.replace(/prosody$/, 'prosodyctl'), 'about'], /Prosody (\d[\w.+~-]*)/)}, epoll, GC pause 200 / step 100, TCP_NODELAY, SCRAM-SHA-1 keys (${iterations} iterations), no archive`,
     port,
     process: child,
     async createAccounts(names, password) {
       mkdirSync(accounts, { recursive: true });
-      for (const name of names) writeFileSync(path.join(accounts, `${encodeURIComponent(name).replace(/\./g, '%2e')}.dat`), `return {\n\t["password"] = ${JSON.stringify(password)};\n};\n`);
+      // One salt for all: each login still derives the key (PBKDF2) as with its own.
+      const salt = randomUUID();
+      const salted = pbkdf2Sync(password, salt, iterations, 20, 'sha1');
+      const storedKey = createHash('sha1').update(createHmac('sha1', salted).update('Client Key').digest()).digest('hex');
+      const serverKey = createHmac('sha1', salted).update('Server Key').digest('hex');
+      const record = `return {\n\t["stored_key"] = "${storedKey}";\n\t["server_key"] = "${serverKey}";\n\t["salt"] = "${salt}";\n\t["iteration_count"] = ${iterations};\n};\n`;
+      for (const name of names) writeFileSync(path.join(accounts, `${encodeURIComponent(name).replace(/\./g, '%2e')}.dat`), record);
     },
     stop: () => stopChild(child),
   };
@@ -121,7 +129,7 @@ export async function startEjabberd(port: number, register: (names: string[], pa
   await listening(port, child, 'ejabberd', 60_000);
   return {
     name: 'ejabberd',
-    settings: `ejabberd ${await version(['dpkg-query', '-W', '-f=${Version}', 'ejabberd'], /^(\S+)/)}, Mnesia, no shapers, no archive`,
+    settings: `ejabberd ${await version(['dpkg-query', '-W', '-f=${Version}', 'ejabberd'], /^(\S+)/)}, Mnesia, no shapers, passwords stored plain (its default), no archive`,
     port,
     process: child,
     createAccounts: register,
