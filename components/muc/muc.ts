@@ -1,5 +1,5 @@
 import { Element } from 'ltx';
-import { MessageArchive } from '../../server/sm/archive';
+import { ARCHIVE_DELAY_MS, CLUSTER_ARCHIVE_DELAY_MS, MessageArchive } from '../../server/sm/archive';
 import { answerQuery, queryForm } from '../../server/modules/mam';
 import { StanzaError } from '../../server/errors';
 import { tryParseJID, type JID } from '../../server/jid';
@@ -80,7 +80,7 @@ class MucComponent implements Component {
     this.outbox = new Outbox(ctx.router, ctx.logger);
     this.localNode = ctx.cluster?.localNode ?? 'local';
     const { cluster, logger } = ctx;
-    this.archive = new MessageArchive(ctx.storage, logger, 'rooms');
+    this.archive = new MessageArchive(ctx.storage, logger, 'rooms', ctx.config.clusterMode ? CLUSTER_ARCHIVE_DELAY_MS : ARCHIVE_DELAY_MS);
     this.mc = {
       archive: this.archive,
       options: this.options,
@@ -263,6 +263,7 @@ class MucComponent implements Component {
           break;
         case `set ${NS.MAM} query`:
           mayReadArchive(room, from);
+          await this.archive.flush();
           reply = await answerQuery(this.ctx.storage.archive, room.jidString, payload, from.toString(), (message) => this.mc.send(message, to, from));
           break;
         default:

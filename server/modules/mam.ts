@@ -31,11 +31,14 @@ export const mam: ServerModule = ({ router, storage, messages, archive }) => {
 
   router.iq('set', 'account', NS.MAM, 'query', async ({ payload, self, to, session }) => {
     if (!self || !session) throw new StanzaError('forbidden', 'only the account itself reads its archive');
+    // What this node has recorded but not yet written (it writes in batches) is in the answer.
+    await archive.flush();
     return answerQuery(storage.archive, to.bareString(), payload, session.full, (message) => session.send(message));
   });
 
   router.iq('get', 'account', NS.MAM, 'metadata', async ({ self, to }) => {
     if (!self) throw new StanzaError('forbidden');
+    await archive.flush();
     const metadata = new Element('metadata', { xmlns: NS.MAM });
     const { first, last } = await storage.archive.bounds(to.bareString());
     if (first && last) {

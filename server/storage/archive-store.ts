@@ -13,6 +13,9 @@ interface Row {
   stanza: string;
 }
 
+/** Rows in one INSERT statement [200] (SQLite allows 500 in the compound SELECT knex builds). */
+const INSERT_ROWS = 200;
+
 /** Most JIDs kept in one prefs list [1000]. */
 const MAX_PREFS_JIDS = 1000;
 
@@ -30,10 +33,15 @@ export class KnexArchiveStore implements ArchiveStore {
       assertFits('user JID', row.user, STORAGE_LIMITS.jid);
       assertFits('archive peer JID', row.withJid, STORAGE_LIMITS.jid);
     }
-    await this.knex('archive_messages').insert(rows.map((row) => ({
+    const insert = (db: Knex | Knex.Transaction, chunk: ArchiveRow[]) => db('archive_messages').insert(chunk.map((row) => ({
       user: row.user, stanza_id: row.stanzaId, with_jid: row.withJid, with_resource: row.withResource ?? null,
       direction: row.direction, created_at: row.at, stanza: row.stanza,
     })));
+    if (rows.length <= INSERT_ROWS) return void (await insert(this.knex, rows));
+    // One transaction, one commit: each index page a batch touches is written once, however many rows it took.
+    await this.knex.transaction(async (trx) => {
+      for (let i = 0; i < rows.length; i += INSERT_ROWS) await insert(trx, rows.slice(i, i + INSERT_ROWS));
+    });
   }
 
   async query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'> {
