@@ -298,6 +298,14 @@ interface ServerFigures { name: string; settings: string; closed: Result; closed
 
 /** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
 async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>): Promise<ServerFigures> {
+  // Memory first, on the fresh process: after traffic, freed memory would be reused and hide the cost.
+  const before = await memory();
+  const idle = await clients(o.idle, 'idle', node.port);
+  await sleep(2000);
+  const perConnectionKB = Math.round(((await memory()) - before) / o.idle / 1024);
+  console.log(`${name}: memory per idle TLS connection: ${perConnectionKB} KB`);
+  for (const c of idle) c.close();
+  await sleep(1000);
   const closedRuns: Result[] = [];
   for (let round = 1; round <= o.rounds; round++) {
     const senders = await clients(o.pairs, 's', node.port);
@@ -317,12 +325,6 @@ async function scenarios(name: string, settings: string, node: Node, o: Options,
   const loginFigures = await logins(node.port, o.logins, 50, 'login');
   console.log(`${name}: logins`, loginFigures);
   await sleep(1000);
-  const before = await memory();
-  const idle = await clients(o.idle, 'idle', node.port);
-  await sleep(2000);
-  const perConnectionKB = Math.round(((await memory()) - before) / o.idle / 1024);
-  console.log(`${name}: memory per idle TLS connection: ${perConnectionKB} KB`);
-  for (const c of idle) c.close();
   return { name, settings, closed: median(closedRuns), closedRuns, steady, logins: loginFigures, perConnectionKB };
 }
 
@@ -369,10 +371,19 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const children: ChildProcess[] = [];
   try {
-    // One node: the steady rate and the idle connections once; then the closed-loop runs, one
-    // node and two nodes for each strategy taking turns, `rounds` times.
+    // One node: memory per idle connection, the steady rate and the logins once; then the closed-loop
+    // runs, one node and two nodes for each strategy taking turns, `rounds` times.
     let single = await startNode(dir, dbUri, 'bench1.local', []);
     children.push(single.process);
+    // Memory first, on the fresh process (after traffic, freed memory would be reused and hide the cost).
+    const before = await rss(single.httpPort);
+    const idle = await clients(o.idle, 'idle', single.port);
+    await sleep(2000);
+    const after = await rss(single.httpPort);
+    const perConnection = Math.round((after - before) / o.idle / 1024);
+    console.log(`memory per idle TLS connection: ${perConnection} KB`);
+    for (const c of idle) c.close();
+    await sleep(1000);
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
     const steady = await traffic(senders, receivers, o, o.rate, [single]);
@@ -381,14 +392,6 @@ async function main(): Promise<void> {
     await sleep(500);
     const ourLogins = await logins(single.port, o.logins, 50, 'login');
     console.log('single node, logins', ourLogins);
-    await sleep(500);
-    const before = await rss(single.httpPort);
-    const idle = await clients(o.idle, 'idle', single.port);
-    await sleep(2000);
-    const after = await rss(single.httpPort);
-    const perConnection = Math.round((after - before) / o.idle / 1024);
-    console.log(`memory per idle TLS connection: ${perConnection} KB`);
-    for (const c of idle) c.close();
     single.process.kill('SIGTERM');
     await sleep(1000);
 
