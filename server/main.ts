@@ -16,7 +16,7 @@ import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
 import { push, PushNotifier } from './modules/push';
 import { mam } from './modules/mam';
-import { ARCHIVE_DELAY_MS, CLUSTER_ARCHIVE_DELAY_MS, MessageArchive } from './sm/archive';
+import { MessageArchive } from './sm/archive';
 import { disco } from './modules/disco';
 import { admin } from './modules/admin';
 import { SessionAdmin } from './sm/session-admin';
@@ -160,7 +160,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
 
   const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
   // XEP-0313: the users' archives, written in batches by the node that routes each message.
-  const archive = new MessageArchive(storage, logger.category('db'), 'accounts', config.clusterMode ? CLUSTER_ARCHIVE_DELAY_MS : ARCHIVE_DELAY_MS);
+  const archive = new MessageArchive(storage, logger.category('db'));
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {

@@ -1,5 +1,5 @@
 import { Element } from 'ltx';
-import { ARCHIVE_DELAY_MS, CLUSTER_ARCHIVE_DELAY_MS, MessageArchive } from '../../server/sm/archive';
+import { MessageArchive } from '../../server/sm/archive';
 import { answerQuery, queryForm } from '../../server/modules/mam';
 import { StanzaError } from '../../server/errors';
 import { tryParseJID, type JID } from '../../server/jid';
@@ -80,7 +80,7 @@ class MucComponent implements Component {
     this.outbox = new Outbox(ctx.router, ctx.logger);
     this.localNode = ctx.cluster?.localNode ?? 'local';
     const { cluster, logger } = ctx;
-    this.archive = new MessageArchive(ctx.storage, logger, 'rooms', ctx.config.clusterMode ? CLUSTER_ARCHIVE_DELAY_MS : ARCHIVE_DELAY_MS);
+    this.archive = new MessageArchive(ctx.storage, logger, 'rooms');
     this.mc = {
       archive: this.archive,
       options: this.options,

@@ -296,16 +296,28 @@ async function logins(port: number, count: number, inflight: number, prefix: str
 /** What one server (ours or an anchor) did in the scenarios every server runs. */
 interface ServerFigures { name: string; settings: string; closed: Result; closedRuns: Result[]; steady: Result; logins: Logins; perConnectionKB: number }
 
-/** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
-async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>): Promise<ServerFigures> {
-  // Memory first, on the fresh process: after traffic, freed memory would be reused and hide the cost.
+/**
+ * Memory per idle authenticated TLS connection, as the growth of the server's resident memory
+ * from `idle` connections to twice as many: the first batch warms the process up (code loaded,
+ * heaps grown), so the second shows what one more connection costs. Run on a fresh process: after
+ * traffic, memory freed by closed connections is reused and hides the cost.
+ */
+async function memoryPerConnection(name: string, port: number, o: Options, memory: () => Promise<number>): Promise<number> {
+  const first = await clients(o.idle, 'idle', port);
+  await sleep(2000);
   const before = await memory();
-  const idle = await clients(o.idle, 'idle', node.port);
+  const second = await clients(o.idle, 'idle', port, Array.from({ length: o.idle }, (_, i) => o.idle + i));
   await sleep(2000);
   const perConnectionKB = Math.round(((await memory()) - before) / o.idle / 1024);
   console.log(`${name}: memory per idle TLS connection: ${perConnectionKB} KB`);
-  for (const c of idle) c.close();
+  for (const c of [...first, ...second]) c?.close();
   await sleep(1000);
+  return perConnectionKB;
+}
+
+/** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
+async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>): Promise<ServerFigures> {
+  const perConnectionKB = await memoryPerConnection(name, node.port, o, memory);
   const closedRuns: Result[] = [];
   for (let round = 1; round <= o.rounds; round++) {
     const senders = await clients(o.pairs, 's', node.port);
@@ -363,7 +375,7 @@ async function main(): Promise<void> {
   const credentials = deriveScramCredentials(PASSWORD, ITERATIONS);
   const accounts = [
     ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
-    ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
+    ...Array.from({ length: 2 * o.idle }, (_, i) => `idle${i}`),
     ...Array.from({ length: o.logins }, (_, i) => `login${i}`),
   ];
   for (const account of accounts) await storage.users.create(`${account}@localhost`, credentials).catch(() => undefined);
@@ -375,15 +387,7 @@ async function main(): Promise<void> {
     // runs, one node and two nodes for each strategy taking turns, `rounds` times.
     let single = await startNode(dir, dbUri, 'bench1.local', []);
     children.push(single.process);
-    // Memory first, on the fresh process (after traffic, freed memory would be reused and hide the cost).
-    const before = await rss(single.httpPort);
-    const idle = await clients(o.idle, 'idle', single.port);
-    await sleep(2000);
-    const after = await rss(single.httpPort);
-    const perConnection = Math.round((after - before) / o.idle / 1024);
-    console.log(`memory per idle TLS connection: ${perConnection} KB`);
-    for (const c of idle) c.close();
-    await sleep(1000);
+    const perConnection = await memoryPerConnection('this server', single.port, o, () => rss(single.httpPort));
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
     const steady = await traffic(senders, receivers, o, o.rate, [single]);
@@ -475,7 +479,7 @@ async function main(): Promise<void> {
       '',
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
-      `Memory per idle authenticated TLS connection (server RSS growth over ${o.idle} connections): ${perConnection} KB.`,
+      `Memory per idle authenticated TLS connection (server RSS growth from ${o.idle} to ${2 * o.idle} open connections, on a fresh process): ${perConnection} KB.`,
       '',
       `Logins (STARTTLS, SASL PLAIN against SCRAM keys of ${ITERATIONS} iterations, bind, presence; ${o.logins} logins, 50 at a time, one node): ${ourLogins.perSecond}/s, p50 ${ms(ourLogins.p50)} (up to the encrypted stream's features ${ms(ourLogins.securedP50)}), p99 ${ms(ourLogins.p99)}.`,
       '',
