@@ -95,7 +95,8 @@ export function prosodyProcessConfig(dir: string): string[] {
 }
 
 /**
- * ejabberd 23.01 from Debian as its own Erlang node, with in-memory (Mnesia) accounts made by
+ * ejabberd 23.01 from Debian as its own Erlang node (ejabberdctl starts it through su, whose PAM
+ * limits allow it 1,024 open files: the bench keeps every scenario under that), with in-memory (Mnesia) accounts made by
  * in-band registration from the generator (XEP-0077; `ejabberdctl register` starts a VM per account),
  * no shapers, and the modules of a usual install without archiving.
  */

@@ -15,7 +15,7 @@ import { LoadClient } from './xmpp-load';
  * pairs and 10 messages in flight each, latency at a steady 2,000 msgs/s, the same across two
  * cluster nodes, and memory per idle TLS connection. Writes BENCHMARKS.md.
  *
- *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=1000 --rounds=3 --logins=2000 --anchors=1]
+ *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=800 --rounds=3 --logins=2000 --anchors=1]
  *
  * With Prosody and ejabberd installed from Debian (`apt-get install prosody ejabberd`, then
  * `service prosody stop; service ejabberd stop`), the same scenarios run against them in the same
@@ -36,7 +36,7 @@ const ITERATIONS = 10_000;
 interface Options { seconds: number; pairs: number; inflight: number; rate: number; idle: number; rounds: number; logins: number; anchors: number }
 
 function options(argv: string[]): Options {
-  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 1000, rounds: 3, logins: 2000, anchors: 1 };
+  const o: Options = { seconds: 20, pairs: 100, inflight: 10, rate: 2000, idle: 800, rounds: 3, logins: 2000, anchors: 1 };
   for (const arg of argv) {
     const [key, value] = arg.replace(/^--/, '').split('=');
     if (key in o && Number(value) > 0) (o as unknown as Record<string, number>)[key] = Number(value);
@@ -298,17 +298,18 @@ interface ServerFigures { name: string; settings: string; closed: Result; closed
 
 /**
  * Memory per idle authenticated TLS connection, as the growth of the server's resident memory
- * from `idle` connections to twice as many: the first batch warms the process up (code loaded,
+ * from `idle`/2 open connections to `idle`: the first half warms the process up (code loaded,
  * heaps grown), so the second shows what one more connection costs. Run on a fresh process: after
  * traffic, memory freed by closed connections is reused and hides the cost.
  */
 async function memoryPerConnection(name: string, port: number, o: Options, memory: () => Promise<number>): Promise<number> {
-  const first = await clients(o.idle, 'idle', port);
+  const half = Math.floor(o.idle / 2);
+  const first = await clients(half, 'idle', port);
   await sleep(2000);
   const before = await memory();
-  const second = await clients(o.idle, 'idle', port, Array.from({ length: o.idle }, (_, i) => o.idle + i));
+  const second = await clients(half, 'idle', port, Array.from({ length: half }, (_, i) => half + i));
   await sleep(2000);
-  const perConnectionKB = Math.round(((await memory()) - before) / o.idle / 1024);
+  const perConnectionKB = Math.round(((await memory()) - before) / half / 1024);
   console.log(`${name}: memory per idle TLS connection: ${perConnectionKB} KB`);
   for (const c of [...first, ...second]) c?.close();
   await sleep(1000);
@@ -352,7 +353,13 @@ async function anchorFigures(dir: string, o: Options, accounts: string[]): Promi
   for (const kind of ['prosody', 'ejabberd'] as const) {
     if (!installed[kind]) continue;
     const port = await freePort();
-    const server = kind === 'prosody' ? await startProsody(path.join(dir, kind), port, ITERATIONS) : await startEjabberd(port, register(port));
+    let server;
+    try {
+      server = kind === 'prosody' ? await startProsody(path.join(dir, kind), port, ITERATIONS) : await startEjabberd(port, register(port));
+    } catch (err) {
+      console.error(`${kind} did not start: ${String((err as Error)?.message ?? err)}`);
+      continue;
+    }
     try {
       await server.createAccounts(accounts, PASSWORD);
       const node: Node = { process: server.process, port, httpPort: 0, workers: 1 };
@@ -375,7 +382,7 @@ async function main(): Promise<void> {
   const credentials = deriveScramCredentials(PASSWORD, ITERATIONS);
   const accounts = [
     ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
-    ...Array.from({ length: 2 * o.idle }, (_, i) => `idle${i}`),
+    ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
     ...Array.from({ length: o.logins }, (_, i) => `login${i}`),
   ];
   for (const account of accounts) await storage.users.create(`${account}@localhost`, credentials).catch(() => undefined);
@@ -479,7 +486,7 @@ async function main(): Promise<void> {
       '',
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
-      `Memory per idle authenticated TLS connection (server RSS growth from ${o.idle} to ${2 * o.idle} open connections, on a fresh process): ${perConnection} KB.`,
+      `Memory per idle authenticated TLS connection (server RSS growth from ${Math.floor(o.idle / 2)} to ${2 * Math.floor(o.idle / 2)} open connections, on a fresh process): ${perConnection} KB.`,
       '',
       `Logins (STARTTLS, SASL PLAIN against SCRAM keys of ${ITERATIONS} iterations, bind, presence; ${o.logins} logins, 50 at a time, one node): ${ourLogins.perSecond}/s, p50 ${ms(ourLogins.p50)} (up to the encrypted stream's features ${ms(ourLogins.securedP50)}), p99 ${ms(ourLogins.p99)}.`,
       '',
@@ -524,7 +531,7 @@ function anchorSection(anchors: ServerFigures[], ours: { closed: Result; onCores
   return [
     '## Anchors',
     '',
-    `Run after ours, on the same host, with the same generator, accounts and scenarios (closed loop: median of ${o.rounds}, ${o.pairs} pairs, ${o.inflight} in flight each; steady ${o.rate}/s; ${o.logins} logins, 50 at a time; ${o.idle} idle TLS connections):`,
+    `Run after ours, on the same host, with the same generator, accounts and scenarios (closed loop: median of ${o.rounds}, ${o.pairs} pairs, ${o.inflight} in flight each; steady ${o.rate}/s; ${o.logins} logins, 50 at a time; memory from ${Math.floor(o.idle / 2)} to ${2 * Math.floor(o.idle / 2)} idle TLS connections):`,
     '',
     '| server | msgs/s, closed loop | p99 there | steady: p50 / p99 / p99.9 | logins/s | memory per idle TLS connection |',
     '|---|---|---|---|---|---|',

@@ -77,6 +77,8 @@ export class LoadClient {
     this.socket = socket;
     socket.setNoDelay(true);
     socket.on('error', (err) => this.waiting?.reject(err));
+    // A server that goes away while we wait for its answer fails the wait (rather than leaving it pending forever).
+    socket.on('close', () => this.waiting?.reject(new Error(`${this.opts.user}: the server closed the connection`)));
     // No setEncoding: the plain socket is handed to TLS after STARTTLS and must stay binary.
     const decoder = new TextDecoder();
     socket.on('data', (data: Buffer) => this.onData(decoder.decode(data, { stream: true })));
