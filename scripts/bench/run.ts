@@ -134,15 +134,13 @@ function processTree(pid: number): number[] {
   return tree;
 }
 
-/** CPU seconds (user + system) a process and its descendants have used so far. */
-function cpuSeconds(pid: number | undefined): number {
+/** `value` summed over a process and its descendants (a process gone meanwhile counts 0). */
+function overTree(pid: number | undefined, value: (pid: number) => number): number {
   if (!pid) return 0;
   let total = 0;
   for (const p of processTree(pid)) {
     try {
-      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-      // utime and stime are in clock ticks (100 per second).
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
+      total += value(p);
     } catch {
       // gone meanwhile
     }
@@ -150,19 +148,18 @@ function cpuSeconds(pid: number | undefined): number {
   return total;
 }
 
+/** CPU seconds (user + system) a process and its descendants have used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  return overTree(pid, (p) => {
+    const fields = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    // utime and stime are in clock ticks (100 per second).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  });
+}
+
 /** Resident memory (bytes) of a process and its descendants. */
 function treeRss(pid: number | undefined): number {
-  if (!pid) return 0;
-  let total = 0;
-  for (const p of processTree(pid)) {
-    try {
-      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (match) total += Number(match[1]) * 1024;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
+  return overTree(pid, (p) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0) * 1024);
 }
 
 /** Closed loop (rate 0: each sender keeps `inflight` messages outstanding) or a steady total rate. */

@@ -66,11 +66,11 @@ export async function federatesWith(t: TapTest, peer: PeerServer, ours: DomainSe
 
   await t.test('subscriptions both ways, then presence flows both ways', async (t) => {
     const petraSeen = nextStanza(oscar, (s) => s.is('presence') && s.attrs.from === `${theirs}/laptop` && !s.attrs.type, WAIT_MS);
-    await subscribe(oscar, petra);
+    await subscribe(oscar, petra, WAIT_MS);
     await petraSeen;
     t.pass(`our user subscribed to the ${peer.name} user and sees her presence`);
     const oscarSeen = nextStanza(petra, (s) => s.is('presence') && s.attrs.from === `${mine}/phone` && !s.attrs.type, WAIT_MS);
-    await subscribe(petra, oscar);
+    await subscribe(petra, oscar, WAIT_MS);
     await oscarSeen;
     t.pass(`the ${peer.name} user subscribed to ours and sees his presence`);
     const away = nextStanza(petra, (s) => s.is('presence') && s.attrs.from === `${mine}/phone` && s.getChildText('show') === 'away', WAIT_MS);

@@ -78,8 +78,8 @@ t.test('federation on a three-node cluster: Prosody reaches users on every node,
     const TUNE = 'http://jabber.org/protocol/tune';
     const user3 = users[2];
     for (const client of [user3, petra]) await client.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
-    await subscribe(petra, user3);
-    await subscribe(user3, petra);
+    await subscribe(petra, user3, WAIT_MS);
+    await subscribe(user3, petra, WAIT_MS);
     const event = nextEvent(petra, TUNE, () => true, WAIT_MS);
     const caps = await announceCaps(petra, [`${TUNE}+notify`]);
     await caps.queried;

@@ -38,7 +38,7 @@ t.test('two servers of ours federate: messages, presence subscriptions, IQs, bot
   await t.test('presence subscription across domains, then presence flows', async (t) => {
     // Alice asks for Bob's presence; Bob approves; his presence then reaches her on every change.
     const first = nextStanza(alice, (s) => s.is('presence') && s.attrs.from === 'bob@b.example/desk' && !s.attrs.type, WAIT_MS);
-    await subscribe(alice, bob);
+    await subscribe(alice, bob, WAIT_MS);
     await first;
     t.pass('Bob\'s current presence reaches Alice once she is subscribed (RFC 6121 §3.1.5)');
     const away = nextStanza(alice, (s) => s.is('presence') && s.attrs.from === 'bob@b.example/desk' && s.getChildText('show') === 'away', WAIT_MS);
@@ -187,9 +187,10 @@ t.test('PEP events and blocking across servers', async (t) => {
   const bob = await b.login('bob', 'tunes');
   const bert = await b.login('bert', 'b');
   for (const client of [alice, bob, bert]) await client.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
+  // The first stanzas between the two servers also set up their streams: generous deadlines.
   for (const contact of [bob, bert]) {
-    await subscribe(contact, alice);
-    await subscribe(alice, contact);
+    await subscribe(contact, alice, WAIT_MS);
+    await subscribe(alice, contact, WAIT_MS);
   }
   const titleOf = (message: Element) => message.getChild('event', PUBSUB_EVENT)?.getChild('items')?.getChild('item')?.getChild('tune', TUNE)?.getChildText('title');
 
