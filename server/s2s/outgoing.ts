@@ -64,6 +64,8 @@ export class OutgoingStream {
   private onElement?: (element: Element) => void;
   private onFeatures?: (features: Element) => void;
   private failWith?: (err: Error) => void;
+  /** Sockets whose close and errors already end this stream. */
+  private readonly watched = new WeakSet<net.Socket>();
   /** What the peer's certificate proves of its domain, once TLS is up. */
   private peerProof: DomainProof = { valid: false, reason: 'no TLS' };
   /** How authenticate() got the stream accepted. */
@@ -240,8 +242,12 @@ export class OutgoingStream {
         this.fail(err as Error);
       }
     });
-    socket.once('close', () => this.fail(new OutgoingFailure('remote-server-not-found', `the connection to ${this.opts.remote} closed`)));
-    socket.on('error', (err) => this.fail(new OutgoingFailure('remote-server-not-found', `${this.opts.remote}: ${err.message}`)));
+    // Once per socket: a restart after SASL keeps the socket (and its listeners).
+    if (!this.watched.has(socket)) {
+      this.watched.add(socket);
+      socket.once('close', () => this.fail(new OutgoingFailure('remote-server-not-found', `the connection to ${this.opts.remote} closed`)));
+      socket.on('error', (err) => this.fail(new OutgoingFailure('remote-server-not-found', `${this.opts.remote}: ${err.message}`)));
+    }
     socket.write(streamHeader({ 'xmlns:db': NS.DIALBACK, from: this.opts.local, to: this.opts.remote, version: '1.0' }, NS.SERVER));
     return features;
   }

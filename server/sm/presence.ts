@@ -186,8 +186,10 @@ export class PresenceService {
     const session = this.sessions.get(to);
     if (!session) return 0;
     // Forwarded by the node that holds the s2s stream: the answer to a request this node sent from that session's JID.
-    const from = stanza.name === 'iq' ? tryParseJID(stanza.attrs.from ?? '') : undefined;
-    if (from && this.router.claimResult(stanza, from)) return 1;
+    if (stanza.name === 'iq' && (stanza.attrs.type === 'result' || stanza.attrs.type === 'error')) {
+      const from = tryParseJID(stanza.attrs.from ?? '');
+      if (from && this.router.claimResult(stanza, from)) return 1;
+    }
     session.send(stanza);
     this.seen(stanza, session);
     return 1;
