@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { dateFromColumn } from './column-values';
 import { STORAGE_LIMITS, assertFits } from './limits';
+import type { SqliteArchiveWriter } from './sqlite-archive-writer';
 import type { ArchivedMessage, ArchiveFilter, ArchivePage, ArchivePrefs, ArchiveRow, ArchiveStore } from './types';
 
 interface Row {
@@ -25,7 +26,8 @@ const MAX_PREFS_JIDS = 1000;
  * on the first page as on the ten-thousandth.
  */
 export class KnexArchiveStore implements ArchiveStore {
-  constructor(private readonly knex: Knex) {}
+  /** `writer`: SQLite files have their rows written by a thread of their own. */
+  constructor(private readonly knex: Knex, private readonly writer?: SqliteArchiveWriter) {}
 
   async append(rows: ArchiveRow[]): Promise<void> {
     if (rows.length === 0) return;
@@ -33,6 +35,7 @@ export class KnexArchiveStore implements ArchiveStore {
       assertFits('user JID', row.user, STORAGE_LIMITS.jid);
       assertFits('archive peer JID', row.withJid, STORAGE_LIMITS.jid);
     }
+    if (this.writer) return this.writer.append(rows);
     const insert = (db: Knex | Knex.Transaction, chunk: ArchiveRow[]) => db('archive_messages').insert(chunk.map((row) => ({
       user: row.user, stanza_id: row.stanzaId, with_jid: row.withJid, with_resource: row.withResource ?? null,
       direction: row.direction, created_at: row.at, stanza: row.stanza,

@@ -13,6 +13,7 @@ import { KnexArchiveStore } from './archive-store';
 import { KnexLeaseStore } from './lease-store';
 import { KnexUploadStore } from './upload-store';
 import { KnexRosterStore } from './roster-store';
+import type { SqliteArchiveWriter } from './sqlite-archive-writer';
 import type { StorageLogger } from './storage-logger';
 import type { Storage } from './types';
 import { KnexUserStore } from './user-store';
@@ -46,6 +47,7 @@ export class KnexStorage implements Storage {
     readonly knex: Knex,
     private readonly migrationLock: MigrationLock | undefined,
     private readonly logger: StorageLogger,
+    private readonly archiveWriter?: SqliteArchiveWriter,
   ) {
     this.users = new KnexUserStore(knex);
     this.roster = new KnexRosterStore(knex);
@@ -59,7 +61,7 @@ export class KnexStorage implements Storage {
     this.caps = new KnexCapsStore(knex);
     this.push = new KnexPushStore(knex);
     this.fastTokens = new KnexFastTokenStore(knex);
-    this.archive = new KnexArchiveStore(knex);
+    this.archive = new KnexArchiveStore(knex, archiveWriter);
     this.leases = new KnexLeaseStore(knex);
     this.uploads = new KnexUploadStore(knex);
   }
@@ -89,7 +91,8 @@ export class KnexStorage implements Storage {
     }
   }
 
-  close(): Promise<void> {
-    return this.knex.destroy();
+  async close(): Promise<void> {
+    await this.archiveWriter?.close();
+    await this.knex.destroy();
   }
 }

@@ -6,6 +6,7 @@ import { parseDatabaseUri, redactPassword, type DatabaseConfig } from './databas
 import { KnexStorage } from './knex-storage';
 import { ensureMysqlDatabase, mysqlMigrationLock, type MysqlConfig } from './mysql-server';
 import { ensurePgsqlDatabase, pgSsl, pgsqlMigrationLock, type PgsqlConfig } from './pgsql-server';
+import { SqliteArchiveWriter } from './sqlite-archive-writer';
 import { sqliteClient } from './sqlite-client';
 import { silentLogger, type StorageLogger } from './storage-logger';
 import type { Storage } from './types';
@@ -52,7 +53,9 @@ export async function openStorage(uri: string, opts: OpenStorageOptions = {}): P
   let storage: KnexStorage;
   const poolSize = opts.poolSize ?? POOL_MAX;
   if (config.kind === 'sqlite') {
-    storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger);
+    const file = config.filename === ':memory:' ? undefined : resolve(config.filename);
+    const writer = file ? new SqliteArchiveWriter(file, SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB) : undefined;
+    storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger, writer);
   } else if (config.kind === 'mysql') {
     await ensureMysqlDatabase(config);
     storage = new KnexStorage('mysql', openMysql(config, logger, poolSize), mysqlMigrationLock(config, logger), logger);

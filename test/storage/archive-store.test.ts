@@ -1,0 +1,70 @@
+import { openStorage } from '../../server/storage/open-storage';
+import type { ArchiveRow } from '../../server/storage/types';
+import { createTestDatabase, forEachDatabase, openTestStorage } from '../helpers/databases';
+import t from 'tap';
+
+/*
+ * The archive store's writes: on SQLite files they go through a thread of their own (better-sqlite3
+ * is synchronous), elsewhere through knex. The same behaviour is asked of each: rows committed in
+ * order, readable at once by queries, a failing batch rejected whole, and the next batch written.
+ */
+
+function rows(user: string, from: number, count: number, stanzaId = (i: number) => `id-${i}`): ArchiveRow[] {
+  return Array.from({ length: count }, (_, k) => {
+    const i = from + k;
+    return {
+      user, stanzaId: stanzaId(i), withJid: 'bob@example.com', withResource: i % 2 ? 'phone' : undefined,
+      direction: i % 2 ? 'in' : 'out', at: new Date(Date.UTC(2026, 0, 1, 0, 0, 0, i)), stanza: `<message><body>${i}</body></message>`,
+    } as ArchiveRow;
+  });
+}
+
+forEachDatabase('archive store', async (t, uri) => {
+  const storage = await openTestStorage(t, uri);
+
+  t.test('batches are committed in order and read back at once, all columns intact', async (t) => {
+    // One batch at a time, as the archive writes them; a batch bigger than one INSERT.
+    await storage.archive.append(rows('a@example.com', 0, 1500));
+    await storage.archive.append(rows('a@example.com', 1500, 10));
+    const page = await storage.archive.query('a@example.com', {}, { max: 2000 });
+    if (page === 'item-not-found') throw new Error('no page');
+    t.equal(page.count, 1510);
+    t.same(page.messages.map((m) => m.stanzaId), rows('a@example.com', 0, 1510).map((r) => r.stanzaId), 'in the order appended');
+    const last = page.messages[1509];
+    t.same({ ...last, at: last.at.toISOString() }, {
+      stanzaId: 'id-1509', withJid: 'bob@example.com', withResource: 'phone', direction: 'in',
+      at: '2026-01-01T00:00:01.509Z', stanza: '<message><body>1509</body></message>',
+    });
+    t.equal(page.messages[0].withResource, undefined, 'no resource reads back as none');
+  });
+
+  t.test('a batch the database refuses is refused whole, and the next one is written', async (t) => {
+    // The same stanza id twice in one archive breaks the (user, stanza_id) unique index.
+    const bad = rows('b@example.com', 0, 300, (i) => (i === 299 ? 'id-0' : `id-${i}`));
+    await t.rejects(storage.archive.append(bad));
+    const empty = await storage.archive.query('b@example.com', {}, { max: 10 });
+    t.equal(empty !== 'item-not-found' && empty.count, 0, 'nothing of the refused batch');
+    await storage.archive.append(rows('b@example.com', 0, 3));
+    const page = await storage.archive.query('b@example.com', {}, { max: 10 });
+    t.equal(page !== 'item-not-found' && page.count, 3);
+  });
+});
+
+t.test('SQLite: the writer thread waits for a write lock held elsewhere, and ends with the storage', async (t) => {
+  const db = await createTestDatabase(t, 'sqlite');
+  const storage = await openStorage(db!.uri);
+  const other = await openStorage(db!.uri, { migrate: false });
+  t.teardown(() => other.close());
+  // Another connection (here: another process's view) holds the write lock for a while.
+  const held = other.knex.transaction(async (trx) => {
+    await trx('archive_prefs').insert({ user: 'x@example.com', default_mode: 'always', always_jids: '[]', never_jids: '[]' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  });
+  const appended = storage.archive.append(rows('c@example.com', 0, 5));
+  await held;
+  await appended;
+  const page = await other.archive.query('c@example.com', {}, { max: 10 });
+  t.equal(page !== 'item-not-found' && page.count, 5, 'written once the lock was free, and visible to the other connection');
+  await storage.close();
+  await t.rejects(storage.archive.append(rows('c@example.com', 5, 1)), 'a closed storage writes nothing');
+});
