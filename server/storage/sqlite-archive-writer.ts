@@ -19,7 +19,12 @@ function open() {
   const insert = db.prepare('INSERT INTO archive_messages (user, stanza_id, with_jid, with_resource, direction, created_at, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)');
   appendAll = db.transaction((rows) => { for (const row of rows) insert.run(row); });
 }
-parentPort.on('message', ({ id, rows }) => {
+parentPort.on('message', ({ id, rows, close }) => {
+  if (close) {
+    if (db) db.close();
+    parentPort.close();
+    return;
+  }
   try {
     if (!appendAll) open();
     appendAll.immediate(rows);
@@ -32,6 +37,9 @@ parentPort.on('message', ({ id, rows }) => {
   }
 });
 `;
+
+/** How long close() lets the thread finish its batches before ending it [10000 ms]. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 interface Pending { resolve(): void; reject(err: Error): void }
 
@@ -69,11 +77,18 @@ export class SqliteArchiveWriter {
     });
   }
 
+  /** Lets the thread finish the batches it was given and close its connection; then ends it. */
   async close(): Promise<void> {
     this.closed = true;
     const worker = this.worker;
     this.worker = undefined;
-    if (worker) await worker.terminate();
+    if (worker) {
+      const exited = new Promise((resolve) => worker.once('exit', resolve));
+      worker.postMessage({ close: true });
+      const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    }
     this.failAll(new Error('the archive writer was closed'));
   }
 
