@@ -69,8 +69,25 @@ export class LoadClient {
     this.write(`<message to='${to}' type='chat' id='${id}'><body>benchmark message ${id}</body></message>`);
   }
 
+  /** A presence update with a <show/> (the session stays available). */
+  presenceShow(show: string): void {
+    this.write(`<presence><show>${show}</show></presence>`);
+  }
+
   close(): void {
     this.socket.end('</stream:stream>');
+  }
+
+  /** Ends the stream and resolves once the server has closed the connection. */
+  closeAndWait(): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    this.close();
+    return closed;
+  }
+
+  destroy(): void {
+    this.socket?.destroy();
   }
 
   private attach(socket: net.Socket): void {
