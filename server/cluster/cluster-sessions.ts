@@ -59,6 +59,8 @@ export class ClusterSessions implements RemoteDelivery {
   private readonly carbonsHere = new Set<Session>();
   private readonly carbonsThere = new Map<string, number>();
   private readonly inOrder = new KeyedQueue();
+  /** Sessions this node has published as unbound: no later event of theirs goes out. */
+  private readonly unbound = new WeakSet<Session>();
   readonly counters = { forwarded: new Map<string, number>() };
 
   constructor(
@@ -75,6 +77,7 @@ export class ClusterSessions implements RemoteDelivery {
     sessions.onPresenceChange((session) => this.publish('presence', session));
     sessions.onEnd((session) => {
       this.carbonsHere.delete(session);
+      this.unbound.add(session);
       this.publish('unbound', session);
       for (const entry of this.seenPresence.values()) entry.viewers.delete(session);
     });
@@ -225,6 +228,9 @@ export class ClusterSessions implements RemoteDelivery {
   // ---- session events ----
 
   private publish(type: SessionEvent['type'], session: Session): void {
+    // The unavailable presence of a session that ends comes after its unbind (the end listeners
+    // run in that order): published, it put the session back into every peer's map as a ghost.
+    if (type === 'presence' && this.unbound.has(session)) return;
     if (session.carbons && !session.ended) this.carbonsHere.add(session);
     else this.carbonsHere.delete(session);
     const entry = entryOf(session, this.cluster.localNode);

@@ -140,5 +140,19 @@ export function messagingCases(strategy: string, kind: DatabaseKind): void {
       t.equal(seen.filter((s) => s.is('iq') && s.attrs.type === 'error').length, 0);
       await Promise.all([alice.stop(), bob.stop()]);
     });
+
+    await t.test('sessions that ended leave nothing behind on any node (no ghost in a strategy\'s map)', async (t) => {
+      // Every session above has logged out, most of them after being available.
+      const leftovers = async () => {
+        const statuses = await Promise.all([0, 1, 2].map((i) => cluster.status(i)));
+        return statuses.map((s) => ({ sessions: s.sessions, cached: s.cluster.strategyStats.cachedResources ?? 0 }));
+      };
+      await eventually('no session and no cached resource on any node', async () => (await leftovers()).every((l) => l.sessions === 0 && l.cached === 0), 30_000)
+        .catch(async (err) => {
+          t.comment(JSON.stringify(await leftovers()));
+          throw err;
+        });
+      t.pass('every node is empty');
+    });
   }, [kind]);
 }
