@@ -65,6 +65,8 @@ export class ClusterLink {
   private lastReceived = Date.now();
   private lastSent = Date.now();
   private corked = false;
+  /** Input that came too late: only acknowledgements are taken from it. */
+  private discarding = false;
   /** Messages sent and received on this link since the handshake (their sequence numbers). */
   private sentCount = 0;
   private receivedCount = 0;
@@ -249,6 +251,7 @@ export class ClusterLink {
       this.events.ack(this, handled, misses);
       return;
     }
+    if (this.discarding) return;
     this.counters.stanzasIn++;
     this.events.message(this, element, ++this.receivedCount);
   }
@@ -259,6 +262,14 @@ export class ClusterLink {
     // has not fired yet (this process was frozen, e.g. SIGSTOP, or starved): the peer has already
     // re-routed what it sent, so bytes that waited in our socket buffer must not be delivered late.
     if (this.state === 'ready' && now - this.lastReceived > this.opts.timeoutMs) {
+      // Its acknowledgements still count: they tell which of our messages the peer handled, so
+      // fewer are re-routed (and delivered twice). Only its messages are dropped.
+      this.discarding = true;
+      try {
+        this.parser.write(chunk);
+      } catch {
+        // Closing anyway.
+      }
       this.close(`no traffic for ${now - this.lastReceived} ms (stale input discarded)`);
       return;
     }
@@ -277,7 +288,11 @@ export class ClusterLink {
   private tick(): void {
     const now = Date.now();
     if (now - this.lastReceived > this.opts.timeoutMs) {
-      this.close(`no traffic for ${this.opts.timeoutMs} ms`);
+      // After this turn's input has been read: a starved process (not the peer) finds the peer's
+      // latest acknowledgements waiting there, and takes them (see feed) before closing.
+      setImmediate(() => {
+        if (Date.now() - this.lastReceived > this.opts.timeoutMs) this.close(`no traffic for ${this.opts.timeoutMs} ms`);
+      });
       return;
     }
     if (this.state === 'ready' && now - this.lastSent >= this.opts.heartbeatMs) this.write('<hb/>');
