@@ -95,6 +95,8 @@ export class C2SStream implements TransportListener {
   private routing = false;
   /** The account row a password exchange read (for its disabled check at the end). */
   private loginAccount?: { jid: string; user: Awaited<ReturnType<C2SContext['storage']['users']['get']>> };
+  /** Failed logins to the account from this address that the lockout check counted (none: nothing to reset). */
+  private failuresHere?: { jid: string; count: number };
   /** Our side of the stream is closed: nothing more from this client is processed. */
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
@@ -465,8 +467,12 @@ export class C2SStream implements TransportListener {
     this.authenticated = step.username;
     this.transport.authenticated?.();
     this.ctx.stats?.authSuccess();
-    // The owner's own address starts afresh; guesses from elsewhere still count.
-    void this.ctx.storage.authFailures.reset(authFailureKeys(jid, this.transport.remoteAddress).client).catch(() => undefined);
+    // The owner's own address starts afresh; guesses from elsewhere still count. A database write
+    // on every login only where the lockout check found failures to forget.
+    if (this.failuresHere?.jid !== jid || this.failuresHere.count > 0) {
+      void this.ctx.storage.authFailures.reset(authFailureKeys(jid, this.transport.remoteAddress).client).catch(() => undefined);
+    }
+    this.failuresHere = undefined;
     this.log.info('authenticated', { jid, transport: this.transport.kind, mechanism, sasl2: request ? true : undefined });
     if (request) return this.sasl2Success(step, request, exchange);
     const success = new Element('success', { xmlns: NS.SASL });
@@ -603,6 +609,7 @@ export class C2SStream implements TransportListener {
     const { maxAccountAuthFailures, maxAddressAuthFailures, authLockout } = this.ctx.config.limits;
     const keys = authFailureKeys(jid, this.transport.remoteAddress);
     const [fromHere, everywhere, thisAddress] = await this.ctx.storage.authFailures.counts([keys.client, keys.account, keys.address], authLockout * 1000);
+    this.failuresHere = { jid, count: fromHere };
     if (fromHere >= maxAccountAuthFailures) {
       throw new SaslFailure('temporary-auth-failure', 'too many failed attempts for this account from your address; try again later');
     }

@@ -86,6 +86,10 @@ export class KnexOfflineStore implements OfflineStore {
    * store(): two nodes flushing at once for two resources get disjoint sets, never duplicates.
    */
   async take(user: string): Promise<OfflineMessage[]> {
+    // Most queues are empty at login: a read answers that without a write transaction. A message
+    // stored right after this read is not lost: its writer then tells the nodes where the user is
+    // online, and they take it (MessageService.deliverStored).
+    if (!(await this.knex('offline_messages').where({ user }).first('id'))) return [];
     return inWriteTransaction(this.knex, async (trx) => {
       await trx('offline_queue_locks').insert({ user }).onConflict('user').merge(['user']);
       const rows: { id: number | string; stanza: string; stored_at: unknown }[] = await trx('offline_messages')

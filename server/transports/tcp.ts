@@ -67,6 +67,7 @@ export class TcpTransport implements Transport {
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
   private readonly rate?: ReadRate;
   private throttled = false;
+  private bindingTypes?: string[];
 
   constructor(private readonly opts: TcpConnectionOptions) {
     this.socket = opts.socket;
@@ -166,7 +167,10 @@ export class TcpTransport implements Transport {
   }
 
   channelBindingTypes(): string[] {
-    return this.socket instanceof tls.TLSSocket ? availableChannelBindings(this.socket) : [];
+    if (!(this.socket instanceof tls.TLSSocket)) return [];
+    // Asked for the features and again for the exchange: one answer per TLS session.
+    this.bindingTypes ??= availableChannelBindings(this.socket);
+    return this.bindingTypes;
   }
 
   peerCertificate(): PeerCertificate | undefined {
