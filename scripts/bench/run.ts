@@ -6,6 +6,7 @@ import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { openStorage } from '../../server/storage/open-storage';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
 import { cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
 /**
@@ -271,6 +272,8 @@ async function main(): Promise<void> {
     let single = await startNode(dir, dbUri, 'bench1.local', []);
     children.push(single.process);
     const perConnection = await memoryPerConnection('this server', single.port, o, () => rss(single.httpPort));
+    const floor = await nodeTlsFloor(path.join(dir, 'tls-floor'), Math.floor(o.idle / 2));
+    console.log('Node\'s own TLS sockets', floor);
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
     const steady = await traffic(senders, receivers, o, o.rate, [single]);
@@ -368,6 +371,7 @@ async function main(): Promise<void> {
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
       `Memory per idle authenticated TLS connection (server RSS growth from ${Math.floor(o.idle / 2)} to ${2 * Math.floor(o.idle / 2)} open connections, on a fresh process): ${perConnection} KB.`,
+      `The floor under it, measured the same way (scripts/bench/tls-floor.ts): a bare Node server that upgrades plain connections to TLS as STARTTLS does holds ${floor.atRest} KB per connection at rest, and ${floor.afterFlush} KB once it has sent one ${floor.flushBytes}-byte flush (our stream features after STARTTLS are about that size): Node's encrypted-output buffer starts at 1 KiB and, once a flush outgrows it, keeps 16 KiB more for good.`,
       '',
       `Logins (STARTTLS, SASL PLAIN against SCRAM keys of ${ITERATIONS} iterations, bind, presence; ${o.logins} logins, 50 at a time, one node): ${ourLogins.perSecond}/s, p50 ${ms(ourLogins.p50)} (up to the encrypted stream's features ${ms(ourLogins.securedP50)}), p99 ${ms(ourLogins.p99)}.`,
       '',

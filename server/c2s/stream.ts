@@ -661,10 +661,16 @@ export class C2SStream implements TransportListener {
   }
 
   /** Binds the resource (or a random one) to a new session on this stream: stanzas flow from now on. */
+  /** The login deadlines are met: they are dropped, not kept for the life of the connection. */
+  private clearTimers(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.length = 0;
+  }
+
   private bindSession(resource: string | undefined): Session {
     this.sink = new ClientSink(this.transport.id, this.output(), this.ctx.config.limits.smMaxUnacked);
     this.session = this.ctx.sessions.bind(this.sink, this.authenticated!, this.domain, resource);
-    for (const timer of this.timers) clearTimeout(timer);
+    this.clearTimers();
     this.state = 'active';
     this.log.info('session bound', { jid: this.session.full });
     return this.session;
@@ -775,7 +781,7 @@ export class C2SStream implements TransportListener {
   private activateResumed(result: Resumed): void {
     this.session = result.session;
     this.sink = result.sink;
-    for (const timer of this.timers) clearTimeout(timer);
+    this.clearTimers();
     this.state = 'active';
     this.log.info('session resumed', { jid: this.session.full, resent: result.resend.length });
     for (const stanza of result.resend) this.output().send(stanza);
