@@ -1,4 +1,6 @@
+import type { Worker } from 'node:worker_threads';
 import { openStorage } from '../../server/storage/open-storage';
+import { SqliteArchiveWriter } from '../../server/storage/sqlite-archive-writer';
 import type { ArchiveRow } from '../../server/storage/types';
 import { createTestDatabase, forEachDatabase, openTestStorage } from '../helpers/databases';
 import t from 'tap';
@@ -67,4 +69,31 @@ t.test('SQLite: the writer thread waits for a write lock held elsewhere, and end
   t.equal(page !== 'item-not-found' && page.count, 5, 'written once the lock was free, and visible to the other connection');
   await storage.close();
   await t.rejects(storage.archive.append(rows('c@example.com', 5, 1)), 'a closed storage writes nothing');
+});
+
+t.test('SQLite: a writer thread that dies refuses what it held, whole, and the next batch starts a new one', async (t) => {
+  const db = await createTestDatabase(t, 'sqlite');
+  const storage = await openStorage(db!.uri);
+  t.teardown(() => storage.close());
+  const filename = db!.uri.replace(/^sqlite:/, '');
+  const writer = new SqliteArchiveWriter(filename, 5000, 2048);
+  t.teardown(() => writer.close());
+  const count = async (user: string) => {
+    const page = await storage.archive.query(user, {}, { max: 1 });
+    return page === 'item-not-found' ? -1 : page.count;
+  };
+  await writer.append(rows('d@example.com', 0, 10));
+  t.equal(await count('d@example.com'), 10);
+
+  // The thread ends (as after a crash) while it holds a large batch: that batch's promise settles,
+  // and the batch is in the database whole or not at all.
+  const thread = (writer as unknown as { worker: Worker }).worker;
+  const big = writer.append(rows('e@example.com', 0, 50_000)).then(() => 'written', (err: Error) => err.message);
+  await thread.terminate();
+  const outcome = await big;
+  const stored = await count('e@example.com');
+  t.ok((outcome === 'written' && stored === 50_000) || (/exited/.test(outcome) && stored === 0), `all or nothing (${outcome}, ${stored} rows)`);
+
+  await writer.append(rows('d@example.com', 10, 5));
+  t.equal(await count('d@example.com'), 15, 'the next batch is written by a new thread');
 });
