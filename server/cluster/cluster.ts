@@ -137,6 +137,8 @@ export class Cluster {
   /** What closed links from peers delivered here, by the peer's name for its side of the link. */
   private readonly closedLinks = new Map<string, { delivered: DeliveredRing; at: number }>();
   private chunkStartedAt = 0;
+  /** The channel whose input chunk is being handled (set by chunkStart). */
+  private chunkChannel?: Channel;
   private server?: net.Server;
   private nextId = 0;
   private stopped = false;
@@ -483,10 +485,15 @@ export class Cluster {
     chunkStart: (link) => {
       this.chunkStartedAt = Date.now();
       const channel = this.channels.get(link.peer);
-      if (channel?.link === link) channel.chunkFirst = channel.lastReceived + 1;
+      this.chunkChannel = channel?.link === link ? channel : undefined;
+      if (this.chunkChannel) this.chunkChannel.chunkFirst = this.chunkChannel.lastReceived + 1;
       deliveryHold.hold();
     },
     chunkHandled: (link) => {
+      // The chunk's own channel, also when the link closed while the chunk was parsed (a protocol
+      // error after some of its messages): its delivered bits outlive it (rememberClosed).
+      const started = this.chunkChannel;
+      this.chunkChannel = undefined;
       const channel = this.channels.get(link.peer);
       // Frozen (SIGSTOP, a stalled host) for longer than the link timeout while handling this
       // chunk: the peer has given up on the link and re-routed what we did not acknowledge, so
@@ -494,7 +501,8 @@ export class Cluster {
       const frozen = Date.now() - this.chunkStartedAt > this.opts.linkTimeout * 1000;
       if (frozen || channel?.link !== link) {
         const dropped = deliveryHold.drop();
-        if (channel?.link === link) for (let seq = channel.chunkFirst; seq <= channel.lastReceived; seq++) channel.delivered.set(seq, false);
+        // Not delivered after all: the copies the peer re-routes to offline storage must go out.
+        if (started?.link === link) for (let seq = started.chunkFirst; seq <= started.lastReceived; seq++) started.delivered.set(seq, false);
         link.close(`input handled too late (${Date.now() - this.chunkStartedAt} ms); ${dropped} deliveries left to the peer's re-routing`);
         return;
       }
