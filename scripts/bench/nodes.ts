@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
+import { openStorage } from '../../server/storage/open-storage';
+import type { Storage } from '../../server/storage/types';
 
 /** What the benchmarks share: server nodes as child processes, their ports, status and CPU. */
 
@@ -31,6 +35,20 @@ function canListen(port: number): Promise<boolean> {
     probe.once('error', () => resolve(false));
     probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
   });
+}
+
+/**
+ * A fresh folder with a SQLite database holding `users` (local parts, @localhost) with `password`
+ * as SCRAM keys of `iterations`: what the benchmark's nodes share. The storage is left open for
+ * more set-up; close it before the nodes start.
+ */
+export async function benchDatabase(prefix: string, users: string[], password: string, iterations: number): Promise<{ dir: string; dbUri: string; storage: Storage }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `xmpp-${prefix}-`));
+  const dbUri = `sqlite:${path.join(dir, `${prefix}.sqlite`)}`;
+  const storage = await openStorage(dbUri);
+  const credentials = deriveScramCredentials(password, iterations);
+  for (const user of users) await storage.users.create(`${user}@localhost`, credentials);
+  return { dir, dbUri, storage };
 }
 
 export interface Node { process: ChildProcess; port: number; httpPort: number; workers: number }

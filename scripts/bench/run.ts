@@ -1,11 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
-import { openStorage } from '../../server/storage/open-storage';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
-import { cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { benchDatabase, cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
 import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
@@ -253,16 +251,12 @@ async function anchorFigures(dir: string, o: Options, accounts: string[]): Promi
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-bench-'));
-  const dbUri = `sqlite:${path.join(dir, 'bench.sqlite')}`;
-  const storage = await openStorage(dbUri);
-  const credentials = deriveScramCredentials(PASSWORD, ITERATIONS);
   const accounts = [
     ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
     ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
     ...Array.from({ length: o.logins }, (_, i) => `login${i}`),
   ];
-  for (const account of accounts) await storage.users.create(`${account}@localhost`, credentials).catch(() => undefined);
+  const { dir, dbUri, storage } = await benchDatabase('bench', accounts, PASSWORD, ITERATIONS);
   await storage.close();
   const lines: string[] = [];
   const children: ChildProcess[] = [];

@@ -1,12 +1,10 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { OnlineUsersCachingStrategy } from '../../strategies/online-users-caching';
-import { openStorage } from '../../server/storage/open-storage';
-import { cpuSeconds, get, sleep, startNode, type Node } from './nodes';
+import { benchDatabase, cpuSeconds, get, sleep, startNode, type Node } from './nodes';
 import { LoadClient } from './xmpp-load';
 
 /**
@@ -276,11 +274,7 @@ function cacheEntryBytes(): number {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-scaling-'));
-  const dbUri = `sqlite:${path.join(dir, 'scaling.sqlite')}`;
-  const storage = await openStorage(dbUri);
-  const credentials = deriveScramCredentials(PASSWORD, 4096);
-  for (let u = 0; u < o.users; u++) await storage.users.create(`u${u}@localhost`, credentials);
+  const { dir, dbUri, storage } = await benchDatabase('scaling', Array.from({ length: o.users }, (_, u) => `u${u}`), PASSWORD, 4096);
   for (let u = 0; u < o.users; u++) {
     for (const c of contactsOf(u, o)) await storage.roster.setItem(`u${u}@localhost`, { jid: `u${c}@localhost`, subscription: 'both', groups: [] });
   }

@@ -660,13 +660,13 @@ export class C2SStream implements TransportListener {
     reply(result);
   }
 
-  /** Binds the resource (or a random one) to a new session on this stream: stanzas flow from now on. */
   /** The login deadlines are met: they are dropped, not kept for the life of the connection. */
   private clearTimers(): void {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.length = 0;
   }
 
+  /** Binds the resource (or a random one) to a new session on this stream: stanzas flow from now on. */
   private bindSession(resource: string | undefined): Session {
     this.sink = new ClientSink(this.transport.id, this.output(), this.ctx.config.limits.smMaxUnacked);
     this.session = this.ctx.sessions.bind(this.sink, this.authenticated!, this.domain, resource);

@@ -2,10 +2,6 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from '../log';
 import type { ClusterNodeRow, ClusterNodeStore } from '../storage/types';
-import { isTransientConflict } from '../storage/sql-errors';
-
-/** Attempts to delete our row on shutdown when another writer is in the way [5]. */
-const REMOVE_ATTEMPTS = 5;
 
 export interface RegistryOptions {
   hostname: string;
@@ -57,26 +53,11 @@ export class ClusterRegistry {
     this.timer.unref();
   }
 
-  /**
-   * Deletes our row on a clean shutdown, so peers need not wait for the timeout. A conflict with
-   * another writer (SQLite nodes of one machine stopping together) is retried a few times.
-   */
+  /** Deletes our row on a clean shutdown, so peers need not wait for the timeout. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.refreshing?.catch(() => undefined);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.store.remove(this.opts.hostname);
-        return;
-      } catch (err) {
-        if (attempt < REMOVE_ATTEMPTS && isTransientConflict(err)) {
-          await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
-          continue;
-        }
-        this.opts.logger.warn('could not delete our cluster_nodes row', { err: String(err) });
-        return;
-      }
-    }
+    await this.store.remove(this.opts.hostname).catch((err) => this.opts.logger.warn('could not delete our cluster_nodes row', { err: String(err) }));
   }
 
   /** Publishes that this node is draining (peers place nothing new on it); written at once. */

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { dateFromColumn } from './column-values';
 import type { ClusterNodeRow, ClusterNodeStore } from './types';
+import { inWriteTransaction } from './write-transaction';
 
 /** The cluster_nodes table (DESIGN: registry), with Tigase's columns plus ours. */
 export class KnexClusterNodeStore implements ClusterNodeStore {
@@ -42,8 +43,9 @@ export class KnexClusterNodeStore implements ClusterNodeStore {
     }));
   }
 
+  /** Retried when another writer is in the way (SQLite nodes of one machine stopping together). */
   async remove(hostname: string): Promise<boolean> {
-    return (await this.knex('cluster_nodes').where({ hostname }).delete()) > 0;
+    return inWriteTransaction(this.knex, async (trx) => (await trx('cluster_nodes').where({ hostname }).delete()) > 0);
   }
 
   async removeOlderThan(cutoff: Date, keep: string[] = []): Promise<string[]> {
