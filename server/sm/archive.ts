@@ -2,19 +2,25 @@ import { randomFillSync } from 'node:crypto';
 import type { Element } from 'ltx';
 import type { JID } from '../jid';
 import type { Logger } from '../log';
+import { ArchiveWriterLost } from '../storage/sqlite-archive-writer';
 import type { ArchivePrefs, ArchiveRow, Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 
-/** Rows written in one transaction [1000] (in INSERTs of 200 where knex writes them). */
+/** MySQL and PostgreSQL: rows written in one transaction [1000], in INSERTs of 200. */
 const BATCH_ROWS = 1000;
 /**
- * Longest a row waits for its batch [100 ms]. Each commit rewrites the index pages its rows touch,
- * so bigger batches cost less per row: at 2,000 messages/s on SQLite, a node spent about 330 µs of
- * CPU per message with 20 ms batches and 230 µs with 100 ms. Batches are written off the event loop
- * (SQLite: the store's writer thread; MySQL and PostgreSQL: the pool), so their size delays no
- * stream. A MAM query writes what its node has gathered first.
+ * MySQL and PostgreSQL: longest a row waits for its batch [100 ms], as SQLite's writer thread
+ * (storage/sqlite-archive-writer.ts, which says why). The batches go through the pool, so their
+ * size delays no stream. A MAM query writes what its node has gathered first.
  */
 const BATCH_DELAY_MS = 100;
+/**
+ * Stores with a writer thread (SQLite, ArchiveStore.enqueue) get rows in chunks of at most [100],
+ * each handed over once its first row has waited [10 ms]: copying a chunk to the thread takes a few
+ * tens of µs, where a whole batch held the event loop (and every stream) for milliseconds.
+ */
+const CHUNK_ROWS = 100;
+const CHUNK_DELAY_MS = 10;
 /** Rows waiting for the database before new ones are counted as dropped [50,000]. */
 const QUEUE_LIMIT = 50_000;
 /** Attempts of one batch before its rows are counted as dropped [5]. */
@@ -61,13 +67,17 @@ export function archivable(stanza: Element, archive: 'user' | 'room' = 'user'): 
 /**
  * The users' message archives: `record` gives a message its XEP-0359 stanza id at once (no I/O on
  * the delivery path) and queues the row; rows go to the database in batches, after the owner's
- * preferences (XEP-0313 §7) and existence are checked. Each message is recorded by the one node
- * that routes it, so each archive holds it once, wherever the parties are connected.
+ * preferences (XEP-0313 §7) and existence are checked (here, or by the store's writer thread).
+ * Each message is recorded by the one node that routes it, so each archive holds it once, wherever
+ * the parties are connected.
  */
 export class MessageArchive {
   private queue: ArchiveRow[] = [];
   private timer?: NodeJS.Timeout;
   private writing?: Promise<void>;
+  /** Rows handed to the store's writer thread and not committed yet, and the hand-overs in flight. */
+  private handedOver = 0;
+  private readonly handOvers = new Set<Promise<void>>();
   readonly counters = { archived: 0, dropped: 0, skipped: 0 };
 
   constructor(
@@ -80,7 +90,7 @@ export class MessageArchive {
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
     const stanzaId = timeOrderedId();
-    if (this.queue.length >= QUEUE_LIMIT) {
+    if (this.queue.length + this.handedOver >= QUEUE_LIMIT) {
       this.counters.dropped++;
       return stanzaId;
     }
@@ -88,7 +98,10 @@ export class MessageArchive {
       user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
       direction, at: new Date(), stanza: stanza.toString(),
     });
-    if (this.queue.length >= BATCH_ROWS) this.flushSoon(0);
+    if (this.storage.archive.enqueue) {
+      if (this.queue.length >= CHUNK_ROWS) this.handOver(false);
+      else this.timer ??= setTimeout(() => this.handOver(false), CHUNK_DELAY_MS);
+    } else if (this.queue.length >= BATCH_ROWS) this.flushSoon(0);
     else this.flushSoon(BATCH_DELAY_MS);
     return stanzaId;
   }
@@ -97,10 +110,45 @@ export class MessageArchive {
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.storage.archive.enqueue) {
+      if (this.queue.length > 0 || this.handOvers.size > 0) this.handOver(true);
+      while (this.handOvers.size > 0) await Promise.all([...this.handOvers]);
+      return;
+    }
     while (this.writing || this.queue.length > 0) {
       if (this.writing) await this.writing;
       else this.startWriting();
     }
+  }
+
+  /**
+   * Hands the queue (or `rows` again) to the store's writer thread; `now`: committed at once, with
+   * what the thread holds. Rows the thread lost by ending are handed to its successor, in order.
+   */
+  private handOver(now: boolean, rows?: ArchiveRow[], attempt = 1): void {
+    if (!rows) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      rows = this.queue;
+      this.queue = [];
+    }
+    const chunk = rows;
+    this.handedOver += chunk.length;
+    const done = this.storage.archive.enqueue!(chunk, this.owners === 'accounts', now).then(
+      (kept) => {
+        this.counters.archived += kept;
+        this.counters.skipped += chunk.length - kept;
+      },
+      (err) => {
+        if (err instanceof ArchiveWriterLost && attempt < MAX_ATTEMPTS) return this.handOver(now, chunk, attempt + 1);
+        this.counters.dropped += chunk.length;
+        this.logger.error('archive rows dropped: the database did not take them', { rows: chunk.length, err: String(err) });
+      },
+    ).finally(() => {
+      this.handedOver -= chunk.length;
+      this.handOvers.delete(done);
+    });
+    this.handOvers.add(done);
   }
 
   private flushSoon(delay: number): void {

@@ -17,6 +17,13 @@ interface Row {
 /** Rows in one INSERT statement [200] (SQLite allows 500 in the compound SELECT knex builds). */
 const INSERT_ROWS = 200;
 
+function assertRowsFit(rows: ArchiveRow[]): void {
+  for (const row of rows) {
+    assertFits('user JID', row.user, STORAGE_LIMITS.jid);
+    assertFits('archive peer JID', row.withJid, STORAGE_LIMITS.jid);
+  }
+}
+
 /** Most JIDs kept in one prefs list [1000]. */
 const MAX_PREFS_JIDS = 1000;
 
@@ -26,15 +33,21 @@ const MAX_PREFS_JIDS = 1000;
  * on the first page as on the ten-thousandth.
  */
 export class KnexArchiveStore implements ArchiveStore {
+  readonly enqueue?: ArchiveStore['enqueue'];
+
   /** `writer`: SQLite files have their rows written by a thread of their own. */
-  constructor(private readonly knex: Knex, private readonly writer?: SqliteArchiveWriter) {}
+  constructor(private readonly knex: Knex, private readonly writer?: SqliteArchiveWriter) {
+    if (writer) {
+      this.enqueue = async (rows, checkOwners, now) => {
+        assertRowsFit(rows);
+        return writer.enqueue(rows, checkOwners, now);
+      };
+    }
+  }
 
   async append(rows: ArchiveRow[]): Promise<void> {
     if (rows.length === 0) return;
-    for (const row of rows) {
-      assertFits('user JID', row.user, STORAGE_LIMITS.jid);
-      assertFits('archive peer JID', row.withJid, STORAGE_LIMITS.jid);
-    }
+    assertRowsFit(rows);
     if (this.writer) return this.writer.append(rows);
     const insert = (db: Knex | Knex.Transaction, chunk: ArchiveRow[]) => db('archive_messages').insert(chunk.map((row) => ({
       user: row.user, stanza_id: row.stanzaId, with_jid: row.withJid, with_resource: row.withResource ?? null,

@@ -274,6 +274,13 @@ export interface ArchivePrefs {
 
 export interface ArchiveStore {
   append(rows: ArchiveRow[]): Promise<void>;
+  /**
+   * Where rows are written by a thread of the store's own (SQLite): takes rows as they are recorded
+   * and commits them in batches, the oldest within 100 ms (at once with `now`); with `checkOwners`,
+   * skips rows whose owner is no account or whose preferences (XEP-0313 §7) leave them out, as
+   * MessageArchive does for the other stores. Resolves with how many rows were written.
+   */
+  enqueue?(rows: ArchiveRow[], checkOwners: boolean, now?: boolean): Promise<number>;
   /** A page of `user`'s archive; after/before are stanza ids (before: true is the last page). */
   query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'>;
   /** The oldest and newest messages of an archive (XEP-0313 metadata). */

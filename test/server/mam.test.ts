@@ -1,6 +1,7 @@
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { forEachDatabase } from '../helpers/databases';
+import { seedItem } from '../helpers/im';
 import { MAM, query } from '../helpers/mam';
 import { collect, startTestServer, xml } from '../helpers/server';
 
@@ -11,7 +12,7 @@ const errorOf = async (promise: Promise<unknown>) => promise.then(() => 'no erro
 
 forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
   const server = await startTestServer(t, { dbUri });
-  for (const user of ['alice', 'bob', 'carol', 'dave']) await server.addUser(user);
+  for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) await server.addUser(user);
   const alice = await server.login('alice', { resource: 'desk' });
   const bob = await server.login('bob', { resource: 'phone' });
   const carol = await server.login('carol', { resource: 'web' });
@@ -149,6 +150,44 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     t.same((await query(carol, { fields: { with: 'alice@localhost' } })).messages.map((m) => m.body), ['from carol', 'for the record'], 'her own message to alice, and alice\'s answer');
     t.equal((await query(carol, { fields: { with: 'bob@localhost' } })).count, 0);
     t.equal(await errorOf(carol.iqCaller.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: MAM, default: 'sometimes' })))), 'bad-request');
+  });
+
+  await t.test('preferences: the roster default keeps contacts only; always and never lists win over the default', async (t) => {
+    await seedItem(server, 'erin', 'alice', 'both');
+    const erin = await server.login('erin', { resource: 'tab' });
+    const setPrefs = (mode: string, always: string[], never: string[]) => erin.iqCaller.request(xml('iq', { type: 'set' },
+      xml('prefs', { xmlns: MAM, default: mode }, xml('always', {}, ...always.map((j) => xml('jid', {}, j))), xml('never', {}, ...never.map((j) => xml('jid', {}, j))))));
+    const bodies = async () => (await query(erin, { rsm: [xml('max', {}, '50')] })).messages.map((m) => m.body);
+    // Rows are written in the order they were recorded: once the last one is in, the others are decided.
+    const settled = (body: string) => eventually(`"${body}" archived`, async () => (await bodies()).includes(body), WAIT_MS);
+
+    const erinGot = collect(erin);
+    const bobGot = collect(bob);
+    // Each message is routed (and recorded) before the next is sent.
+    const deliver = async (from: typeof alice, to: string, body: string) => {
+      await from.send(chat(to, body));
+      await eventually(`"${body}" delivered`, () => [...erinGot, ...bobGot].some((s) => s.getChildText('body') === body), WAIT_MS);
+    };
+
+    await setPrefs('roster', ['carol@localhost'], []);
+    await deliver(alice, 'erin@localhost/tab', 'r1 from a contact');
+    await deliver(bob, 'erin@localhost/tab', 'r2 from a stranger');
+    await deliver(erin, 'bob@localhost/phone', 'r3 to a stranger');
+    await deliver(carol, 'erin@localhost/tab', 'r4 always');
+    await settled('r4 always');
+    t.same(await bodies(), ['r1 from a contact', 'r4 always'], 'roster: the contact and the always-listed, not the stranger either way');
+    t.ok((await query(bob, { fields: { with: 'erin@localhost' } })).messages.some((m) => m.body === 'r3 to a stranger'), 'the stranger\'s own archive keeps it (his default)');
+
+    await setPrefs('never', ['alice@localhost'], []);
+    await deliver(carol, 'erin@localhost/tab', 'n1 not listed');
+    await deliver(alice, 'erin@localhost/tab', 'n2 always-listed');
+    await settled('n2 always-listed');
+    await setPrefs('always', [], ['alice@localhost']);
+    await deliver(alice, 'erin@localhost/tab', 'a1 never-listed');
+    await deliver(carol, 'erin@localhost/tab', 'a2 by default');
+    await settled('a2 by default');
+    t.same(await bodies(), ['r1 from a contact', 'r4 always', 'n2 always-listed', 'a2 by default']);
+    await erin.stop();
   });
 
   await t.test('an archive is its owner\'s only, and goes with the account', async (t) => {
