@@ -5,6 +5,7 @@ import { StreamError } from '../errors';
 import type { Logger } from '../log';
 import type { ParserLimits } from '../xml/stream-parser';
 import { TrustedStreamParser } from '../xml/trusted-stream-parser';
+import { serialize } from '../xml/serialize';
 import { CLUSTER_NS, PROTOCOL_VERSION, compatibleVersion } from './protocol';
 
 /** Largest element on a link: client stanzas plus wrappers, and sync batches [4 MiB]. */
@@ -131,7 +132,7 @@ export class ClusterLink {
   send(element: Element): number {
     if (this.state !== 'ready' || this.socket.writableLength > LINK_MAX_QUEUE_BYTES) return 0;
     this.counters.stanzasOut++;
-    this.write(element.toString());
+    this.write(serialize(element));
     return ++this.sentCount;
   }
 
@@ -299,7 +300,7 @@ export class ClusterLink {
   }
 
   private sendRaw(element: Element): void {
-    this.write(element.toString());
+    this.write(serialize(element));
   }
 
   private write(data: string): void {

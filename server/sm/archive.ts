@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import { ArchiveWriterLost } from '../storage/sqlite-archive-writer';
 import type { ArchivePrefs, ArchiveRow, Storage } from '../storage/types';
 import { NS } from '../xml/ns';
+import { serialize } from '../xml/serialize';
 
 /** MySQL and PostgreSQL: rows written in one transaction [1000], in INSERTs of 200. */
 const BATCH_ROWS = 1000;
@@ -96,7 +97,7 @@ export class MessageArchive {
     }
     this.queue.push({
       user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
-      direction, at: new Date(), stanza: stanza.toString(),
+      direction, at: new Date(), stanza: serialize(stanza),
     });
     if (this.storage.archive.enqueue) {
       if (this.queue.length >= CHUNK_ROWS) this.handOver(false);

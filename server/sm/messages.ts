@@ -11,6 +11,7 @@ import type { OfflineWriter } from './offline-writer';
 import { LOCAL_ONLY, type RemoteDelivery } from './remote-delivery';
 import { KeyedQueue } from '../keyed-queue';
 import { archivable, type MessageArchive } from './archive';
+import { serialize } from '../xml/serialize';
 
 /** Users known to exist, remembered for offline writes (a failover storm checks each once) [10,000]. */
 const KNOWN_USERS_MAX = 10_000;
@@ -205,7 +206,7 @@ export class MessageService {
     const trace = this.remote.lostRoute(stanza);
     if (trace) copy.c('routed', { xmlns: NS.ROUTE_TRACE, link: trace.link, seq: String(trace.seq) });
     copy.c('delay', { xmlns: NS.DELAY, from: user.slice(user.indexOf('@') + 1), stamp: new Date().toISOString() }).t('Offline Storage');
-    return copy.toString();
+    return serialize(copy);
   }
 
   private async userExists(user: string): Promise<boolean> {

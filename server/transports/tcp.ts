@@ -13,6 +13,7 @@ import { hostOf, normaliseAddress } from '../net-address';
 import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
 import { ReadRate } from './read-rate';
+import { serialize } from '../xml/serialize';
 
 /** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
 const WHITESPACE_KEEPALIVE_SECONDS = 60;
@@ -106,7 +107,7 @@ export class TcpTransport implements Transport {
   }
 
   send(element: Element): void {
-    this.write(element.toString());
+    this.write(serialize(element));
   }
 
   flush(): void {
