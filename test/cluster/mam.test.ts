@@ -18,14 +18,17 @@ forEachDatabase('MAM across three nodes: archived once per party, the same pages
   const bobLaptop = await cluster.login(2, 'bob', { resource: 'laptop' });
   const [phoneGot, laptopGot, aliceGot] = [collect(bobPhone), collect(bobLaptop), collect(alice)];
   const arrived = (seen: Element[], body: string) => eventually(`${body} arrived`, () => seen.some((s) => s.getChildText('body') === body), WAIT_MS);
+  const rows = (user: string) => cluster.storage.knex('archive_messages').where({ user }).count({ n: '*' }).first().then((r) => Number((r as { n: number }).n));
   for (let i = 1; i <= 4; i++) {
     await alice.send(xml('message', { to: 'bob@localhost', type: 'chat' }, xml('body', {}, `a${i}`)));
     await arrived(phoneGot, `a${i}`);
     await arrived(laptopGot, `a${i}`);
+    // Alice's node writes its rows in batches of up to 100 ms, bob's node its own: an answer sent
+    // within that window may be written first (README, "Message archives"). Here each turn waits.
+    await eventually(`a${i} archived`, async () => (await rows('alice@localhost')) === 2 * i - 1, WAIT_MS);
     await bobPhone.send(xml('message', { to: 'alice@localhost/desk', type: 'chat' }, xml('body', {}, `b${i}`)));
     await arrived(aliceGot, `b${i}`);
   }
-  const rows = (user: string) => cluster.storage.knex('archive_messages').where({ user }).count({ n: '*' }).first().then((r) => Number((r as { n: number }).n));
   await eventually('both archives written', async () => (await rows('alice@localhost')) === 8 && (await rows('bob@localhost')) === 8, WAIT_MS);
   t.equal(await rows('bob@localhost'), 8, 'bob\'s archive has each message once, not once per resource or node');
   const idsOn = (seen: Element[]) => seen.filter((s) => s.getChildText('body')?.startsWith('a')).map((s) => s.getChild('stanza-id', SID)?.attrs.id);
