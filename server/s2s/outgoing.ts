@@ -6,6 +6,7 @@ import type { Logger } from '../log';
 import { peerCertificateOf, streamHeader, trustedCas } from '../transports/tcp';
 import { NS } from '../xml/ns';
 import { StreamParser, type ParserLimits } from '../xml/stream-parser';
+import { serialize } from '../xml/serialize';
 import { certificateProves, type DomainProof } from './certificates';
 import { dialbackElement, dialbackKind, type DialbackKeys } from './dialback';
 
@@ -263,7 +264,7 @@ export class OutgoingStream {
   }
 
   private write(element: Element): void {
-    if (this.socket && !this.socket.destroyed) this.socket.write(element.toString());
+    if (this.socket && !this.socket.destroyed) this.socket.write(serialize(element));
   }
 
   /** Runs the negotiation under the timeout; any failure closes the socket. */

@@ -122,31 +122,30 @@ export class MessageArchive {
     }
   }
 
-  /**
-   * Hands the queue (or `rows` again) to the store's writer thread; `now`: committed at once, with
-   * what the thread holds. Rows the thread lost by ending are handed to its successor, in order.
-   */
-  private handOver(now: boolean, rows?: ArchiveRow[], attempt = 1): void {
-    if (!rows) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      rows = this.queue;
-      this.queue = [];
-    }
-    const chunk = rows;
-    this.handedOver += chunk.length;
-    const done = this.storage.archive.enqueue!(chunk, this.owners === 'accounts', now).then(
+  /** Hands the queue to the store's writer thread; `now`: committed at once, with what the thread holds. */
+  private handOver(now: boolean): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const rows = this.queue;
+    this.queue = [];
+    this.send(rows, now, 1);
+  }
+
+  /** One chunk to the writer thread; rows a thread lost by ending go to its successor, in order. */
+  private send(rows: ArchiveRow[], now: boolean, attempt: number): void {
+    this.handedOver += rows.length;
+    const done = this.storage.archive.enqueue!(rows, this.owners === 'accounts', now).then(
       (kept) => {
         this.counters.archived += kept;
-        this.counters.skipped += chunk.length - kept;
+        this.counters.skipped += rows.length - kept;
       },
       (err) => {
-        if (err instanceof ArchiveWriterLost && attempt < MAX_ATTEMPTS) return this.handOver(now, chunk, attempt + 1);
-        this.counters.dropped += chunk.length;
-        this.logger.error('archive rows dropped: the database did not take them', { rows: chunk.length, err: String(err) });
+        if (err instanceof ArchiveWriterLost && attempt < MAX_ATTEMPTS) return this.send(rows, now, attempt + 1);
+        this.counters.dropped += rows.length;
+        this.logger.error('archive rows dropped: the database did not take them', { rows: rows.length, err: String(err) });
       },
     ).finally(() => {
-      this.handedOver -= chunk.length;
+      this.handedOver -= rows.length;
       this.handOvers.delete(done);
     });
     this.handOvers.add(done);

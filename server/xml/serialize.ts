@@ -8,7 +8,7 @@ const TEXT_SPECIALS = /[&<>]/;
  * The XML of `element`, as ltx's toString writes it (same escaping, `<x/>` for an empty element),
  * at about half its cost: ltx hands every piece to a writer callback and runs the escaping regexp
  * replace on every value, where most values have nothing to escape. Stanzas are serialised several
- * times each on their way (to the socket, the archive, a cluster link), and what this allocates
+ * times each on their way (to a client or server connection, the archive, a cluster link), and what this allocates
  * is a good part of what the young generation collects.
  */
 export function serialize(element: Element): string {

@@ -1,5 +1,6 @@
 import type { Element } from 'ltx';
 import { NS } from './ns';
+import { serialize } from './serialize';
 
 const STANZAS = new Set(['message', 'presence', 'iq']);
 const CLIENT_XMLNS = ` xmlns='${NS.CLIENT}'`;
@@ -13,7 +14,7 @@ const STREAM_XMLNS = ` xmlns:stream='${NS.STREAM}'`;
  * is not changed, since the same element may go to several destinations.
  */
 export function standaloneXml(element: Element): string {
-  const xml = element.toString();
+  const xml = serialize(element);
   const { name } = element;
   if (STANZAS.has(name) && element.attrs.xmlns === undefined) return insertAfterName(xml, name, CLIENT_XMLNS);
   if (name.startsWith('stream:') && element.attrs['xmlns:stream'] === undefined) return insertAfterName(xml, name, STREAM_XMLNS);
