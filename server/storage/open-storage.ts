@@ -22,7 +22,7 @@ export interface OpenStorageOptions {
   poolSize?: number;
 }
 
-/** SQLite: how long a statement waits for another process's write lock before SQLITE_BUSY [5000 ms]. */
+/** SQLite: how long a statement waits for another process's (or thread's) write lock before SQLITE_BUSY [5000 ms]. */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
 /** SQLite page cache per connection [32 MiB]. */
 const SQLITE_CACHE_KIB = 32 * 1024;
@@ -43,9 +43,9 @@ const MYSQL_SESSION_SQL =
  * Opens the database named by `uri` (see parseDatabaseUri), creating the MySQL database or the SQLite
  * file's folder when missing, and applies migrations unless `migrate: false`.
  *
- * SQLite: open one Storage per file per process. Several processes may share the file (WAL,
- * busy_timeout), but better-sqlite3 waits for locks synchronously, so two instances in one process
- * would stall each other's event loop.
+ * SQLite: open one Storage per file per process. Several processes may share the file (WAL); a
+ * statement that finds the write lock taken is retried from a timer for up to 5 s, so waiting for
+ * another process (or the archive writer thread) never stalls the event loop.
  */
 export async function openStorage(uri: string, opts: OpenStorageOptions = {}): Promise<Storage> {
   const config = parseDatabaseUri(uri);
@@ -79,7 +79,8 @@ function openSqlite(filename: string, logger: StorageLogger): Knex {
   if (!memory) mkdirSync(dirname(path), { recursive: true });
   return knexFactory({
     client: sqliteClient,
-    connection: { filename: path },
+    // busyTimeoutMs: how long sqlite-client.ts retries a statement that found the write lock taken.
+    connection: { filename: path, busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } as Knex.Sqlite3ConnectionConfig,
     useNullAsDefault: true,
     log: knexLog(logger),
     pool: {
@@ -97,6 +98,8 @@ function openSqlite(filename: string, logger: StorageLogger): Knex {
           db.pragma('synchronous = NORMAL');
           // 32 MiB of page cache (the default is 2 MiB): the archive's indexes stay in memory.
           db.pragma(`cache_size = -${SQLITE_CACHE_KIB}`);
+          // From here on a locked database is waited for off the event loop (sqlite-client.ts).
+          db.pragma('busy_timeout = 0');
           done(null, db);
         } catch (err) {
           done(err as Error, db);

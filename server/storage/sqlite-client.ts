@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { doneWaiting, waitingForLock } from './sqlite-lock-waiters';
 
 /*
  * knex ships no typings for its dialect classes; these two paths are part of knex 3's published
@@ -25,11 +26,29 @@ class ImmediateTransaction extends SqliteTransaction {
 
 /** Prepared statements kept per SQLite connection; the oldest is dropped beyond [500]. */
 const PREPARED_STATEMENTS = 500;
+/** Pauses between attempts of a statement that found the write lock taken, in ms; the last repeats. */
+const BUSY_RETRY_MS = [1, 2, 3, 5, 8, 10];
+
+interface RawConnection {
+  prepare(sql: string): unknown;
+  readonly inTransaction: boolean;
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
 
 /**
- * knex's better-sqlite3 client with three changes:
+ * knex's better-sqlite3 client with four changes:
  * - each connection keeps its prepared statements (preparing was a tenth of the CPU of a busy node);
  * - transactions start with BEGIN IMMEDIATE (above);
+ * - a statement that finds the write lock taken (by the archive writer thread or another process)
+ *   is tried again from a timer until `connection.busyTimeoutMs` has passed, instead of SQLite's
+ *   busy handler sleeping on the event loop: with the archive writer committing back to back, a
+ *   node's heartbeat write stalled every stream for seconds, long enough for its peers to drop it.
+ *   Only statements outside a transaction are retried (SQLite undoes such a statement entirely);
+ *   inside one, BEGIN IMMEDIATE already holds the lock, and a failure fails the transaction;
  * - Date bindings are stored as ISO-8601 UTC text ("2024-05-01T12:00:00.000Z") instead of epoch
  *   milliseconds, so `SELECT * FROM cluster_nodes` in the sqlite3 shell reads like MySQL's output.
  *   The strings have a fixed width, so they compare and sort like the instants they name.
@@ -37,7 +56,7 @@ const PREPARED_STATEMENTS = 500;
 class SqliteClient extends BetterSqlite3Client {
   /** The connection, with its prepared statements kept for reuse (knex prepares every query anew). */
   async acquireRawConnection(): Promise<unknown> {
-    const db = (await super.acquireRawConnection()) as { prepare(sql: string): unknown };
+    const db = (await super.acquireRawConnection()) as RawConnection;
     const prepare = db.prepare.bind(db);
     const statements = new Map<string, unknown>();
     db.prepare = (sql: string) => {
@@ -50,6 +69,30 @@ class SqliteClient extends BetterSqlite3Client {
       return statement;
     };
     return db;
+  }
+
+  async _query(connection: RawConnection, obj: unknown): Promise<unknown> {
+    let deadline = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await super._query(connection, obj);
+        if (attempt > 0) doneWaiting();
+        return result;
+      } catch (err) {
+        if (!isBusy(err) || connection.inTransaction) {
+          if (attempt > 0) doneWaiting();
+          throw err;
+        }
+        if (attempt === 0) {
+          deadline = Date.now() + (this.connectionSettings as { busyTimeoutMs: number }).busyTimeoutMs;
+          waitingForLock();
+        } else if (Date.now() >= deadline) {
+          doneWaiting();
+          throw err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS[Math.min(attempt, BUSY_RETRY_MS.length - 1)]));
+      }
+    }
   }
 
   transaction(...args: unknown[]): unknown {

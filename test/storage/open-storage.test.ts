@@ -115,13 +115,13 @@ t.test('openStorage on SQLite', async (t) => {
     t.equal(await storage.vcards.get('a@example.com'), '<vCard/>');
   });
 
-  t.test('sets WAL, busy_timeout, foreign keys, synchronous=NORMAL and a 32 MiB cache on its connection', async (t) => {
+  t.test('sets WAL, foreign keys, synchronous=NORMAL and a 32 MiB cache on its connection, and no synchronous busy wait', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const storage = await openTestStorage(t, `sqlite:${join(dir, 'x.sqlite')}`);
     const pragma = async (name: string) => Object.values((await storage.knex.raw(`PRAGMA ${name}`))[0])[0];
     t.equal(await pragma('journal_mode'), 'wal');
-    t.equal(await pragma('busy_timeout'), 5000);
+    t.equal(await pragma('busy_timeout'), 0, 'a locked database is waited for from a timer, off the event loop');
     t.equal(await pragma('foreign_keys'), 1);
     t.equal(await pragma('synchronous'), 1, 'NORMAL');
     t.equal(await pragma('cache_size'), -32768, 'in KiB');
@@ -141,6 +141,47 @@ t.test('openStorage on SQLite', async (t) => {
       t.throws(write, { code: 'SQLITE_BUSY' }, 'another connection cannot write while the transaction is open');
     });
     t.doesNotThrow(write, 'it can once the transaction committed');
+  });
+
+  t.test('a statement that finds the write lock taken waits for it without holding up the event loop', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'x.sqlite');
+    const storage = await openTestStorage(t, `sqlite:${file}`);
+    // Another connection on this very thread holds the lock: only a timer of this event loop can
+    // release it, so a write that waited inside SQLite would still be waiting when its 5 s ran out.
+    const other = new Database(file, { timeout: 0 });
+    t.teardown(() => other.close());
+    other.exec('BEGIN IMMEDIATE');
+    let released = false;
+    const write = storage.vcards.set('a@example.com', '<vCard/>').then(() => released);
+    setTimeout(() => {
+      released = true;
+      other.exec('COMMIT');
+    }, 200);
+    t.equal(await write, true, 'the write went through once the lock was released');
+    t.equal(await storage.vcards.get('a@example.com'), '<vCard/>');
+    t.equal(await storage.knex('vcards').count({ n: '*' }).then(([row]) => Number(row.n)), 1, 'written once');
+  });
+
+  t.test('a statement gives up with SQLITE_BUSY when the lock stays taken for the 5 s busy timeout', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'x.sqlite');
+    const storage = await openTestStorage(t, `sqlite:${file}`);
+    const other = new Database(file, { timeout: 0 });
+    t.teardown(() => other.close());
+    other.exec('BEGIN IMMEDIATE');
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 100);
+    t.teardown(() => clearInterval(ticker));
+    const started = Date.now();
+    await t.rejects(storage.vcards.set('a@example.com', '<vCard/>'), { code: 'SQLITE_BUSY' });
+    t.ok(Date.now() - started >= 4900, 'after the busy timeout, not at once');
+    t.ok(ticks >= 10, `timers ran meanwhile (${ticks} ticks of 100 ms)`);
+    other.exec('ROLLBACK');
+    await storage.vcards.set('a@example.com', '<vCard/>');
+    t.equal(await storage.vcards.get('a@example.com'), '<vCard/>', 'the connection is usable afterwards');
   });
 
   t.test('stores dates as ISO-8601 UTC text', async (t) => {
