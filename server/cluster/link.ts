@@ -65,7 +65,10 @@ export class ClusterLink {
   private parser: TrustedStreamParser;
   private lastReceived = Date.now();
   private lastSent = Date.now();
-  private corked = false;
+  /** What this turn of the event loop wrote, sent in one write() once its I/O callbacks have run. */
+  private outgoing: string[] = [];
+  private outgoingBytes = 0;
+  private flushScheduled = false;
   /** Input that came too late: only acknowledgements are taken from it. */
   private discarding = false;
   /** Messages sent and received on this link since the handshake (their sequence numbers). */
@@ -122,7 +125,7 @@ export class ClusterLink {
   }
 
   get queuedBytes(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.outgoingBytes;
   }
 
   /**
@@ -130,7 +133,7 @@ export class ClusterLink {
    * socket queue is full (the caller re-routes: nothing is dropped silently).
    */
   send(element: Element): number {
-    if (this.state !== 'ready' || this.socket.writableLength > LINK_MAX_QUEUE_BYTES) return 0;
+    if (this.state !== 'ready' || this.queuedBytes > LINK_MAX_QUEUE_BYTES) return 0;
     this.counters.stanzasOut++;
     this.write(serialize(element));
     return ++this.sentCount;
@@ -146,10 +149,7 @@ export class ClusterLink {
     const attrs: Record<string, string> = { h: String(handled) };
     if (misses.length > 0) attrs.miss = misses.join(' ');
     this.write(new Element('a', attrs).toString());
-    if (this.corked) {
-      this.corked = false;
-      this.socket.uncork();
-    }
+    this.flush();
   }
 
   close(reason: string): void {
@@ -158,6 +158,7 @@ export class ClusterLink {
     this.state = 'closed';
     clearInterval(this.timer);
     if (!this.socket.destroyed) {
+      this.flush();
       if (this.socket.writable) this.socket.end('</cluster>');
       setTimeout(() => this.socket.destroy(), 1000).unref();
     }
@@ -306,17 +307,31 @@ export class ClusterLink {
   private write(data: string): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     this.lastSent = Date.now();
-    this.counters.bytesOut += Buffer.byteLength(data);
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+    const bytes = Buffer.byteLength(data);
+    this.counters.bytesOut += bytes;
+    this.outgoing.push(data);
+    this.outgoingBytes += bytes;
+    if (!this.flushScheduled) {
+      // After every I/O callback of this turn (check phase): a busy node routes the stanzas of many
+      // client reads per turn, and each write() to a loopback or LAN socket costs a system call
+      // whose price hardly depends on its size.
+      this.flushScheduled = true;
+      setImmediate(this.flushNow);
     }
-    this.socket.write(data);
   }
+
+  private readonly flushNow = (): void => this.flush();
+
+  /** Hands what was written to the socket now. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.outgoing.length === 0) return;
+    const data = this.outgoing.length === 1 ? this.outgoing[0] : this.outgoing.join('');
+    this.outgoing = [];
+    this.outgoingBytes = 0;
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
+  }
+
 }
 
 function safeEqual(a: string, b: string): boolean {
