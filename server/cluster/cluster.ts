@@ -301,7 +301,7 @@ export class Cluster {
    * link's heartbeats bound the wait.
    */
   route(node: string, payload: Element, attrs: Record<string, string>): Promise<boolean> {
-    const seq = this.transmit(node, message(LINK.route, payload, { ...attrs, r: '1' }));
+    const seq = this.transmit(node, message(LINK.route, payload, { ...attrs, r: '1' }), true);
     if (seq === 0) return Promise.resolve(false);
     const channel = this.channels.get(node)!;
     return new Promise<boolean>((resolve) => channel.outcomes.set(seq, { resolve, stanza: payload }));
@@ -338,10 +338,10 @@ export class Cluster {
     });
   }
 
-  /** Sends on the node's link; the message's sequence number, or 0 when refused. */
-  private transmit(node: string, element: Element): number {
+  /** Sends on the node's link (`batched`: see ClusterLink.send); the message's sequence number, or 0 when refused. */
+  private transmit(node: string, element: Element, batched = false): number {
     const channel = this.channels.get(node);
-    const seq = channel && channel.sent - channel.acked < LINK_WINDOW ? channel.link.send(element) : 0;
+    const seq = channel && channel.sent - channel.acked < LINK_WINDOW ? channel.link.send(element, batched) : 0;
     if (seq === 0) this.counters.refusedSends++;
     else channel!.sent = seq;
     return seq;

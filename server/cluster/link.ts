@@ -68,7 +68,8 @@ export class ClusterLink {
   /** What this turn of the event loop wrote, sent in one write() once its I/O callbacks have run. */
   private outgoing: string[] = [];
   private outgoingBytes = 0;
-  private flushScheduled = false;
+  private tickFlushScheduled = false;
+  private turnFlushScheduled = false;
   /** Input that came too late: only acknowledgements are taken from it. */
   private discarding = false;
   /** Messages sent and received on this link since the handshake (their sequence numbers). */
@@ -131,11 +132,17 @@ export class ClusterLink {
   /**
    * Sends one counted message and returns its sequence number; 0 when the link is down or its
    * socket queue is full (the caller re-routes: nothing is dropped silently).
+   *
+   * A message leaves before anything this turn writes to a client, as if written at once, so no
+   * client hears of an effect (a block, a bound session, an answer) before the peers do. With
+   * `batched` (routed stanzas, the bulk of a busy link, of which clients hear nothing from this
+   * node) it may wait for the end of the turn's I/O callbacks, to leave with the next ones in one
+   * write(); an unbatched message sends the waiting ones ahead of it, in order.
    */
-  send(element: Element): number {
+  send(element: Element, batched = false): number {
     if (this.state !== 'ready' || this.queuedBytes > LINK_MAX_QUEUE_BYTES) return 0;
     this.counters.stanzasOut++;
-    this.write(serialize(element));
+    this.write(serialize(element), batched);
     return ++this.sentCount;
   }
 
@@ -304,27 +311,40 @@ export class ClusterLink {
     this.write(serialize(element));
   }
 
-  private write(data: string): void {
+  private write(data: string, batched = false): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     this.lastSent = Date.now();
     const bytes = Buffer.byteLength(data);
     this.counters.bytesOut += bytes;
     this.outgoing.push(data);
     this.outgoingBytes += bytes;
-    if (!this.flushScheduled) {
+    if (!batched) {
+      // With the writes of this tick, as client sockets' corked writes are (transports/tcp.ts).
+      if (!this.tickFlushScheduled) {
+        this.tickFlushScheduled = true;
+        process.nextTick(this.flushNow);
+      }
+    } else if (!this.turnFlushScheduled) {
       // After every I/O callback of this turn (check phase): a busy node routes the stanzas of many
       // client reads per turn, and each write() to a loopback or LAN socket costs a system call
       // whose price hardly depends on its size.
-      this.flushScheduled = true;
-      setImmediate(this.flushNow);
+      this.turnFlushScheduled = true;
+      setImmediate(this.flushTurn);
     }
   }
 
-  private readonly flushNow = (): void => this.flush();
+  private readonly flushNow = (): void => {
+    this.tickFlushScheduled = false;
+    this.flush();
+  };
+
+  private readonly flushTurn = (): void => {
+    this.turnFlushScheduled = false;
+    this.flush();
+  };
 
   /** Hands what was written to the socket now. */
   private flush(): void {
-    this.flushScheduled = false;
     if (this.outgoing.length === 0) return;
     const data = this.outgoing.length === 1 ? this.outgoing[0] : this.outgoing.join('');
     this.outgoing = [];
