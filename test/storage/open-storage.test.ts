@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import t from 'tap';
 import { openStorage, parseDatabaseUri } from '../../server/storage/open-storage';
 import { MIGRATION_NAMES } from '../../server/storage/migrate';
-import { createTestDatabase, forEachDatabase, openTestStorage } from '../helpers/databases';
+import { createTestDatabase, forEachDatabase, openTestStorage, type TapTest } from '../helpers/databases';
 import { runWorkers } from './fixtures/spawn-workers';
 
 const TABLES = [
@@ -127,13 +127,19 @@ t.test('openStorage on SQLite', async (t) => {
     t.equal(await pragma('cache_size'), -32768, 'in KiB');
   });
 
-  t.test('transactions take the write lock at BEGIN, so reads inside them are never stale', async (t) => {
+  /** A storage on a fresh SQLite file, and a second connection to that file on this thread. */
+  async function twoConnections(t: TapTest) {
     const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'x.sqlite');
     const storage = await openTestStorage(t, `sqlite:${file}`);
     const other = new Database(file, { timeout: 0 });
     t.teardown(() => other.close());
+    return { storage, other };
+  }
+
+  t.test('transactions take the write lock at BEGIN, so reads inside them are never stale', async (t) => {
+    const { storage, other } = await twoConnections(t);
     const write = () => other.prepare("INSERT INTO vcards (user, xml) VALUES ('b@example.com', '<vCard/>')").run();
 
     await storage.knex.transaction(async (trx) => {
@@ -144,14 +150,9 @@ t.test('openStorage on SQLite', async (t) => {
   });
 
   t.test('a statement that finds the write lock taken waits for it without holding up the event loop', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'x.sqlite');
-    const storage = await openTestStorage(t, `sqlite:${file}`);
-    // Another connection on this very thread holds the lock: only a timer of this event loop can
+    const { storage, other } = await twoConnections(t);
+    // The other connection, on this very thread, holds the lock: only a timer of this event loop can
     // release it, so a write that waited inside SQLite would still be waiting when its 5 s ran out.
-    const other = new Database(file, { timeout: 0 });
-    t.teardown(() => other.close());
     other.exec('BEGIN IMMEDIATE');
     let released = false;
     const write = storage.vcards.set('a@example.com', '<vCard/>').then(() => released);
@@ -165,12 +166,7 @@ t.test('openStorage on SQLite', async (t) => {
   });
 
   t.test('a statement gives up with SQLITE_BUSY when the lock stays taken for the 5 s busy timeout', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'xmpp-open-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'x.sqlite');
-    const storage = await openTestStorage(t, `sqlite:${file}`);
-    const other = new Database(file, { timeout: 0 });
-    t.teardown(() => other.close());
+    const { storage, other } = await twoConnections(t);
     other.exec('BEGIN IMMEDIATE');
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 100);
