@@ -113,7 +113,6 @@ async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Option
   };
 }
 
-/** The run with the median throughput (the lower middle one for an even count). */
 /**
  * Steady windows per server [3], on the same connections: the window with the median p99 is
  * reported. One 20 s window's p99 ranged from 1.5 to 3.1 ms between runs on a quiet host.
@@ -127,6 +126,7 @@ async function steadyRuns(senders: LoadClient[], receivers: LoadClient[], o: Opt
   return { steady: sorted[Math.floor((sorted.length - 1) / 2)], p99s: runs.map((r) => r.p99) };
 }
 
+/** The run with the median throughput (the lower middle one for an even count). */
 function median(runs: Result[]): Result {
   const sorted = [...runs].sort((a, b) => a.perSecond - b.perSecond);
   return sorted[Math.floor((sorted.length - 1) / 2)];

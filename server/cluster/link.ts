@@ -155,7 +155,7 @@ export class ClusterLink {
     if (this.state !== 'ready') return;
     const attrs: Record<string, string> = { h: String(handled) };
     if (misses.length > 0) attrs.miss = misses.join(' ');
-    this.write(new Element('a', attrs).toString());
+    this.write(serialize(new Element('a', attrs)));
     this.flush();
   }
 
@@ -351,7 +351,6 @@ export class ClusterLink {
     this.outgoingBytes = 0;
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
   }
-
 }
 
 function safeEqual(a: string, b: string): boolean {

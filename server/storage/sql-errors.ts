@@ -21,6 +21,11 @@ export function isDuplicateKey(err: unknown): boolean {
   );
 }
 
+/** SQLite found the database locked by another connection (SQLITE_BUSY and its extended codes). */
+export function isSqliteBusy(err: unknown): boolean {
+  return codeOf(err).startsWith('SQLITE_BUSY');
+}
+
 /**
  * A conflict with another writer that is worth retrying: InnoDB chose this transaction as a deadlock
  * victim or gave up waiting for a row lock, or SQLite's busy_timeout ran out while another process
@@ -31,7 +36,7 @@ export function isTransientConflict(err: unknown): boolean {
   return (
     code === 'ER_LOCK_DEADLOCK' ||
     code === 'ER_LOCK_WAIT_TIMEOUT' ||
-    code.startsWith('SQLITE_BUSY') ||
+    isSqliteBusy(err) ||
     code.startsWith('SQLITE_LOCKED') ||
     PG_TRANSIENT.has(code)
   );

@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
+import { isSqliteBusy } from './sql-errors';
 import { doneWaiting, waitingForLock } from './sqlite-lock-waiters';
 
 /*
@@ -34,11 +36,6 @@ interface RawConnection {
   readonly inTransaction: boolean;
 }
 
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
-}
-
 /**
  * knex's better-sqlite3 client with four changes:
  * - each connection keeps its prepared statements (preparing was a tenth of the CPU of a busy node);
@@ -72,26 +69,25 @@ class SqliteClient extends BetterSqlite3Client {
   }
 
   async _query(connection: RawConnection, obj: unknown): Promise<unknown> {
-    let deadline = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const result = await super._query(connection, obj);
-        if (attempt > 0) doneWaiting();
-        return result;
-      } catch (err) {
-        if (!isBusy(err) || connection.inTransaction) {
-          if (attempt > 0) doneWaiting();
-          throw err;
+    const retryable = (err: unknown) => isSqliteBusy(err) && !connection.inTransaction;
+    try {
+      return await super._query(connection, obj);
+    } catch (err) {
+      if (!retryable(err)) throw err;
+    }
+    const deadline = Date.now() + (this.connectionSettings as { busyTimeoutMs: number }).busyTimeoutMs;
+    waitingForLock();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        await sleep(BUSY_RETRY_MS[Math.min(attempt, BUSY_RETRY_MS.length - 1)]);
+        try {
+          return await super._query(connection, obj);
+        } catch (err) {
+          if (!retryable(err) || Date.now() >= deadline) throw err;
         }
-        if (attempt === 0) {
-          deadline = Date.now() + (this.connectionSettings as { busyTimeoutMs: number }).busyTimeoutMs;
-          waitingForLock();
-        } else if (Date.now() >= deadline) {
-          doneWaiting();
-          throw err;
-        }
-        await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS[Math.min(attempt, BUSY_RETRY_MS.length - 1)]));
       }
+    } finally {
+      doneWaiting();
     }
   }
 
