@@ -40,13 +40,13 @@ t.test('the generated key file is readable by its owner only', { skip: process.p
   t.equal(fs.statSync(path.join(dataDir, 'tls', 'key.pem')).mode & 0o777, 0o600);
 });
 
-t.test('the generated certificate: RSA 2048, ten years, CN = first host, names every host and its subdomains', async (t) => {
+t.test('the generated certificate: ECDSA P-256, ten years, CN = first host, names every host and its subdomains', async (t) => {
   const dataDir = t.testdir({});
   const { cert } = await loadOrCreateCertificate({ dataDir, hosts: ['example.com', 'chat.example.org'] });
   const x509 = new X509Certificate(cert);
   t.equal(x509.subject, 'CN=example.com');
-  t.equal(x509.publicKey.asymmetricKeyType, 'rsa');
-  t.equal(x509.publicKey.asymmetricKeyDetails?.modulusLength, 2048);
+  t.equal(x509.publicKey.asymmetricKeyType, 'ec');
+  t.equal(x509.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
   const years = (Date.parse(x509.validTo) - Date.parse(x509.validFrom)) / (365.25 * 24 * 3600 * 1000);
   t.ok(years > 9.9 && years < 10.1, `valid ${years.toFixed(2)} years`);
   t.ok(Date.parse(x509.validFrom) <= Date.now(), 'already valid');
@@ -64,15 +64,17 @@ t.test('the generated certificate loads into a TLS server and completes a handsh
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const port = (server.address() as AddressInfo).port;
-  const received = await new Promise<string>((resolve, reject) => {
-    const socket = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: [cert] }, () => {
-      let text = '';
-      socket.on('data', (d: Buffer) => { text += d.toString(); });
-      socket.on('end', () => resolve(text));
+  for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+    const received = await new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: [cert], maxVersion }, () => {
+        let text = '';
+        socket.on('data', (d: Buffer) => { text += d.toString(); });
+        socket.on('end', () => resolve(text));
+      });
+      socket.on('error', reject);
     });
-    socket.on('error', reject);
-  });
-  t.equal(received, 'hello', 'a client trusting the certificate verifies it for localhost');
+    t.equal(received, 'hello', `a client trusting the certificate verifies it for localhost (${maxVersion})`);
+  }
 });
 
 t.test('given cert and key files are read and used as they are', async (t) => {
