@@ -16,7 +16,7 @@ import { blocking } from './modules/blocking';
 import { carbons } from './modules/carbons';
 import { push, PushNotifier } from './modules/push';
 import { mam } from './modules/mam';
-import { MessageArchive } from './sm/archive';
+import { ArchiveBacklog, MessageArchive } from './sm/archive';
 import { disco } from './modules/disco';
 import { admin } from './modules/admin';
 import { SessionAdmin } from './sm/session-admin';
@@ -161,6 +161,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
   // XEP-0313: the users' archives, written in batches by the node that routes each message.
   const archive = new MessageArchive(storage, logger.category('db'));
+  // Archive rows the database has not taken yet (the rooms' archive adds to the same count): past
+  // --mam-backlog-limit no client is read from until half of them are written.
+  const archiveBacklog = ArchiveBacklog.of(storage);
+  archiveBacklog.limit = config.mamBacklogLimit;
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {
@@ -292,12 +296,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   chores.start();
   const droppedLogRecords = 'droppedRecords' in logger ? () => (logger as RootLogger).droppedRecords() : undefined;
   const metrics = new NodeMetrics(config.clusterHostname, {
-    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive, chores: chores.runs,
+    sessions: () => sessions.count, offlineMessages: () => storage.offline.total(), offlineWriter, streamManagement, push: pushNotifier, droppedLogRecords, archive, archiveBacklog, chores: chores.runs,
   });
   if (cluster && clusterSessions) registerClusterMetrics(metrics.registry, cluster, clusterSessions);
   const streams = new Set<C2SStream>();
+  holdClientsForArchive(archiveBacklog, streams, logger.category('db'));
   const c2sContext: C2SContext = {
     streams,
+    held: () => archiveBacklog.held,
     config,
     logger: logger.category('c2s'),
     storage,
@@ -616,6 +622,28 @@ function notifyAdminsOfMembership(cluster: Cluster, router: Router, config: Conf
   };
   cluster.onNodeUp((node) => tell(`Cluster node ${node} joined (seen from ${cluster.localNode}).`));
   cluster.onNodeDown((node, reason) => tell(`Cluster node ${node} left: ${reason} (seen from ${cluster.localNode}).`));
+}
+
+/** Longest the warning about holding clients for the archive stays quiet after it was given [60 s]. */
+const HOLD_WARNING_INTERVAL_MS = 60_000;
+
+/**
+ * While the archive backlog is past --mam-backlog-limit, no client stream is read from: senders
+ * wait in TCP (their own send buffers, then their apps) instead of their rows being dropped. One
+ * warning a minute at most says so; xmpp_mam_backlog_holds_total counts every hold.
+ */
+function holdClientsForArchive(backlog: ArchiveBacklog, streams: Set<C2SStream>, logger: Logger): void {
+  let warnedAt = -Infinity;
+  let holdsWarned = 0;
+  backlog.onChange((held) => {
+    for (const stream of streams) stream.pauseReading(held);
+    if (!held || Date.now() - warnedAt < HOLD_WARNING_INTERVAL_MS) return;
+    logger.warn(`archive: ${backlog.rows} rows wait for the database (--mam-backlog-limit ${backlog.limit}); clients are not read from until half are written`, {
+      holdsSinceLastWarning: backlog.holds - holdsWarned,
+    });
+    warnedAt = Date.now();
+    holdsWarned = backlog.holds;
+  });
 }
 
 /** Process entry point: `node dist/server/main.js --config FILE [--key=value ...]`. */

@@ -40,6 +40,8 @@ export interface MetricSources {
   chores?: ReadonlyMap<string, number>;
   /** XEP-0313 archive writes. */
   archive?: { readonly counters: Readonly<Record<'archived' | 'skipped' | 'dropped', number>> };
+  /** Archive rows (users' and rooms') waiting for the database, and how often client intake was held for them. */
+  archiveBacklog?: { readonly rows: number; readonly holds: number };
   /** Log records a shipper (Elasticsearch) did not take. */
   droppedLogRecords?: () => number;
   /** XEP-0198 stream management: sessions waiting to be resumed, and what became of resumptions. */
@@ -153,6 +155,17 @@ export class NodeMetrics {
         } catch {
           this.reset(); // database unreachable: no value rather than a stale one
         }
+      },
+    });
+    new Gauge({
+      name: 'xmpp_mam_backlog_rows', help: 'XEP-0313 archive rows (users\' and rooms\') accepted and not yet written; past --mam-backlog-limit, clients are not read from.', registers,
+      collect() { this.set(self.sources.archiveBacklog?.rows ?? 0); },
+    });
+    new Counter({
+      name: 'xmpp_mam_backlog_holds_total', help: 'Times this node stopped reading from clients because the archive backlog passed --mam-backlog-limit.', registers,
+      collect() {
+        this.reset();
+        this.inc(self.sources.archiveBacklog?.holds ?? 0);
       },
     });
     new Gauge({

@@ -39,8 +39,10 @@ export interface C2SContext {
   sm?: StreamManagementRegistry;
   /** XEP-0484 FAST tokens (offered inline in SASL2 when set). */
   fast?: FastTokens;
-  /** The node's open client streams (every transport), for shutdown(). */
+  /** The node's open client streams (every transport), for shutdown() and pauseReading(). */
   streams?: Set<C2SStream>;
+  /** True while the node reads nothing from clients (ArchiveBacklog): a new stream starts held. */
+  held?: () => boolean;
 }
 
 /** A SASL exchange under way: RFC 6120 <auth/>, or XEP-0388 <authenticate/> with its inline requests. */
@@ -109,6 +111,7 @@ export class C2SStream implements TransportListener {
   ) {
     this.log = ctx.logger.child({ conn: transport.id });
     ctx.streams?.add(this);
+    if (ctx.held?.()) transport.pauseReading?.(true);
     const { streamOpenTimeout, authTimeout } = ctx.config.limits;
     this.timers.push(
       setTimeout(() => {
@@ -166,6 +169,11 @@ export class C2SStream implements TransportListener {
    */
   private get sm(): StreamManagementRegistry | undefined {
     return this.transport.kind === 'bosh' ? undefined : this.ctx.sm;
+  }
+
+  /** Stops or goes back to reading from the client (the node cannot keep up meanwhile). */
+  pauseReading(held: boolean): void {
+    this.transport.pauseReading?.(held);
   }
 
   /** The session bound on this stream, if any. */

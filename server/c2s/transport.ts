@@ -40,6 +40,11 @@ export interface Transport {
   channelBinding(type: string): Buffer | undefined;
   /** Channel-binding types this connection can provide (XEP-0440). */
   channelBindingTypes(): string[];
+  /**
+   * Stops (true) or goes back to (false) reading from the connection, so that TCP slows the client
+   * down while the node cannot keep up (ArchiveBacklog). Optional: BOSH has no connection to stop.
+   */
+  pauseReading?(paused: boolean): void;
   /** The certificate the peer presented in the TLS handshake, when it was asked for one (server-to-server). */
   peerCertificate?(): PeerCertificate | undefined;
 }

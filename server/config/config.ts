@@ -89,6 +89,7 @@ const KEYS: Record<string, Kind> = {
   '--workers': 'string',
   '--control-socket': 'string',
   '--mam-retention': 'seconds',
+  '--mam-backlog-limit': 'integer',
   '--debug': 'list',
   '--log-level': 'string',
   '--log-file': 'string',
@@ -156,6 +157,7 @@ const DEFAULTS = {
   drainGrace: 0,                     // --drain-grace [0 s: stop at once]
   workers: 1,                        // --workers [1; auto: one per core]
   mamRetention: 0,                   // --mam-retention [0: kept forever]
+  mamBacklogLimit: 20_000,           // --mam-backlog-limit [20000 rows]
   logLevel: 'info',                  // --log-level [info]
   logJson: false,                    // --log-json [false]
   logElasticsearchIndex: 'xmpp-server', // --log-elasticsearch-index [xmpp-server]
@@ -361,6 +363,7 @@ export function loadConfig(argv: string[], opts: LoadConfigOptions = {}): Config
     workers,
     // 0 keeps archived messages forever.
     mamRetention: r.string('--mam-retention') === '0' ? 0 : r.seconds('--mam-retention', DEFAULTS.mamRetention),
+    mamBacklogLimit: r.integer('--mam-backlog-limit', DEFAULTS.mamBacklogLimit, 10, 1_000_000),
     debug: readDebug(r),
     logLevel,
     logFile: logFileSetting === undefined ? undefined : path.resolve(cwd, logFileSetting),

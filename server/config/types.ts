@@ -134,6 +134,12 @@ export interface Config {
   choreInterval: number;
   /** XEP-0313: archived messages older than this many seconds are deleted; 0 keeps them [0]. */
   mamRetention: number;
+  /**
+   * XEP-0313: archive rows waiting for the database above which the node stops reading from client
+   * connections, until half of them are written [20000]: a database slower than the traffic slows
+   * the senders instead of losing archive rows.
+   */
+  mamBacklogLimit: number;
   debug: string[];
   logLevel: string;
   logFile?: string;

@@ -22,10 +22,65 @@ const BATCH_DELAY_MS = 100;
  */
 const CHUNK_ROWS = 100;
 const CHUNK_DELAY_MS = 10;
-/** Rows waiting for the database before new ones are counted as dropped [50,000]. */
+/**
+ * Rows of one archive waiting for the database before new ones are counted as dropped [50,000, or
+ * twice --mam-backlog-limit when that is more]. Client intake is held long before (ArchiveBacklog);
+ * this bounds memory where it cannot be: what other nodes and servers send is not held.
+ */
 const QUEUE_LIMIT = 50_000;
 /** Attempts of one batch before its rows are counted as dropped [5]. */
 const MAX_ATTEMPTS = 5;
+
+/**
+ * The rows a node accepted for its archives (users' and rooms', which share the node's Storage) and
+ * the database has not taken yet. Past `limit` (--mam-backlog-limit) it is `held`: the node stops
+ * reading from client connections (server/main.ts), so senders wait in TCP instead of their
+ * archive rows being dropped, until half of the limit is left. Rows the database refuses after
+ * retries still end as dropped (and counted), which shrinks the backlog too: an archive database
+ * that is down slows the clients, it does not stop them.
+ */
+export class ArchiveBacklog {
+  private static readonly shared = new WeakMap<Storage, ArchiveBacklog>();
+
+  /** The backlog of the archives that write to `storage`. */
+  static of(storage: Storage): ArchiveBacklog {
+    let backlog = ArchiveBacklog.shared.get(storage);
+    if (!backlog) ArchiveBacklog.shared.set(storage, (backlog = new ArchiveBacklog()));
+    return backlog;
+  }
+
+  /** Rows accepted and not yet written, skipped or dropped. */
+  rows = 0;
+  held = false;
+  /** Times the backlog went past the limit. */
+  holds = 0;
+  /** Rows past which intake is held [20000, --mam-backlog-limit]. */
+  limit = 20_000;
+  private readonly listeners = new Set<(held: boolean) => void>();
+
+  /** `listener(held)` whenever intake is held or released; returns the unsubscribe. */
+  onChange(listener: (held: boolean) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  accepted(rows: number): void {
+    this.rows += rows;
+    if (!this.held && this.rows >= this.limit) {
+      this.held = true;
+      this.holds++;
+      for (const listener of this.listeners) listener(true);
+    }
+  }
+
+  settled(rows: number): void {
+    this.rows -= rows;
+    if (this.held && this.rows <= this.limit / 2) {
+      this.held = false;
+      for (const listener of this.listeners) listener(false);
+    }
+  }
+}
 
 /** Random bytes drawn 4 KiB at a time for stanza ids (one getrandom call per 256 ids). */
 const entropy = Buffer.alloc(4096);
@@ -80,18 +135,21 @@ export class MessageArchive {
   private handedOver = 0;
   private readonly handOvers = new Set<Promise<void>>();
   readonly counters = { archived: 0, dropped: 0, skipped: 0 };
+  private readonly backlog: ArchiveBacklog;
 
   constructor(
     private readonly storage: Storage,
     private readonly logger: Logger,
     /** 'accounts': owners are users (checked to exist, with preferences); 'rooms': MUC rooms. */
     private readonly owners: 'accounts' | 'rooms' = 'accounts',
-  ) {}
+  ) {
+    this.backlog = ArchiveBacklog.of(storage);
+  }
 
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
     const stanzaId = timeOrderedId();
-    if (this.queue.length + this.handedOver >= QUEUE_LIMIT) {
+    if (this.queue.length + this.handedOver >= Math.max(QUEUE_LIMIT, 2 * this.backlog.limit)) {
       this.counters.dropped++;
       return stanzaId;
     }
@@ -99,6 +157,7 @@ export class MessageArchive {
       user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
       direction, at: new Date(), stanza: serialize(stanza),
     });
+    this.backlog.accepted(1);
     if (this.storage.archive.enqueue) {
       if (this.queue.length >= CHUNK_ROWS) this.handOver(false);
       else this.timer ??= setTimeout(() => this.handOver(false), CHUNK_DELAY_MS);
@@ -138,10 +197,12 @@ export class MessageArchive {
       (kept) => {
         this.counters.archived += kept;
         this.counters.skipped += rows.length - kept;
+        this.backlog.settled(rows.length);
       },
       (err) => {
         if (err instanceof ArchiveWriterLost && attempt < MAX_ATTEMPTS) return this.send(rows, now, attempt + 1);
         this.counters.dropped += rows.length;
+        this.backlog.settled(rows.length);
         this.logger.error('archive rows dropped: the database did not take them', { rows: rows.length, err: String(err) });
       },
     ).finally(() => {
@@ -181,10 +242,12 @@ export class MessageArchive {
         await this.storage.archive.append(keep);
         this.counters.archived += keep.length;
         this.counters.skipped += batch.length - keep.length;
+        this.backlog.settled(batch.length);
         return;
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS) {
           this.counters.dropped += batch.length;
+          this.backlog.settled(batch.length);
           this.logger.error('archive rows dropped: the database did not take them', { rows: batch.length, err: String(err) });
           return;
         }

@@ -68,6 +68,8 @@ export class TcpTransport implements Transport {
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
   private readonly rate?: ReadRate;
   private throttled = false;
+  /** Reading stopped by pauseReading(); throttling does not resume it. */
+  private held = false;
   private bindingTypes?: string[];
 
   constructor(private readonly opts: TcpConnectionOptions) {
@@ -98,7 +100,7 @@ export class TcpTransport implements Transport {
     this.parser = this.newParser();
     this.socket.on('data', this.onData);
     // A socket whose PROXY header was read was paused, with what followed the header put back.
-    this.socket.resume();
+    if (!this.held) this.socket.resume();
   }
 
   sendHeader(attrs: Record<string, string>): void {
@@ -157,10 +159,19 @@ export class TcpTransport implements Transport {
     if (this.opts.requestCert) settleVerification(secure);
     this.parser = this.newParser();
     secure.on('data', this.onData);
+    if (this.held) secure.pause();
   }
 
   restart(): void {
     this.parser = this.newParser();
+  }
+
+  pauseReading(held: boolean): void {
+    if (held === this.held) return;
+    this.held = held;
+    if (this.socket.destroyed) return;
+    if (held) this.socket.pause();
+    else if (!this.throttled) this.socket.resume();
   }
 
   channelBinding(type: string): Buffer | undefined {
@@ -188,7 +199,7 @@ export class TcpTransport implements Transport {
       socket.pause();
       setTimeout(() => {
         this.throttled = false;
-        if (!socket.destroyed) socket.resume();
+        if (!socket.destroyed && !this.held) socket.resume();
       }, wait).unref();
     }
     try {

@@ -126,6 +126,8 @@ export class WebSocketTransport implements Transport {
   private closeTimer?: NodeJS.Timeout;
   private readonly rate?: ReadRate;
   private throttled = false;
+  /** Reading stopped by pauseReading(); throttling does not resume it. */
+  private held = false;
 
   constructor(
     readonly id: string,
@@ -195,6 +197,13 @@ export class WebSocketTransport implements Transport {
     // RFC 7395 §3.7: the client sends a new <open/>; every message is parsed on its own anyway.
   }
 
+  pauseReading(held: boolean): void {
+    if (held === this.held) return;
+    this.held = held;
+    if (held) this.ws.pause();
+    else if (!this.throttled) this.ws.resume();
+  }
+
   channelBinding(type: string): Buffer | undefined {
     return this.info.tlsSocket ? channelBindingFor(this.info.tlsSocket, type) : undefined;
   }
@@ -224,7 +233,7 @@ export class WebSocketTransport implements Transport {
       this.ws.pause();
       setTimeout(() => {
         this.throttled = false;
-        this.ws.resume();
+        if (!this.held) this.ws.resume();
       }, wait).unref();
     }
     if (isBinary) {
