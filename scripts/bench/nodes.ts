@@ -149,6 +149,24 @@ export async function linkBytes(nodes: Node[]): Promise<number> {
   return total;
 }
 
+/**
+ * The archive rows the nodes (every worker of each) have dropped so far, and the times they held
+ * their clients because the database fell behind (--mam-backlog-limit), from their /metrics.
+ */
+export async function archiveOutcomes(nodes: Node[]): Promise<{ dropped: number; holds: number }> {
+  const totals = { dropped: 0, holds: 0 };
+  // The anchors (Prosody, ejabberd) have no HTTP port here, and archive nothing.
+  for (const node of nodes.filter((n) => n.httpPort > 0)) {
+    for (let k = 0; k < node.workers; k++) {
+      const lines = (await get(node.httpPort + k, '/metrics')).body.split('\n');
+      const value = (pattern: RegExp) => lines.filter((l) => pattern.test(l)).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+      totals.dropped += value(/^xmpp_mam_messages_total\{outcome="dropped"/);
+      totals.holds += value(/^xmpp_mam_backlog_holds_total[{ ]/);
+    }
+  }
+  return totals;
+}
+
 export async function rss(httpPort: number): Promise<number> {
   return JSON.parse((await get(httpPort, '/status')).body).memory.rss as number;
 }

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
-import { benchDatabase, cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
 import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
@@ -48,7 +48,11 @@ function options(argv: string[]): Options {
  * `sent` counts every message of the run, warm-up included; the rest is the measured window,
  * including the CPU time the server processes and the generator spent per delivered message (µs).
  */
-interface Result { messages: number; sent: number; perSecond: number; p50: number; p99: number; p999: number; max: number; serverCpuUs: number; generatorCpuUs: number }
+interface Result {
+  messages: number; sent: number; perSecond: number; p50: number; p99: number; p999: number; max: number; serverCpuUs: number; generatorCpuUs: number;
+  /** Archive rows the server processes had dropped by the end of the run (ours; 0 for the anchors), and the times they held their clients instead. */
+  archiveDropped: number; archiveHolds: number;
+}
 
 /** Closed loop (rate 0: each sender keeps `inflight` messages outstanding) or a steady total rate. */
 async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Options, rate: number, servers: Node[]): Promise<Result> {
@@ -105,11 +109,13 @@ async function traffic(senders: LoadClient[], receivers: LoadClient[], o: Option
   const generatorCpu = (generatorUsage.user + generatorUsage.system) / 1e6;
   clearInterval(timer);
   await sleep(1000);
+  const archive = await archiveOutcomes(servers);
   latencies.sort((a, b) => a - b);
   const perMessage = (cpu: number) => Math.round((cpu * 1e6) / Math.max(1, delivered));
   return {
     messages: delivered, sent: next, perSecond: Math.round(delivered / elapsed), p50: percentile(latencies, 50), p99: percentile(latencies, 99), p999: percentile(latencies, 99.9),
     max: latencies[latencies.length - 1] ?? NaN, serverCpuUs: perMessage(serverCpu), generatorCpuUs: perMessage(generatorCpu),
+    archiveDropped: archive.dropped, archiveHolds: archive.holds,
   };
 }
 
@@ -376,6 +382,8 @@ async function main(): Promise<void> {
       `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; --workers ${cores} ${workerRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
       '',
       `Every steady window's p99, in the order they ran: ${steadyP99s.map(ms).join(', ')}.`,
+      '',
+      `Archive rows dropped, over every run of ours: ${[...singleRuns, ...workerRuns, steady, ...crossMedians.flatMap(({ runs }) => runs.map((r) => r.result))].reduce((n, r) => n + r.archiveDropped, 0)}. Where the archive writes fell behind, the nodes stopped reading from their clients instead (--mam-backlog-limit): closed loop, in the order they ran, ${[...singleRuns, ...workerRuns].map((r) => r.archiveHolds).join(', ')} times (one node, then --workers); ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.archiveHolds).join(', ')}`).join('; ')}; steady ${steady.archiveHolds}. So the closed-loop rates are what the archive database takes, not more.`,
       '',
       `Cluster link bytes (both directions, both nodes) per message sent: ${crossMedians.map((r) => `${r.strategy} ${r.linkBytesPerMessage.toFixed(0)}`).join(', ')}.`,
       '',
