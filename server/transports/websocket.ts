@@ -200,8 +200,13 @@ export class WebSocketTransport implements Transport {
   pauseReading(held: boolean): void {
     if (held === this.held) return;
     this.held = held;
-    if (held) this.ws.pause();
-    else if (!this.throttled) this.ws.resume();
+    if (held) {
+      this.ws.pause();
+      return;
+    }
+    // The pings while paused were skipped: the next one starts afresh.
+    this.alive = true;
+    if (!this.throttled) this.ws.resume();
   }
 
   channelBinding(type: string): Buffer | undefined {
@@ -214,6 +219,8 @@ export class WebSocketTransport implements Transport {
 
   /** Keepalive: ping, and drop a client that did not answer the previous ping. */
   ping(): void {
+    // Its pong waits unread while reading is paused: that says nothing of the client.
+    if (this.held) return;
     if (!this.alive) {
       this.log.info('WebSocket client stopped answering pings');
       this.ws.terminate();
