@@ -148,14 +148,15 @@ export class MessageArchive {
 
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
-    const stanzaId = timeOrderedId();
+    const now = Date.now();
+    const stanzaId = timeOrderedId(now);
     if (this.queue.length + this.handedOver >= Math.max(QUEUE_LIMIT, 2 * this.backlog.limit)) {
       this.counters.dropped++;
       return stanzaId;
     }
     this.queue.push({
       user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
-      direction, at: new Date(), stanza: serialize(stanza),
+      direction, at: new Date(now), stanza: serialize(stanza),
     });
     this.backlog.accepted(1);
     if (this.storage.archive.enqueue) {

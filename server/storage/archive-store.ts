@@ -24,13 +24,33 @@ function assertRowsFit(rows: ArchiveRow[]): void {
   }
 }
 
+/**
+ * Longest between a row's timestamp and the moment it gets its id in the database [5 min]: the
+ * node's clock against the database's order, plus the wait in the node's queue (a 100 ms batch,
+ * five attempts, a held writer). Date bounds (XEP-0313 start and end) become id bounds with twice
+ * this as margin, and only the rows within the margins are read for their timestamps; a row that
+ * reached the database later still has its id, so paging by id is exact whatever the clocks say.
+ */
+const ROW_LAG_MS = 5 * 60_000;
+
+/**
+ * Id bounds of a query with start or end: ids in [from, to] may match (undefined: no bound);
+ * those in `sure` do without reading their timestamps; no `sure`: every row is to be checked.
+ */
+interface IdSpan {
+  from?: number;
+  to?: number;
+  sure?: { from?: number; to?: number };
+}
+
 /** Most JIDs kept in one prefs list [1000]. */
 const MAX_PREFS_JIDS = 1000;
 
 /**
  * XEP-0313 archives in the shared database. Pages are ranges of the autoincrement `id` within one
- * user's rows (indexes (user), (user, with_jid) and (user, created_at)), so paging costs the same
- * on the first page as on the ten-thousandth.
+ * user's rows (indexes (user) and (user, with_jid), which end in the id), so paging costs the same
+ * on the first page as on the ten-thousandth; dates become ids on the (created_at) index, so no
+ * index per user is kept for them (each such index costs the writer a page per user per batch).
  */
 export class KnexArchiveStore implements ArchiveStore {
   readonly enqueue?: ArchiveStore['enqueue'];
@@ -61,20 +81,22 @@ export class KnexArchiveStore implements ArchiveStore {
   }
 
   async query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'> {
-    // start and end become bounds on the id (found on the (user, created_at) index): ids grow with
-    // time, and a range of ids is what the (user) and (user, with_jid) indexes page through.
-    const startId = filter.start ? await this.edgeId(user, '>=', filter.start) : undefined;
-    const endId = filter.end ? await this.edgeId(user, '<=', filter.end) : undefined;
-    if ((filter.start && startId === undefined) || (filter.end && endId === undefined)) {
-      return { messages: [], complete: true, count: 0 };
-    }
-    const base = () => {
+    const span = await this.idSpan(filter.start, filter.end);
+    if (span === 'empty') return { messages: [], complete: true, count: 0 };
+    // The rows of `user` the filter asks for, with ids in [from, to] (undefined: unbounded).
+    const base = (from = span.from, to = span.to) => {
       const q = this.knex('archive_messages').where('user', user);
       if (filter.withJid !== undefined) q.andWhere('with_jid', filter.withJid);
       if (filter.withResource !== undefined) q.andWhere('with_resource', filter.withResource);
-      if (startId !== undefined) q.andWhere('id', '>=', startId);
-      if (endId !== undefined) q.andWhere('id', '<=', endId);
+      if (from !== undefined) q.andWhere('id', '>=', from);
+      if (to !== undefined) q.andWhere('id', '<=', to);
       if (filter.ids) q.whereIn('stanza_id', filter.ids);
+      return q;
+    };
+    // Rows whose id leaves their time in doubt are checked against start and end themselves.
+    const dated = (q: Knex.QueryBuilder) => {
+      if (filter.start) q.andWhere('created_at', '>=', filter.start);
+      if (filter.end) q.andWhere('created_at', '<=', filter.end);
       return q;
     };
     const rowIdOf = async (stanzaId: string): Promise<number | undefined> => {
@@ -84,6 +106,15 @@ export class KnexArchiveStore implements ArchiveStore {
     const afterId = filter.afterId ?? page.after;
     const beforeId = filter.beforeId ?? (typeof page.before === 'string' ? page.before : undefined);
     const q = base();
+    if (span.sure && (span.sure.from !== undefined || span.sure.to !== undefined)) {
+      const { from, to } = span.sure;
+      q.andWhere((w) => {
+        w.where((sure) => {
+          if (from !== undefined) sure.where('id', '>=', from);
+          if (to !== undefined) sure.andWhere('id', '<=', to);
+        }).orWhere((doubtful) => void dated(doubtful));
+      });
+    } else if (!span.sure) dated(q);
     if (afterId !== undefined) {
       const id = await rowIdOf(afterId);
       if (id === undefined) return 'item-not-found';
@@ -103,16 +134,62 @@ export class KnexArchiveStore implements ArchiveStore {
     const more = found.length > page.max;
     const rows = found.slice(0, page.max);
     if (backwards) rows.reverse();
-    const counted = (await base().count({ n: '*' }).first()) as { n: number | string } | undefined;
-    return { messages: rows.map(toMessage), complete: !more, count: Number(counted?.n ?? 0) };
+    return { messages: rows.map(toMessage), complete: !more, count: await this.count(span, base, dated) };
   }
 
-  /** The first id at or after `at` ('>='), or the last at or before it ('<='), in `user`'s archive. */
-  private async edgeId(user: string, op: '>=' | '<=', at: Date): Promise<number | undefined> {
-    const order = op === '>=' ? 'asc' : 'desc';
-    const row = await this.knex('archive_messages').where('user', user).andWhere('created_at', op, at)
-      .orderBy([{ column: 'created_at', order }, { column: 'id', order }]).first('id');
-    return row ? Number(row.id) : undefined;
+  /**
+   * RSM's count of the rows a query matches. The rows whose ids make them surely within start and
+   * end are counted on the index alone; only those in doubt (near either edge) are read.
+   */
+  private async count(span: IdSpan, base: (from?: number, to?: number) => Knex.QueryBuilder, dated: (q: Knex.QueryBuilder) => Knex.QueryBuilder): Promise<number> {
+    const n = async (q: Knex.QueryBuilder) => Number(((await q.count({ n: '*' }).first()) as { n: number | string } | undefined)?.n ?? 0);
+    if (!span.sure) return n(dated(base()));
+    const { from, to } = span.sure;
+    let total = await n(base(from ?? span.from, to ?? span.to));
+    if (from !== undefined) total += await n(dated(base(span.from, from - 1)));
+    if (to !== undefined) total += await n(dated(base(to + 1, span.to)));
+    return total;
+  }
+
+  /**
+   * What `start` and `end` mean for ids, found on the (created_at) index: the range of ids that can
+   * hold rows stamped within them (`from`, `to`), and the part whose rows surely are (`sure`).
+   * Ids grow in the order rows reach the database and each row is stamped within ROW_LAG_MS of
+   * that (ROW_LAG_MS says why), so a row stamped more than twice that before `start` got its id
+   * before any row stamped from `start` on, and one stamped that long after `start` got its id
+   * after every row stamped before. 'empty': no row can match.
+   */
+  private async idSpan(start?: Date, end?: Date): Promise<IdSpan | 'empty'> {
+    if (start && end && start > end) return 'empty';
+    const margin = 2 * ROW_LAG_MS;
+    const idAt = async (op: '<' | '<=' | '>' | '>=', at: Date) => {
+      const row = await this.knex('archive_messages').where('created_at', op, at).orderBy('created_at', op[0] === '<' ? 'desc' : 'asc').first('id');
+      return row ? Number(row.id) : undefined;
+    };
+    const span: IdSpan = {};
+    let sureFrom: number | undefined;
+    let sureTo: number | undefined;
+    let sureNone = false;
+    if (start) {
+      const before = await idAt('<', new Date(start.getTime() - margin));
+      if (before !== undefined) span.from = before + 1;
+      sureFrom = await idAt('>=', new Date(start.getTime() + margin));
+      if (sureFrom === undefined) sureNone = true;
+    }
+    if (end) {
+      const after = await idAt('>', new Date(end.getTime() + margin));
+      if (after !== undefined) span.to = after - 1;
+      sureTo = await idAt('<=', new Date(end.getTime() - margin));
+      if (sureTo === undefined) sureNone = true;
+    }
+    if (span.from !== undefined && span.to !== undefined && span.from > span.to) return 'empty';
+    if (!start && !end) span.sure = {};
+    else if (!sureNone) {
+      const from = sureFrom === undefined ? undefined : Math.max(sureFrom, span.from ?? sureFrom);
+      const to = sureTo === undefined ? undefined : Math.min(sureTo, span.to ?? sureTo);
+      if (from === undefined || to === undefined || from <= to) span.sure = { from, to };
+    }
+    return span;
   }
 
   async bounds(user: string): Promise<{ first?: ArchivedMessage; last?: ArchivedMessage }> {

@@ -50,6 +50,61 @@ forEachDatabase('archive store', async (t, uri) => {
     const page = await storage.archive.query('b@example.com', {}, { max: 10 });
     t.equal(page !== 'item-not-found' && page.count, 3);
   });
+
+  t.test('start and end select rows by their own timestamps, also where the ids disagree with them', async (t) => {
+    // Three hours of a conversation, a row every 30 s, next to another user's rows; some rows were
+    // stamped up to 4 min before or 2 min after their neighbours (a node's clock, a row that waited
+    // in a queue): within the 5 min the store allows between a row's timestamp and its id.
+    const user = 'd@example.com';
+    const t0 = Date.UTC(2026, 2, 1, 12, 0, 0);
+    const stamp = (i: number) => t0 + i * 30_000 + (i % 7 === 3 ? -240_000 : i % 11 === 5 ? 120_000 : 0) + (i % 3);
+    const mine: ArchiveRow[] = [];
+    const all: ArchiveRow[] = [];
+    for (let i = 0; i < 400; i++) {
+      const row: ArchiveRow = {
+        user, stanzaId: `d-${i}`, withJid: i % 2 ? 'bob@example.com' : 'carol@example.com', direction: 'in',
+        at: new Date(stamp(i)), stanza: `<message><body>${i}</body></message>`,
+      };
+      mine.push(row);
+      all.push(row, { ...row, user: 'e@example.com', stanzaId: `e-${i}` });
+    }
+    for (let i = 0; i < all.length; i += 100) await storage.archive.append(all.slice(i, i + 100));
+
+    const cases: [string, number | undefined, number | undefined][] = [
+      ['start in the middle', 100, undefined],
+      ['end in the middle', undefined, 250],
+      ['start and end an hour apart', 120, 240],
+      ['start and end a minute apart', 200, 202],
+      ['start and end on one row', 3, 3],
+      ['start before every row', -20, undefined],
+      ['end after every row', undefined, 420],
+      ['start after every row', 420, undefined],
+      ['start near the last rows', 392, undefined],
+      ['end near the first rows', undefined, 6],
+    ];
+    for (const [name, from, to] of cases) {
+      // Bounds on a row's own timestamp, so rows stamped exactly at them are in.
+      const start = from === undefined ? undefined : new Date(from >= 0 && from < 400 ? stamp(from) : t0 + from * 30_000);
+      const end = to === undefined ? undefined : new Date(to >= 0 && to < 400 ? stamp(to) : t0 + to * 30_000);
+      for (const withJid of [undefined, 'bob@example.com']) {
+        const expected = mine.filter((r) => (!start || r.at >= start) && (!end || r.at <= end) && (!withJid || r.withJid === withJid)).map((r) => r.stanzaId);
+        const filter = { start, end, withJid };
+        const page = await storage.archive.query(user, filter, { max: 1000 });
+        if (page === 'item-not-found') throw new Error('no page');
+        const label = `${name}${withJid ? ', one contact' : ''}`;
+        t.same(page.messages.map((m) => m.stanzaId), expected, `${label}: the rows stamped within, in order`);
+        t.equal(page.count, expected.length, `${label}: counted`);
+        if (expected.length > 12) {
+          const next = await storage.archive.query(user, filter, { max: 5, after: expected[4] });
+          t.same(next !== 'item-not-found' && next.messages.map((m) => m.stanzaId), expected.slice(5, 10), `${label}: a page after an id`);
+          const newest = await storage.archive.query(user, filter, { max: 5, before: true });
+          t.same(newest !== 'item-not-found' && newest.messages.map((m) => m.stanzaId), expected.slice(-5), `${label}: the newest page`);
+        }
+      }
+    }
+    const reversed = await storage.archive.query(user, { start: new Date(stamp(200)), end: new Date(stamp(100)) }, { max: 10 });
+    t.same(reversed, { messages: [], complete: true, count: 0 }, 'start after end: nothing');
+  });
 });
 
 t.test('SQLite: the writer thread waits for a write lock held elsewhere, and ends with the storage', async (t) => {
