@@ -4,10 +4,10 @@
  * answers) MySQL, then times the queries clients make, through the same store the server uses.
  * Writes its table into BENCHMARKS.md between the archive markers.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { timeOrderedId } from '../../server/sm/archive';
 import { openStorage } from '../../server/storage/open-storage';
 import type { ArchiveRow, Storage } from '../../server/storage/types';
 
@@ -25,7 +25,7 @@ async function fill(storage: Storage): Promise<void> {
   const start = Date.now() - (OWNER_ROWS + OTHER_ROWS) * 1000;
   let n = 0;
   const row = (user: string, peer: number): ArchiveRow => ({
-    user, stanzaId: randomUUID(), withJid: `contact${peer}@bench.example`, withResource: 'phone',
+    user, stanzaId: timeOrderedId(start + n * 1000), withJid: `contact${peer}@bench.example`, withResource: 'phone',
     direction: n % 2 ? 'in' : 'out', at: new Date(start + n * 1000),
     stanza: `<message from='contact${peer}@bench.example/phone' to='${user}' type='chat'><body>message ${n}</body></message>`,
   });

@@ -88,9 +88,9 @@ let entropyUsed = entropy.length;
 
 /**
  * An XEP-0359 stanza id: a UUID version 7 (RFC 9562), the time in milliseconds followed by 74
- * random bits. Unique and unguessable like a random UUID, but each archive's rows arrive in id
- * order, so the (user, stanza_id) index grows at its end instead of being written all over: with
- * random UUIDs, every batch of archive rows dirtied a page per row once the index outgrew the cache.
+ * random bits. Unique and unguessable like a random UUID, but rows arrive in id order, so the
+ * archive's (stanza_id, user) index grows at its end, one page for a whole batch: with random
+ * UUIDs, every batch of archive rows dirtied a page per row once the index outgrew the cache.
  */
 export function timeOrderedId(now = Date.now()): string {
   if (entropyUsed + 10 > entropy.length) {

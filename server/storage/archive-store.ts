@@ -49,8 +49,8 @@ const MAX_PREFS_JIDS = 1000;
 /**
  * XEP-0313 archives in the shared database. Pages are ranges of the autoincrement `id` within one
  * user's rows (indexes (user) and (user, with_jid), which end in the id), so paging costs the same
- * on the first page as on the ten-thousandth; dates become ids on the (created_at) index, so no
- * index per user is kept for them (each such index costs the writer a page per user per batch).
+ * on the first page as on the ten-thousandth. Stanza ids are found on (stanza_id, user) and dates
+ * become ids on (created_at): both grow at their end (migrations/012-archive-indexes.ts says why).
  */
 export class KnexArchiveStore implements ArchiveStore {
   readonly enqueue?: ArchiveStore['enqueue'];

@@ -10,7 +10,7 @@ import * as leases from './migrations/008-leases';
 import * as uploads from './migrations/009-uploads';
 import * as disabledUsers from './migrations/010-disabled-users';
 import * as drainingNodes from './migrations/011-draining-nodes';
-import * as archiveDateIndex from './migrations/012-archive-date-index';
+import * as archiveIndexes from './migrations/012-archive-indexes';
 import { isTransientConflict } from './sql-errors';
 import type { StorageLogger } from './storage-logger';
 
@@ -36,7 +36,7 @@ const MIGRATIONS: readonly NamedMigration[] = [
   { name: '009-uploads', migration: uploads },
   { name: '010-disabled-users', migration: disabledUsers },
   { name: '011-draining-nodes', migration: drainingNodes },
-  { name: '012-archive-date-index', migration: archiveDateIndex },
+  { name: '012-archive-indexes', migration: archiveIndexes },
 ];
 
 class InCodeMigrationSource implements Knex.MigrationSource<NamedMigration> {

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
+import * as indexes012 from '../../server/storage/migrations/012-archive-indexes';
 import { openStorage } from '../../server/storage/open-storage';
 import { SqliteArchiveWriter } from '../../server/storage/sqlite-archive-writer';
 import type { ArchiveRow } from '../../server/storage/types';
@@ -41,7 +43,7 @@ forEachDatabase('archive store', async (t, uri) => {
   });
 
   t.test('a batch the database refuses is refused whole, and the next one is written', async (t) => {
-    // The same stanza id twice in one archive breaks the (user, stanza_id) unique index.
+    // The same stanza id twice in one archive breaks the (stanza_id, user) unique index.
     const bad = rows('b@example.com', 0, 300, (i) => (i === 299 ? 'id-0' : `id-${i}`));
     await t.rejects(storage.archive.append(bad));
     const empty = await storage.archive.query('b@example.com', {}, { max: 10 });
@@ -49,6 +51,26 @@ forEachDatabase('archive store', async (t, uri) => {
     await storage.archive.append(rows('b@example.com', 0, 3));
     const page = await storage.archive.query('b@example.com', {}, { max: 10 });
     t.equal(page !== 'item-not-found' && page.count, 3);
+  });
+
+  t.test('migration 012 keeps the archives written before it, random stanza ids included', async (t) => {
+    // Back to the indexes of the 0.1.0 and 0.2.0 releases, rows as 0.1.0 wrote them, and up again.
+    await indexes012.down(storage.knex);
+    await storage.archive.append(rows('f@example.com', 0, 300, () => randomUUID()));
+    await indexes012.up(storage.knex);
+    const all = await storage.archive.query('f@example.com', {}, { max: 300 });
+    if (all === 'item-not-found') throw new Error('no page');
+    const ids = all.messages.map((m) => m.stanzaId);
+    t.equal(new Set(ids).size, 300, 'every row is there');
+    const next = await storage.archive.query('f@example.com', {}, { max: 10, after: ids[149] });
+    t.same(next !== 'item-not-found' && next.messages.map((m) => m.stanzaId), ids.slice(150, 160), 'a page after one of their ids');
+    const before = await storage.archive.query('f@example.com', {}, { max: 10, before: ids[200] });
+    t.same(before !== 'item-not-found' && before.messages.map((m) => m.stanzaId), ids.slice(190, 200), 'a page before one');
+    t.equal(await storage.archive.query('g@example.com', {}, { max: 10, after: ids[0] }), 'item-not-found', 'another archive does not know it');
+    await t.rejects(storage.archive.append([{ ...rows('f@example.com', 0, 1)[0], stanzaId: ids[7] }]), 'one id twice in an archive is still refused');
+    await storage.archive.append([{ ...rows('g@example.com', 0, 1)[0], stanzaId: ids[7] }]);
+    const other = await storage.archive.query('g@example.com', {}, { max: 10 });
+    t.same(other !== 'item-not-found' && other.messages.map((m) => m.stanzaId), [ids[7]], 'the same id in another archive is not');
   });
 
   t.test('start and end select rows by their own timestamps, also where the ids disagree with them', async (t) => {
