@@ -94,7 +94,8 @@ export interface XmppNode {
   readonly admin: SessionAdmin;
   /**
    * Applies what can change while running (SIGHUP): the limits (read by every new connection,
-   * login attempt and stanza), and the TLS certificate (for new connections). Returns what changed.
+   * login attempt and stanza), the archive's backlog limit (at once), the admins, and the TLS
+   * certificate (for new connections). Returns what changed.
    */
   reload(next: Config): Promise<string[]>;
   /** Marks the node draining: readiness turns 503 (balancers send new clients elsewhere); it keeps serving. */
@@ -164,7 +165,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   // Archive rows the database has not taken yet (the rooms' archive adds to the same count): past
   // --mam-backlog-limit no client is read from until half of them are written.
   const archiveBacklog = ArchiveBacklog.of(storage);
-  archiveBacklog.limit = config.mamBacklogLimit;
+  archiveBacklog.setLimit(config.mamBacklogLimit);
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {
@@ -481,6 +482,10 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         }
         changed.push(`${key}=${value}`);
         config.limits[key] = value;
+      }
+      if (next.mamBacklogLimit !== archiveBacklog.limit) {
+        archiveBacklog.setLimit(next.mamBacklogLimit);
+        changed.push(`mamBacklogLimit=${next.mamBacklogLimit}`);
       }
       if (next.admins.join(',') !== config.admins.join(',')) {
         // In place: the admin commands and the components read this array at each use.

@@ -54,7 +54,7 @@ export class ArchiveBacklog {
   held = false;
   /** Times the backlog went past the limit. */
   holds = 0;
-  /** Rows past which intake is held [20000, --mam-backlog-limit]. */
+  /** Rows past which intake is held [20000, --mam-backlog-limit]; setLimit changes it. */
   limit = 20_000;
   private readonly listeners = new Set<(held: boolean) => void>();
 
@@ -62,6 +62,13 @@ export class ArchiveBacklog {
   onChange(listener: (held: boolean) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** A new limit (at start, and on a reload): holds or releases at once if the backlog is past it or within half of it. */
+  setLimit(limit: number): void {
+    this.limit = limit;
+    this.accepted(0);
+    this.settled(0);
   }
 
   accepted(rows: number): void {

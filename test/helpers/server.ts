@@ -8,6 +8,7 @@ import { WebSocket as NodeWebSocket } from 'ws';
 import type { Element } from 'ltx';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { loadConfig } from '../../server/config/config';
+import type { Config } from '../../server/config/types';
 import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
 import { CLIENT_TIMEOUT_MS, listenBeforeOpening, withoutSasl2 } from './client';
@@ -32,6 +33,8 @@ const STOP_DEADLINE_MS = 60_000;
 
 export interface TestServer {
   node: XmppNode;
+  /** The configuration it started with (a copy with changes is what node.reload takes). */
+  config: Config;
   domain: string;
   port: number;
   tlsPort: number;
@@ -108,6 +111,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
   const domain = 'localhost';
   return {
     node,
+    config,
     domain,
     port,
     tlsPort,

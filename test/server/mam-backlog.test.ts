@@ -43,6 +43,16 @@ for (const transport of ['starttls', 'ws'] as const) t.test(`an archive the data
   t.ok(backlog >= 100, `the backlog (${backlog} rows) is past the limit`);
   t.ok(received.length < MESSAGES, `bob has ${received.length} of ${MESSAGES}: the rest waits unread in TCP`);
 
+  if (transport === 'starttls') {
+    // A reload that raises the limit past the backlog lets the node read again at once, while the
+    // database still takes nothing; one that lowers it below holds the clients again.
+    t.same(await server.node.reload({ ...server.config, mamBacklogLimit: 1_000_000 }), ['mamBacklogLimit=1000000'], 'the reload says what changed');
+    await eventually(`bob has all ${MESSAGES} messages before anything is archived`, () => received.filter((s) => s.is('message')).length === MESSAGES, WAIT_MS);
+    t.equal(await metric(port, /^xmpp_mam_messages_total\{outcome="archived"/), 0, 'nothing archived yet');
+    t.same(await server.node.reload({ ...server.config, mamBacklogLimit: 100 }), ['mamBacklogLimit=100'], 'and again');
+    t.equal(await holds(), 2, 'held again');
+  }
+
   // The database takes rows again: the backlog drains, the node reads again, everything arrives.
   blocker.exec('ROLLBACK');
   await Promise.all(sent);
