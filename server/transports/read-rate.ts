@@ -27,3 +27,59 @@ export class ReadRate {
 
 /** A connection may send this many seconds' worth at once [5]. */
 const BURST_SECONDS = 5;
+
+/** What a connection's reading can be stopped or started on: its current socket, or WebSocket. */
+export interface Readable {
+  pause(): void;
+  resume(): void;
+  readonly destroyed?: boolean;
+}
+
+/**
+ * Whether a client connection reads, for both reasons it may not: its byte rate (ReadRate) and the
+ * node holding every client (ArchiveBacklog). It reads when neither applies. The stream is asked
+ * for at each change, so after STARTTLS a throttle that began on the plain socket ends on the TLS
+ * one, and the budget goes on counting across the upgrade.
+ */
+export class ReadGate {
+  private readonly rate?: ReadRate;
+  private throttle?: NodeJS.Timeout;
+  private heldByNode = false;
+
+  /** `bytesPerSecond`: as ReadRate's (absent: no byte rate). */
+  constructor(private readonly stream: () => Readable, bytesPerSecond?: () => number) {
+    if (bytesPerSecond) this.rate = new ReadRate(bytesPerSecond);
+  }
+
+  /** True while the node holds the connection (the keepalive waits: pongs are not read). */
+  get held(): boolean {
+    return this.heldByNode;
+  }
+
+  /** Counts bytes just read; over the budget, reading stops until it is back. */
+  received(bytes: number): void {
+    const wait = this.rate?.take(bytes) ?? 0;
+    if (wait <= 0 || this.throttle) return;
+    this.throttle = setTimeout(() => {
+      this.throttle = undefined;
+      this.apply();
+    }, wait).unref();
+    this.apply();
+  }
+
+  /** The node holds (true) or releases (false) the connection; false when that changes nothing. */
+  hold(held: boolean): boolean {
+    if (held === this.heldByNode) return false;
+    this.heldByNode = held;
+    this.apply();
+    return true;
+  }
+
+  /** Puts the current stream in the state the reasons ask for (also on a new socket: STARTTLS). */
+  apply(): void {
+    const stream = this.stream();
+    if (stream.destroyed) return;
+    if (this.heldByNode || this.throttle) stream.pause();
+    else stream.resume();
+  }
+}

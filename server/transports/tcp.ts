@@ -12,7 +12,7 @@ import { StreamParser, type ParserLimits } from '../xml/stream-parser';
 import { hostOf, normaliseAddress } from '../net-address';
 import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
-import { ReadRate } from './read-rate';
+import { ReadGate } from './read-rate';
 import { serialize } from '../xml/serialize';
 
 /** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
@@ -66,16 +66,14 @@ export class TcpTransport implements Transport {
   private lastWrite = Date.now();
   private readonly keepalive: NodeJS.Timeout;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
-  private readonly rate?: ReadRate;
-  private throttled = false;
-  /** Reading stopped by pauseReading(); throttling does not resume it. */
-  private held = false;
+  /** Reads unless over --client-rate-limit or held by the node (pauseReading). */
+  private readonly gate: ReadGate;
   private bindingTypes?: string[];
 
   constructor(private readonly opts: TcpConnectionOptions) {
     this.socket = opts.socket;
     this.remoteAddress = opts.remoteAddress ?? `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
-    if (opts.bytesPerSecond) this.rate = new ReadRate(opts.bytesPerSecond);
+    this.gate = new ReadGate(() => this.socket, opts.bytesPerSecond);
     this.configureSocket(this.socket);
     this.keepalive = setInterval(() => {
       if (Date.now() - this.lastWrite >= WHITESPACE_KEEPALIVE_SECONDS * 1000 && !this.closing) this.write(' ');
@@ -100,7 +98,7 @@ export class TcpTransport implements Transport {
     this.parser = this.newParser();
     this.socket.on('data', this.onData);
     // A socket whose PROXY header was read was paused, with what followed the header put back.
-    if (!this.held) this.socket.resume();
+    this.gate.apply();
   }
 
   sendHeader(attrs: Record<string, string>): void {
@@ -159,7 +157,8 @@ export class TcpTransport implements Transport {
     if (this.opts.requestCert) settleVerification(secure);
     this.parser = this.newParser();
     secure.on('data', this.onData);
-    if (this.held) secure.pause();
+    // A throttle or hold that began on the plain socket goes on, and ends, on this one.
+    this.gate.apply();
   }
 
   restart(): void {
@@ -167,11 +166,7 @@ export class TcpTransport implements Transport {
   }
 
   pauseReading(held: boolean): void {
-    if (held === this.held) return;
-    this.held = held;
-    if (this.socket.destroyed) return;
-    if (held) this.socket.pause();
-    else if (!this.throttled) this.socket.resume();
+    this.gate.hold(held);
   }
 
   channelBinding(type: string): Buffer | undefined {
@@ -191,17 +186,8 @@ export class TcpTransport implements Transport {
 
   private feed(chunk: Buffer): void {
     if (this.closing) return;
-    const wait = this.rate?.take(chunk.length) ?? 0;
-    if (wait > 0 && !this.throttled) {
-      // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
-      const socket = this.socket;
-      this.throttled = true;
-      socket.pause();
-      setTimeout(() => {
-        this.throttled = false;
-        if (!socket.destroyed && !this.held) socket.resume();
-      }, wait).unref();
-    }
+    // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
+    this.gate.received(chunk.length);
     try {
       this.parser.write(chunk);
     } catch (err) {

@@ -5,7 +5,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel-binding';
 import type { Transport, TransportListener } from '../c2s/transport';
 import { StreamError } from '../errors';
-import { ReadRate } from './read-rate';
+import { ReadGate } from './read-rate';
 import type { AddressLimits } from './address-limits';
 import { hostOf } from '../net-address';
 import type { HttpHandler } from '../http/http-listener';
@@ -124,10 +124,8 @@ export class WebSocketTransport implements Transport {
   private clientClosed = false;
   private alive = true;
   private closeTimer?: NodeJS.Timeout;
-  private readonly rate?: ReadRate;
-  private throttled = false;
-  /** Reading stopped by pauseReading(); throttling does not resume it. */
-  private held = false;
+  /** Reads unless over --client-rate-limit or held by the node (pauseReading). */
+  private readonly gate: ReadGate;
 
   constructor(
     readonly id: string,
@@ -139,7 +137,7 @@ export class WebSocketTransport implements Transport {
     bytesPerSecond?: () => number,
   ) {
     this.parser = new FragmentParser(limits, { rootDepth: 2 });
-    if (bytesPerSecond) this.rate = new ReadRate(bytesPerSecond);
+    this.gate = new ReadGate(() => ws, bytesPerSecond);
     // ws reports protocol errors (a frame over maxPayload: 1009) here; without a listener they would crash the process.
     ws.on('error', (err) => this.log.info('WebSocket error', { err: err.message }));
   }
@@ -198,15 +196,8 @@ export class WebSocketTransport implements Transport {
   }
 
   pauseReading(held: boolean): void {
-    if (held === this.held) return;
-    this.held = held;
-    if (held) {
-      this.ws.pause();
-      return;
-    }
-    // The pings while paused were skipped: the next one starts afresh.
-    this.alive = true;
-    if (!this.throttled) this.ws.resume();
+    // The pings while held were skipped: the next one starts afresh.
+    if (this.gate.hold(held) && !held) this.alive = true;
   }
 
   channelBinding(type: string): Buffer | undefined {
@@ -220,7 +211,7 @@ export class WebSocketTransport implements Transport {
   /** Keepalive: ping, and drop a client that did not answer the previous ping. */
   ping(): void {
     // Its pong waits unread while reading is paused: that says nothing of the client.
-    if (this.held) return;
+    if (this.gate.held) return;
     if (!this.alive) {
       this.log.info('WebSocket client stopped answering pings');
       this.ws.terminate();
@@ -233,16 +224,8 @@ export class WebSocketTransport implements Transport {
   private onMessage(data: RawData, isBinary: boolean): void {
     this.alive = true;
     const listener = this.listener!;
-    const wait = this.rate?.take(Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength) ?? 0;
-    if (wait > 0 && !this.throttled) {
-      // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
-      this.throttled = true;
-      this.ws.pause();
-      setTimeout(() => {
-        this.throttled = false;
-        if (!this.held) this.ws.resume();
-      }, wait).unref();
-    }
+    // Over its byte rate: read nothing more until the budget is back (TCP slows the client).
+    this.gate.received(Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength);
     if (isBinary) {
       // RFC 7395 §3.2: XMPP messages are text frames.
       if (!this.closing) listener.streamError(new StreamError('bad-format', 'binary WebSocket messages are not XMPP'));

@@ -6,6 +6,8 @@ import { eventually } from '../helpers/cluster';
 import { BoshRaw, HTTPBIND, XBOSH } from '../helpers/bosh';
 import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml } from '../helpers/server';
 
+const WAIT_MS = 60_000;
+
 /** A connection from `from` that opens a stream; resolves with what the server said first. */
 async function openStream(port: number, from: string): Promise<{ conn: RawConnection; refused: boolean }> {
   const conn = await RawConnection.connect(port, false, from);
@@ -167,6 +169,30 @@ t.test('--client-rate-limit: a client sending faster is slowed down by not readi
   t.ok(seconds >= 6, `and it took the rate's time, not less (${seconds.toFixed(1)} s for 300 KB at 20 KB/s after a 100 KB burst)`);
   const pinged = await flooder.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
   t.equal(pinged.attrs.type, 'result', 'the connection stays open and usable');
+});
+
+t.test('--client-rate-limit across STARTTLS: a client throttled while it asks for TLS gets its handshake, and the budget goes on over TLS', async (t) => {
+  // 16,384 bytes a second with a burst of 81,920: the header, 100,000 bytes of whitespace (allowed
+  // between elements) and <starttls/> in one write put the client about a second over its budget,
+  // so the node stops reading just as it answers <proceed/> and wraps the socket in TLS.
+  const server = await startTestServer(t, { args: ['--client-rate-limit=16384'] });
+  const plain = await RawConnection.connect(server.port);
+  t.teardown(() => plain.destroy());
+  const started = Date.now();
+  plain.write(`${STREAM_OPEN}${' '.repeat(100_000)}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+  await plain.waitFor(/<proceed/, WAIT_MS);
+  const secure = await plain.startTls();
+  t.teardown(() => secure.destroy());
+  secure.write(STREAM_OPEN);
+  await secure.waitFor(/<\/stream:features>/, WAIT_MS);
+  t.pass('the TLS handshake and the new stream went through');
+  // 32,768 more bytes over TLS, then something to answer. A chunk is read only once the budget is
+  // back to zero, so before the answer's chunk (at most one TLS record, 16,384 bytes) about
+  // 117,000 bytes were read: at least 2.1 s after the start at this rate, burst included.
+  secure.write(`${' '.repeat(32_768)}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='NO-SUCH-MECHANISM'/>`);
+  await secure.waitFor(/<failure/, WAIT_MS);
+  const seconds = (Date.now() - started) / 1000;
+  t.ok(seconds >= 1.5, `the budget counted on over TLS (${seconds.toFixed(1)} s for 130 KB at 16 KB/s after an 80 KB burst)`);
 });
 
 t.test('WebSocket connections count towards the same per-address limits (refused before the upgrade with 429)', async (t) => {
