@@ -55,7 +55,7 @@ import { RosterService } from './sm/roster-service';
 import { SessionManager } from './sm/session-manager';
 import { openStorage } from './storage/open-storage';
 import type { Storage } from './storage/types';
-import { loadOrCreateCertificate } from './tls';
+import { loadOrCreateCertificate, TicketKeys, type TlsCredentials } from './tls';
 import { startWebListeners } from './http/web-listeners';
 import { NodeMetrics } from './metrics';
 import { listenTcp, reloadCertificate, type TcpTransport } from './transports/tcp';
@@ -98,6 +98,8 @@ export interface XmppNode {
    * certificate (for new connections). Returns what changed.
    */
   reload(next: Config): Promise<string[]>;
+  /** TLS session ticket keys from the primary of --workers, which replaces them from now on (tls.ts TicketKeys). */
+  useSharedTicketKeys(keys: Buffer): void;
   /** Marks the node draining: readiness turns 503 (balancers send new clients elsewhere); it keeps serving. */
   drain(): void;
   stop(): Promise<void>;
@@ -115,8 +117,11 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const storage = await openStorage(config.userDbUri, { logger: logger.category('db'), poolSize: config.limits.dbPoolSize });
   const loadCertificate = (c: Config) => loadOrCreateCertificate({ certFile: c.tlsCert, keyFile: c.tlsKey, dataDir: c.dataDir, hosts: c.virtHosts, logger });
   const certificate = await loadCertificate(config);
-  // STARTTLS takes the current context at each handshake: a reload (SIGHUP) replaces it.
-  let secureContext = tls.createSecureContext({ cert: certificate.cert, key: certificate.key });
+  // TLS session tickets for every client listener, replaced hourly (tls.ts says why).
+  const tickets = new TicketKeys();
+  const clientTls = (): TlsCredentials => ({ cert: certificate.cert, key: certificate.key, ...tickets.options });
+  // STARTTLS takes the current context at each handshake: a reload (SIGHUP) or new ticket keys replace it.
+  let secureContext = tls.createSecureContext(clientTls());
 
   const sessions = new SessionManager();
   const router = new Router(new Set(config.virtHosts), sessions, logger.category('router'));
@@ -329,7 +334,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       host: config.bindAddress,
       directTls,
       secureContext: () => secureContext,
-      certificate,
+      certificate: clientTls(),
       limits: config.limits,
       defaultDomain: config.virtHosts[0],
       logger: logger.category('c2s'),
@@ -403,7 +408,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         host: config.bindAddress,
         directTls: false,
         secureContext: () => secureContext,
-        certificate,
+        certificate: clientTls(),
         limits: config.limits,
         defaultDomain: config.virtHosts[0],
         logger: logger.category('external'),
@@ -427,7 +432,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   // and /health /status /metrics are served next to them (server/http/web-listeners.ts).
   const web = await startWebListeners({
     config,
-    certificate,
+    certificate: clientTls(),
     logger,
     storage,
     metrics,
@@ -442,6 +447,14 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     addressLimits,
   });
   if (cluster) forwardBoshRequests(cluster, web.bosh);
+  /** New client connections get the current certificate and ticket keys; open ones keep theirs. */
+  const renewClientTls = () => {
+    const credentials = clientTls();
+    secureContext = tls.createSecureContext(credentials);
+    for (const server of servers) reloadCertificate(server, credentials);
+    web.reloadCertificate(credentials);
+  };
+  tickets.onChange(renewClientTls);
   const allPorts = { ...ports, ...s2sPorts, external: externalPorts, ...web.ports };
   logger.info('node started', { version: SERVER_VERSION, hosts: config.virtHosts, ...allPorts, db: storage.kind });
 
@@ -467,6 +480,9 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
     metrics,
     streamManagement,
     admin: sessionAdmin,
+    useSharedTicketKeys(keys) {
+      tickets.useShared(keys);
+    },
     drain() {
       draining = true;
       void cluster?.drain().catch((err) => logger.warn('could not mark this node draining in cluster_nodes', { err: String(err) }));
@@ -495,9 +511,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       const fresh = await loadCertificate(next);
       if (fresh.cert !== certificate.cert || fresh.key !== certificate.key) {
         Object.assign(certificate, fresh);
-        secureContext = tls.createSecureContext({ cert: fresh.cert, key: fresh.key });
-        for (const server of servers) reloadCertificate(server, fresh);
-        web.reloadCertificate(fresh);
+        renewClientTls();
         changed.push('certificate');
       }
       return changed;
@@ -513,6 +527,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
         await Promise.race([marked, new Promise((resolve) => setTimeout(resolve, STOP_LINK_QUIET_MS / 2).unref())]);
       }
       step('stopping chores and listeners');
+      tickets.stop();
       await chores.stop();
       addressLimits.stop();
       stopSharingLimits?.();
@@ -747,6 +762,7 @@ async function main(): Promise<void> {
         node.drain();
         logger.info('draining (xmppctl drain, through worker 1): readiness is 503, sessions go on');
       },
+      ticketKeys: (keys) => node.useSharedTicketKeys(keys),
     });
   }
   // xmppctl's way in (sessions, kick, reload, drain, stats): a Unix socket only this user can open.

@@ -2,7 +2,7 @@
  * The TLS certificate: the admin's PEM files, or a self-signed one generated on first start
  * under `<data-dir>/tls/` and reused on every later start.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -193,4 +193,77 @@ async function publish(dataDir: string, dir: string, pems: Omit<Certificate, 'ge
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Longest a TLS session can be resumed [1 hour], and how often its ticket keys are replaced. Node
+ * keeps one set of keys per context for the life of the process unless told otherwise: whoever
+ * reads them from the process's memory could decrypt every ticket it ever issued, and with TLS 1.2
+ * tickets (which carry the session's master secret) the recorded traffic of those sessions.
+ * Replaced every hour, a key opens at most an hour's tickets; clients that come back later make a
+ * full handshake, as they would after Node's default of 5 minutes.
+ */
+export const TLS_SESSION_LIFETIME_S = 3600;
+/** What OpenSSL requires of a session to resume it on a listener, the same on all of a node's client listeners. */
+const SESSION_ID_CONTEXT = 'xmpp-client';
+/** Bytes of a ticket key set: Node's (and OpenSSL's) name, AES and HMAC keys, 16 bytes each. */
+export const TICKET_KEYS_BYTES = 48;
+
+/**
+ * The TLS session ticket keys (RFC 8446 §4.6.1, RFC 5077) of every listener of a node: STARTTLS,
+ * direct TLS, HTTPS and WSS, so a client resumes its session on whichever it comes back to. They
+ * are random and replaced every TLS_SESSION_LIFETIME_S; in a worker of `--workers`, the primary's
+ * keys replace them (useShared), so a client resumes on any worker of the machine.
+ */
+export class TicketKeys {
+  private current: Buffer = randomBytes(TICKET_KEYS_BYTES);
+  private readonly timer: NodeJS.Timeout;
+  private readonly listeners = new Set<(keys: Buffer) => void>();
+
+  constructor() {
+    this.timer = setInterval(() => this.replace(randomBytes(TICKET_KEYS_BYTES)), TLS_SESSION_LIFETIME_S * 1000).unref();
+  }
+
+  get keys(): Buffer {
+    return this.current;
+  }
+
+  /**
+   * The TLS options that carry them, for contexts and servers. The session id context is one for
+   * all (a tls.Server makes one up from the command line otherwise), or OpenSSL resumes a session
+   * only on the kind of listener that began it.
+   */
+  get options(): { ticketKeys: Buffer; sessionTimeout: number; sessionIdContext: string } {
+    return { ticketKeys: this.current, sessionTimeout: TLS_SESSION_LIFETIME_S, sessionIdContext: SESSION_ID_CONTEXT };
+  }
+
+  /** `listener(keys)` after each replacement. */
+  onChange(listener: (keys: Buffer) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** From now on the keys come from elsewhere (the primary process), which also replaces them. */
+  useShared(keys: Buffer): void {
+    clearInterval(this.timer);
+    if (!keys.equals(this.current)) this.replace(keys);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private replace(keys: Buffer): void {
+    if (keys.length !== TICKET_KEYS_BYTES) throw new Error(`TLS ticket keys must be ${TICKET_KEYS_BYTES} bytes`);
+    this.current = keys;
+    for (const listener of this.listeners) listener(keys);
+  }
+}
+
+/** A certificate with what client listeners resume sessions by (TicketKeys.options). */
+export interface TlsCredentials {
+  cert: string;
+  key: string;
+  ticketKeys?: Buffer;
+  sessionTimeout?: number;
+  sessionIdContext?: string;
 }

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from './config/types';
 import type { Logger, RootLogger } from './log';
 import { openStorage } from './storage/open-storage';
-import { loadOrCreateCertificate } from './tls';
+import { loadOrCreateCertificate, TICKET_KEYS_BYTES, TLS_SESSION_LIFETIME_S } from './tls';
 
 /** The environment variable telling a forked worker its number, 1 to N. */
 const WORKER_ENV = 'XMPP_WORKER';
@@ -27,8 +27,14 @@ const STABLE_AFTER_MS = 60_000;
 const RESTART_DELAY_MS = 1000;
 const MAX_RESTART_DELAY_MS = 30_000;
 
-/** Messages between a worker and the primary (process.send), for what xmppctl asks of worker 1. */
-type WorkerMessage = { xmppWorkers: 'drain' } | { xmppWorkers: 'reload' };
+/** The environment variable giving a forked worker the primary's TLS session ticket keys (base64). */
+const TICKET_KEYS_ENV = 'XMPP_TLS_TICKET_KEYS';
+
+/**
+ * Messages between a worker and the primary (process.send): what xmppctl asks of worker 1, and
+ * the primary's new TLS session ticket keys (base64).
+ */
+type WorkerMessage = { xmppWorkers: 'drain' } | { xmppWorkers: 'reload' } | { xmppWorkers: 'ticket-keys'; keys: string };
 
 /** This process's worker number (1 to N), or undefined in the primary or a single process. */
 export function workerIndex(): number | undefined {
@@ -60,10 +66,18 @@ export function tellOtherWorkers(what: 'drain' | 'reload'): void {
   process.send?.(message);
 }
 
-/** In a worker: what the primary passes on from another worker. */
-export function onOtherWorkers(handlers: { drain(): void }): void {
+/**
+ * In a worker: what the primary passes on from another worker, and the TLS session ticket keys
+ * every worker shares (at once: those it was started with), so a client resumes its TLS session
+ * on whichever worker its next connection reaches.
+ */
+export function onOtherWorkers(handlers: { drain(): void; ticketKeys(keys: Buffer): void }): void {
+  const initial = process.env[TICKET_KEYS_ENV];
+  if (initial) handlers.ticketKeys(Buffer.from(initial, 'base64'));
   process.on('message', (message: unknown) => {
-    if ((message as Partial<WorkerMessage>)?.xmppWorkers === 'drain') handlers.drain();
+    const m = message as Partial<WorkerMessage> | undefined;
+    if (m?.xmppWorkers === 'drain') handlers.drain();
+    else if (m?.xmppWorkers === 'ticket-keys' && 'keys' in m && typeof m.keys === 'string') handlers.ticketKeys(Buffer.from(m.keys, 'base64'));
   });
 }
 
@@ -84,8 +98,17 @@ export async function runPrimary(config: Config, logger: RootLogger): Promise<nu
   let allGone!: () => void;
   const gone = new Promise<void>((resolve) => (allGone = resolve));
 
+  // TLS session ticket keys for every worker, replaced as often as a single node replaces its own.
+  let ticketKeys = randomBytes(TICKET_KEYS_BYTES);
+  const rotation = setInterval(() => {
+    ticketKeys = randomBytes(TICKET_KEYS_BYTES);
+    const message: WorkerMessage = { xmppWorkers: 'ticket-keys', keys: ticketKeys.toString('base64') };
+    for (const { worker } of workers.values()) if (worker.isConnected()) worker.send(message);
+  }, TLS_SESSION_LIFETIME_S * 1000).unref();
+  void gone.then(() => clearInterval(rotation));
+
   const fork = (index: number) => {
-    const worker = cluster.fork({ ...env, [WORKER_ENV]: String(index) });
+    const worker = cluster.fork({ ...env, [WORKER_ENV]: String(index), [TICKET_KEYS_ENV]: ticketKeys.toString('base64') });
     workers.set(index, { worker, startedAt: Date.now() });
     logger.info('worker started', { worker: index, pid: worker.process.pid });
     worker.on('message', (message: unknown) => relay(index, message as Partial<WorkerMessage>));

@@ -4,6 +4,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log';
 import type { RequestInfo, RequestInfoReader } from './request-info';
+import type { TlsCredentials } from '../tls';
 
 /** Seconds a new connection has to send its first byte before it is dropped [10]. */
 const FIRST_BYTE_TIMEOUT_SECONDS = 10;
@@ -23,8 +24,8 @@ export interface HttpHandler {
 export interface HttpListenerOptions {
   port: number;
   host: string;
-  /** PEM certificate and key: a connection that starts with a TLS handshake gets https/wss. */
-  certificate: { cert: string; key: string };
+  /** PEM certificate and key (and session ticket keys): a connection that starts with a TLS handshake gets https/wss. */
+  certificate: TlsCredentials;
   handlers: HttpHandler[];
   requestInfo: RequestInfoReader;
   logger: Logger;
@@ -75,7 +76,7 @@ export class HttpListener {
       }
     };
     const plain = http.createServer(onRequest);
-    const secure = https.createServer({ cert: opts.certificate.cert, key: opts.certificate.key, minVersion: 'TLSv1.2' }, onRequest);
+    const secure = https.createServer({ ...opts.certificate, minVersion: 'TLSv1.2' }, onRequest);
     for (const server of [plain, secure]) {
       server.on('upgrade', onUpgrade);
       server.on('clientError', (err: Error, socket: Duplex) => {
@@ -110,9 +111,9 @@ export class HttpListener {
     return new HttpListener(raw, (raw.address() as net.AddressInfo).port, secure);
   }
 
-  /** https/wss connections from now on get this certificate (SIGHUP); open ones keep theirs. */
-  reloadCertificate(certificate: { cert: string; key: string }): void {
-    this.secure.setSecureContext({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' });
+  /** https/wss connections from now on get this certificate (SIGHUP) or ticket keys; open ones keep theirs. */
+  reloadCertificate(certificate: TlsCredentials): void {
+    this.secure.setSecureContext({ ...certificate, minVersion: 'TLSv1.2' });
   }
 
   /** Stops accepting; open connections finish what they are writing and are then closed. */

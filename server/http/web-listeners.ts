@@ -12,11 +12,12 @@ import { Endpoints } from './endpoints';
 import { HostMeta } from './host-meta';
 import { HttpListener, type HttpHandler } from './http-listener';
 import { RequestInfoReader } from './request-info';
+import type { TlsCredentials } from '../tls';
 
 export interface WebListenersOptions {
   config: Config;
-  /** PEM certificate and key, for https/wss on the same ports. */
-  certificate: { cert: string; key: string };
+  /** PEM certificate and key (and session ticket keys), for https/wss on the same ports. */
+  certificate: TlsCredentials;
   logger: Logger;
   storage: Storage;
   metrics: NodeMetrics;
@@ -46,7 +47,7 @@ export interface WebListeners {
   /** The BOSH sessions of this node (the cluster link forwards requests to handle()). */
   readonly bosh: BoshSessions;
   /** New https/wss connections get this certificate (SIGHUP). */
-  reloadCertificate(certificate: { cert: string; key: string }): void;
+  reloadCertificate(certificate: TlsCredentials): void;
   /** Ends WebSocket connections and BOSH sessions with system-shutdown and closes the ports. */
   close(): Promise<void>;
 }
@@ -122,7 +123,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
   return {
     ports: { ws: [...config.wsPorts], bosh: [...config.boshPorts], http: config.httpPort === 0 ? undefined : config.httpPort },
     bosh,
-    reloadCertificate(certificate: { cert: string; key: string }) {
+    reloadCertificate(certificate: TlsCredentials) {
       for (const listener of listeners) listener.reloadCertificate(certificate);
     },
     async close() {

@@ -14,6 +14,7 @@ import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
 import { ReadGate } from './read-rate';
 import { serialize } from '../xml/serialize';
+import type { TlsCredentials } from '../tls';
 
 /** Seconds of silence before the server writes a whitespace keepalive (RFC 6120 §4.6.1) [60]. */
 const WHITESPACE_KEEPALIVE_SECONDS = 60;
@@ -265,8 +266,8 @@ export interface TcpListenerOptions {
   directTls: boolean;
   /** The current certificate (SIGHUP may replace it: reloadCertificate). */
   secureContext: () => tls.SecureContext;
-  /** PEM certificate and key, for the direct-TLS listener. */
-  certificate: { cert: string; key: string };
+  /** PEM certificate and key (and session ticket keys), for the direct-TLS listener. */
+  certificate: TlsCredentials;
   limits: ParserLimits;
   defaultDomain: string;
   logger: Logger;
@@ -288,8 +289,8 @@ export interface TcpListenerOptions {
   ca?: readonly string[];
 }
 
-/** Gives a listener from listenTcp a new certificate: new connections use it, open ones keep theirs. */
-export function reloadCertificate(server: net.Server, certificate: { cert: string; key: string }): void {
+/** Gives a listener from listenTcp a new certificate (or ticket keys): new connections use it, open ones keep theirs. */
+export function reloadCertificate(server: net.Server, certificate: TlsCredentials): void {
   if (server instanceof tls.Server) server.setSecureContext({ ...certificate, minVersion: 'TLSv1.2' });
 }
 

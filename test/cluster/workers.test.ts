@@ -10,6 +10,7 @@ import { FAST_CLUSTER_ARGS, MAIN, eventually, httpGet } from '../helpers/cluster
 import type { TapTest } from '../helpers/databases';
 import { freePort, freePortRange } from '../helpers/ports';
 import { PASSWORD, collect, xml } from '../helpers/server';
+import { visitOverTls } from '../helpers/tls-session';
 
 const WAIT_MS = 60_000;
 const USERS = 8;
@@ -91,6 +92,16 @@ t.test('--workers 2: two nodes on one SQLite file share the client port; a dead 
   t.ok(on1 > 0 && on2 > 0, `connections to the one port are spread over both workers (${on1} and ${on2})`);
   await everybodyTalks(t, users, 'first');
 
+  // The workers share their TLS session ticket keys: a client coming back resumes its session
+  // whichever worker its next connection reaches (the primary deals connections out in turn).
+  const resumesEverywhere = async (what: string) => {
+    const first = await visitOverTls(c2s, 'starttls');
+    const visits = [];
+    for (let i = 0; i < 6; i++) visits.push(await visitOverTls(c2s, 'starttls', first.ticket));
+    t.same(visits.map((v) => v.reused), visits.map(() => true), what);
+  };
+  await resumesEverywhere('six connections with one ticket all resume their TLS session');
+
   // kill -9 of worker 2: its users lose their connection, the primary starts it again.
   const pidOf = (worker: number) => Number([...output.matchAll(new RegExp(`worker started.*worker=${worker}\\b.*pid=(\\d+)`, 'g'))].pop()?.[1]);
   const victim = pidOf(2);
@@ -105,6 +116,7 @@ t.test('--workers 2: two nodes on one SQLite file share the client port; a dead 
   for (const i of dropped) users[i] = await login(i);
   await eventually('worker 2 serves again', async () => (await sessionsOf(1)) + (await sessionsOf(2)) === USERS, WAIT_MS);
   await everybodyTalks(t, users, 'second');
+  await resumesEverywhere('the restarted worker has the same ticket keys');
 
   // SIGTERM to the primary: each worker stops cleanly and gives up its row.
   await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
