@@ -224,10 +224,6 @@ export class TicketKeys {
     this.timer = setInterval(() => this.replace(randomBytes(TICKET_KEYS_BYTES)), TLS_SESSION_LIFETIME_S * 1000).unref();
   }
 
-  get keys(): Buffer {
-    return this.current;
-  }
-
   /**
    * The TLS options that carry them, for contexts and servers. The session id context is one for
    * all (a tls.Server makes one up from the command line otherwise), or OpenSSL resumes a session
