@@ -80,7 +80,8 @@ function open() {
   commitAll = db.transaction((chunks) => chunks.map(({ rows, check }) => {
     const statement = check ? insertChecked : insert;
     let kept = 0;
-    for (const [user, stanzaId, withJid, withResource, direction, createdAt, stanza] of rows) {
+    for (const [user, stanzaId, withJid, withResource, direction, at, stanza] of rows) {
+      const createdAt = new Date(at).toISOString();
       kept += statement.run({ user, stanzaId, withJid, withResource, direction, createdAt, stanza }).changes;
     }
     return kept;
@@ -186,8 +187,10 @@ export class SqliteArchiveWriter {
     if (this.closed) return Promise.reject(new Error('the archive writer is closed'));
     const worker = this.thread();
     const id = this.nextId++;
+    // The time goes as a number: the thread formats it, which took 0.5 µs a row here (toISOString),
+    // a third of what handing a row over cost the event loop.
     const values = rows.map((row) => [
-      row.user, row.stanzaId, row.withJid, row.withResource ?? null, row.direction, row.at.toISOString(), row.stanza,
+      row.user, row.stanzaId, row.withJid, row.withResource ?? null, row.direction, row.at.getTime(), row.stanza,
     ]);
     return new Promise<number>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
