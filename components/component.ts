@@ -3,6 +3,7 @@ import type { Config } from '../server/config/types';
 import type { JID } from '../server/jid';
 import type { Logger } from '../server/log';
 import type { Router } from '../server/router';
+import type { ArchiveBacklog } from '../server/sm/archive';
 import type { Storage } from '../server/storage/types';
 import type { HttpHandler } from '../server/http/http-listener';
 import type { Chore } from '../server/chores';
@@ -38,6 +39,8 @@ export interface ComponentContext {
   option(key: string): string | undefined;
   readonly logger: Logger;
   readonly storage: Storage;
+  /** The node's archive rows owed to the database: an archive a component keeps counts in it (MessageArchive). */
+  readonly archiveBacklog: ArchiveBacklog;
   /** Send with router.route(stanza, from, to); users on any node are reached. */
   readonly router: Router;
   /** Present when the node runs in a cluster. */

@@ -165,12 +165,12 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   });
 
   const pushNotifier = new PushNotifier(router, storage, logger.category('c2s'));
-  // XEP-0313: the users' archives, written in batches by the node that routes each message.
-  const archive = new MessageArchive(storage, logger.category('db'));
-  // Archive rows the database has not taken yet (the rooms' archive adds to the same count): past
+  // Archive rows the database has not taken yet (the rooms' archives add to the same count): past
   // --mam-backlog-limit no client is read from until half of them are written.
-  const archiveBacklog = ArchiveBacklog.of(storage);
+  const archiveBacklog = new ArchiveBacklog();
   archiveBacklog.setLimit(config.mamBacklogLimit);
+  // XEP-0313: the users' archives, written in batches by the node that routes each message.
+  const archive = new MessageArchive(storage, logger.category('db'), archiveBacklog);
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {
@@ -198,6 +198,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       option: (key) => config.raw.get(`--${spec.name}-${key}`),
       logger: logger.category(spec.name),
       storage,
+      archiveBacklog,
       router,
       cluster: cluster && ownership ? componentCluster(spec.name, cluster, ownership, deliver) : undefined,
       chores,

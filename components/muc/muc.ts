@@ -80,7 +80,7 @@ class MucComponent implements Component {
     this.outbox = new Outbox(ctx.router, ctx.logger);
     this.localNode = ctx.cluster?.localNode ?? 'local';
     const { cluster, logger } = ctx;
-    this.archive = new MessageArchive(ctx.storage, logger, 'rooms');
+    this.archive = new MessageArchive(ctx.storage, logger, ctx.archiveBacklog, 'rooms');
     this.mc = {
       archive: this.archive,
       options: this.options,

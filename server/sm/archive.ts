@@ -32,7 +32,7 @@ const QUEUE_LIMIT = 50_000;
 const MAX_ATTEMPTS = 5;
 
 /**
- * The rows a node accepted for its archives (users' and rooms', which share the node's Storage) and
+ * The rows a node accepted for its archives (users' and rooms': main.ts gives each the node's one) and
  * the database has not taken yet. Past `limit` (--mam-backlog-limit) it is `held`: the node stops
  * reading from client connections (server/main.ts), so senders wait in TCP instead of their
  * archive rows being dropped, until half of the limit is left. Rows the database refuses after
@@ -40,15 +40,6 @@ const MAX_ATTEMPTS = 5;
  * that is down slows the clients, it does not stop them.
  */
 export class ArchiveBacklog {
-  private static readonly shared = new WeakMap<Storage, ArchiveBacklog>();
-
-  /** The backlog of the archives that write to `storage`. */
-  static of(storage: Storage): ArchiveBacklog {
-    let backlog = ArchiveBacklog.shared.get(storage);
-    if (!backlog) ArchiveBacklog.shared.set(storage, (backlog = new ArchiveBacklog()));
-    return backlog;
-  }
-
   /** Rows accepted and not yet written, skipped or dropped. */
   rows = 0;
   held = false;
@@ -142,16 +133,15 @@ export class MessageArchive {
   private handedOver = 0;
   private readonly handOvers = new Set<Promise<void>>();
   readonly counters = { archived: 0, dropped: 0, skipped: 0 };
-  private readonly backlog: ArchiveBacklog;
 
   constructor(
     private readonly storage: Storage,
     private readonly logger: Logger,
+    /** The node's count of rows owed to the database, shared by all its archives. */
+    private readonly backlog: ArchiveBacklog,
     /** 'accounts': owners are users (checked to exist, with preferences); 'rooms': MUC rooms. */
     private readonly owners: 'accounts' | 'rooms' = 'accounts',
-  ) {
-    this.backlog = ArchiveBacklog.of(storage);
-  }
+  ) {}
 
   /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
