@@ -203,11 +203,11 @@ async function publish(dataDir: string, dir: string, pems: Omit<Certificate, 'ge
  * Replaced every hour, a key opens at most an hour's tickets; clients that come back later make a
  * full handshake, as they would after Node's default of 5 minutes.
  */
-export const TLS_SESSION_LIFETIME_S = 3600;
+const TLS_SESSION_LIFETIME_S = 3600;
 /** What OpenSSL requires of a session to resume it on a listener, the same on all of a node's client listeners. */
 const SESSION_ID_CONTEXT = 'xmpp-client';
 /** Bytes of a ticket key set: Node's (and OpenSSL's) name, AES and HMAC keys, 16 bytes each. */
-export const TICKET_KEYS_BYTES = 48;
+const TICKET_KEYS_BYTES = 48;
 
 /**
  * The TLS session ticket keys (RFC 8446 §4.6.1, RFC 5077) of every listener of a node: STARTTLS,

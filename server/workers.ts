@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from './config/types';
 import type { Logger, RootLogger } from './log';
 import { openStorage } from './storage/open-storage';
-import { loadOrCreateCertificate, TICKET_KEYS_BYTES, TLS_SESSION_LIFETIME_S } from './tls';
+import { loadOrCreateCertificate, TicketKeys } from './tls';
 
 /** The environment variable telling a forked worker its number, 1 to N. */
 const WORKER_ENV = 'XMPP_WORKER';
@@ -98,17 +98,16 @@ export async function runPrimary(config: Config, logger: RootLogger): Promise<nu
   let allGone!: () => void;
   const gone = new Promise<void>((resolve) => (allGone = resolve));
 
-  // TLS session ticket keys for every worker, replaced as often as a single node replaces its own.
-  let ticketKeys = randomBytes(TICKET_KEYS_BYTES);
-  const rotation = setInterval(() => {
-    ticketKeys = randomBytes(TICKET_KEYS_BYTES);
-    const message: WorkerMessage = { xmppWorkers: 'ticket-keys', keys: ticketKeys.toString('base64') };
+  // TLS session ticket keys for every worker, replaced as a single node replaces its own.
+  const tickets = new TicketKeys();
+  tickets.onChange((keys) => {
+    const message: WorkerMessage = { xmppWorkers: 'ticket-keys', keys: keys.toString('base64') };
     for (const { worker } of workers.values()) if (worker.isConnected()) worker.send(message);
-  }, TLS_SESSION_LIFETIME_S * 1000).unref();
-  void gone.then(() => clearInterval(rotation));
+  });
+  void gone.then(() => tickets.stop());
 
   const fork = (index: number) => {
-    const worker = cluster.fork({ ...env, [WORKER_ENV]: String(index), [TICKET_KEYS_ENV]: ticketKeys.toString('base64') });
+    const worker = cluster.fork({ ...env, [WORKER_ENV]: String(index), [TICKET_KEYS_ENV]: tickets.options.ticketKeys.toString('base64') });
     workers.set(index, { worker, startedAt: Date.now() });
     logger.info('worker started', { worker: index, pid: worker.process.pid });
     worker.on('message', (message: unknown) => relay(index, message as Partial<WorkerMessage>));

@@ -49,10 +49,9 @@ export class ArchiveBacklog {
   limit = 20_000;
   private readonly listeners = new Set<(held: boolean) => void>();
 
-  /** `listener(held)` whenever intake is held or released; returns the unsubscribe. */
-  onChange(listener: (held: boolean) => void): () => void {
+  /** `listener(held)` whenever intake is held or released. */
+  onChange(listener: (held: boolean) => void): void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 
   /** A new limit (at start, and on a reload): holds or releases at once if the backlog is past it or within half of it. */

@@ -59,11 +59,17 @@ if (!slixmppAvailable()) {
     const jid = await server.addUser('slimam');
     await server.addUser('talker');
     const talker = await server.login('talker');
-    for (let i = 1; i <= 7; i++) await talker.send(xml('message', { to: jid, type: 'chat' }, xml('body', {}, `m${i}`)));
-    await eventually('archived', async () => Number(((await server.node.storage.knex('archive_messages').where({ user: jid }).count({ n: '*' }).first()) as { n: number }).n) === 7, 20_000);
+    const archived = async () => Number(((await server.node.storage.knex('archive_messages').where({ user: jid }).count({ n: '*' }).first()) as { n: number }).n);
+    for (let i = 1; i <= 4; i++) await talker.send(xml('message', { to: jid, type: 'chat' }, xml('body', {}, `m${i}`)));
+    await eventually('the first four archived', async () => (await archived()) === 4, 20_000);
+    // A start date after m4's: the clock moves on by a millisecond at least before m5 is sent.
+    const since = new Date(Date.now() + 1);
+    while (Date.now() <= since.getTime()) await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 5; i <= 7; i++) await talker.send(xml('message', { to: jid, type: 'chat' }, xml('body', {}, `m${i}`)));
+    await eventually('archived', async () => (await archived()) === 7, 20_000);
     const ca = path.join(server.node.config.dataDir, 'tls', 'cert.pem');
     const run = await new Promise<Run>((resolve) => {
-      execFile(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_mam.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, 'talker@localhost', '3'], { timeout: 120_000 }, (err, stdout, stderr) => {
+      execFile(PYTHON, [path.join(__dirname, 'fixtures', 'slixmpp_mam.py'), jid, PASSWORD, '127.0.0.1', String(server.port), ca, 'talker@localhost', '3', since.toISOString()], { timeout: 120_000 }, (err, stdout, stderr) => {
         resolve({ code: err ? 1 : 0, lines: stdout.split('\n').filter(Boolean), stderr });
       });
     });
@@ -71,6 +77,7 @@ if (!slixmppAvailable()) {
     const bodies = (what: string) => run.lines.filter((l) => l.startsWith(`${what} `)).map((l) => l.slice(what.length + 1));
     t.same(bodies('FORWARD'), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'], 'pages of 3, oldest first');
     t.same(bodies('REVERSE'), ['m7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1'], 'and newest first');
+    t.same(bodies('SINCE'), ['m5', 'm6', 'm7'], 'and from a start date on');
   });
 
   t.test('slixmpp lists and runs XEP-0133 admin commands with its xep_0050 and xep_0133 plugins', async (t) => {
