@@ -68,7 +68,9 @@ export interface ComponentCluster {
   onMoved(listener: (item: string, from: string, to: string) => void): void;
   /**
    * Hands a stanza to the same component on `node`; false when the link is down or full. `home`:
-   * the node it came into the cluster on, when this node got it forwarded itself.
+   * the node it came into the cluster on, when this node got it forwarded itself. Should the link
+   * go down before `node` took it, the component here handles it again (its handle(), with `home`),
+   * so it reaches the item's next owner or is answered with an error.
    */
   forward(node: string, stanza: Element, from: JID, to: JID, home?: string): boolean;
   /** The component's own messages on the cluster links (op names are kept apart per component). */

@@ -200,7 +200,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       storage,
       archiveBacklog,
       router,
-      cluster: cluster && ownership ? componentCluster(spec.name, cluster, ownership, deliver) : undefined,
+      cluster: cluster && ownership ? componentCluster(spec.name, cluster, ownership, deliver, logger.category(spec.name)) : undefined,
       chores,
     });
     for (const domain of domains) router.addDomain(domain, (stanza, from, to) => deliver(stanza, from, to));

@@ -88,7 +88,7 @@ interface Pending {
 /** A link that is up, with both directions of its sequencing state. */
 interface Channel {
   readonly link: ClusterLink;
-  /** Outbound: routed messages awaiting their outcome, by sequence number. */
+  /** Outbound: routed and tracked messages awaiting their outcome, by sequence number. */
   readonly outcomes: Map<number, { resolve: (delivered: boolean) => void; stanza: Element }>;
   /** Outbound: messages 1..acked are handled by the peer. */
   acked: number;
@@ -189,6 +189,8 @@ export class Cluster {
     this.stopped = true;
     this.server?.close();
     for (const entry of this.dialing.values()) clearTimeout(entry.timer);
+    // What this node handled is acknowledged before the links go, so peers re-route none of it.
+    for (const channel of this.channels.values()) this.sendAck(channel);
     for (const channel of [...this.channels.values()]) channel.link.close('shutting down');
     for (const entry of this.dialing.values()) entry.link?.close('shutting down');
   }
@@ -293,6 +295,18 @@ export class Cluster {
   /** One-way message; false when the link is down, its window or its queue is full. */
   send(node: string, kind: LinkKind, payload?: Element | Element[], attrs: Record<string, string> = {}): boolean {
     return this.transmit(node, message(kind, payload, attrs)) > 0;
+  }
+
+  /**
+   * A one-way message that must not vanish with its link: `lost` runs, once, when the link goes
+   * down before the peer handled it (a node killed or frozen), never after the peer handled it.
+   * False when the link refused it at once (down, or its window or queue full).
+   */
+  sendTracked(node: string, kind: LinkKind, payload: Element, attrs: Record<string, string>, lost: () => void): boolean {
+    const seq = this.transmit(node, message(kind, payload, attrs));
+    if (seq === 0) return false;
+    this.channels.get(node)!.outcomes.set(seq, { resolve: (handled) => handled || lost(), stanza: payload });
+    return true;
   }
 
   /**

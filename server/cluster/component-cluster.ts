@@ -2,11 +2,12 @@ import type { Element } from 'ltx';
 import type { ComponentCluster } from '../../components/component';
 import { tryParseJID, type JID } from '../jid';
 import { LINK } from './catalogue';
+import type { Logger } from '../log';
 import type { Cluster } from './cluster';
+import type { Ownership } from './ownership';
 
 /** The component message that carries a stanza to the item's owner node. */
 const STANZA_OP = 'stanza';
-import type { Ownership } from './ownership';
 
 /**
  * A component's view of the cluster: its items' owners (Ownership, per component name), stanza
@@ -17,7 +18,8 @@ export function componentCluster(
   name: string,
   cluster: Cluster,
   ownership: Ownership,
-  deliver: (stanza: Element, from: JID, to: JID, forwardedBy: string, home?: string) => Promise<void>,
+  deliver: (stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string) => Promise<void>,
+  logger: Logger,
 ): ComponentCluster {
   const component = (op: string, attrs: Record<string, string> = {}) => ({ ...attrs, c: name, op });
   cluster.handleComponent(name, STANZA_OP, async (node, message) => {
@@ -38,7 +40,11 @@ export function componentCluster(
     handOver: (item, to) => ownership.handOver(name, item, to),
     onMoved: (listener) => ownership.onMoved((service, item, from, to) => service === name && listener(item, from, to)),
     forward: (node, stanza, from, to, home) =>
-      cluster.send(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString(), ...(home ? { home } : {}) })),
+      cluster.sendTracked(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString(), ...(home ? { home } : {}) }), () => {
+        // The peer went down before it took the stanza: handled here afresh, the component finds
+        // the item's next owner or answers with an error. Nothing accepted is lost silently.
+        deliver(stanza, from, to, undefined, home).catch((err) => logger.error('stanza not handled again after its link was lost', { component: name, err: String(err) }));
+      }),
     send: (node, op, payload, attrs) => cluster.send(node, LINK.component, payload, component(op, attrs)),
     request: (node, op, payload, attrs, timeoutMs) => cluster.request(node, LINK.component, payload, component(op, attrs), timeoutMs),
     handle: (op, handler) => cluster.handleComponent(name, op, handler),
