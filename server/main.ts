@@ -344,6 +344,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       trustedProxies: config.trustedProxies,
       addressLimits,
       bytesPerSecond: () => config.limits.clientRateLimit,
+      sendQueueBytes: () => config.limits.clientSendQueue,
       onConnection: (transport) => {
         connections.add(transport);
         const stream = new C2SStream(transport, c2sContext);

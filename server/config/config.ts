@@ -64,6 +64,7 @@ const KEYS: Record<string, Kind> = {
   '--connection-rate-per-ip': 'integer',
   '--max-unauthenticated-per-ip': 'integer',
   '--client-rate-limit': 'integer',
+  '--client-send-queue': 'integer',
   '--connection-limits-exempt': 'list',
   '--bosh-inactivity': 'seconds',
   '--tls-cert': 'string',
@@ -184,6 +185,7 @@ const DEFAULTS = {
     connectionRatePerIp: 20,         // --connection-rate-per-ip [20 a second; 0: no limit]
     maxUnauthenticatedPerIp: 100,    // --max-unauthenticated-per-ip [100; 0: no limit]
     clientRateLimit: 65536,          // --client-rate-limit [65536 bytes a second per connection, bursts of 5 s; 0: no limit]
+    clientSendQueue: 4194304,        // --client-send-queue [4 MiB unread per connection; 0: no limit]
   } satisfies Limits,
 };
 
@@ -940,6 +942,13 @@ function readClientRateLimit(r: Reader): number {
   return value;
 }
 
+/** --client-send-queue: 0 turns it off; otherwise at least 64 KiB, so a large roster or a page of history fits. */
+function readClientSendQueue(r: Reader): number {
+  const value = r.integer('--client-send-queue', DEFAULTS.limits.clientSendQueue, 0);
+  if (value !== 0 && value < 65536) r.fail('--client-send-queue', `${value} is below the minimum 65536`);
+  return value;
+}
+
 function readLimits(r: Reader): Limits {
   const d = DEFAULTS.limits;
   return {
@@ -973,6 +982,7 @@ function readLimits(r: Reader): Limits {
     maxUnauthenticatedPerIp: r.integer('--max-unauthenticated-per-ip', d.maxUnauthenticatedPerIp, 0),
     // 0 turns it off; otherwise at least 1 KiB a second, so a client can always log in.
     clientRateLimit: readClientRateLimit(r),
+    clientSendQueue: readClientSendQueue(r),
   };
 }
 

@@ -26,6 +26,7 @@ export interface Limits {
   connectionRatePerIp: number;
   /** Bytes a second one client connection (TCP, WebSocket) may send, in bursts of five seconds' worth; 0: no limit [65536]. */
   clientRateLimit: number;
+  clientSendQueue: number;
   /** Messages kept offline per user; more are bounced with service-unavailable [1000]. */
   offlineQueueLength: number;
   /** Offline-storage writes waiting for the database, per node; past it senders wait [10000]. */

@@ -68,12 +68,14 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
     logger: logger.category('c2s'),
     onTransport: opts.onTransport,
     bytesPerSecond: () => config.limits.clientRateLimit,
+    sendQueueBytes: () => config.limits.clientSendQueue,
     addressLimits: opts.addressLimits,
   });
   const bosh = new BoshSessions({
     node: config.clusterHostname,
     hosts: opts.hosts,
     inactivity: config.boshInactivity,
+    sendQueueBytes: () => config.limits.clientSendQueue,
     logger: logger.category('c2s'),
     onTransport: opts.onTransport,
     addressLimits: opts.addressLimits,

@@ -5,6 +5,7 @@ import type { RequestInfo } from '../http/request-info';
 import type { Logger } from '../log';
 import { NS } from '../xml/ns';
 import { standaloneXml } from '../xml/standalone';
+import { SendLimit } from './send-limit';
 
 /** The XEP-0124 version implemented; a client asking for less gets its own. */
 const BOSH_VERSION = { major: 1, minor: 11 };
@@ -80,6 +81,8 @@ export interface BoshSessionOptions {
   info: RequestInfo;
   /** Seconds without a held request after which the session ends (--bosh-inactivity). */
   inactivity: number;
+  /** Bytes that may wait for the client to fetch them before the stream is closed (--client-send-queue), read at each check. */
+  sendQueueBytes?: () => number;
   logger: Logger;
   /** The session is over; `tombstone` when a final response is still waiting to be fetched. */
   onEnd(tombstone: boolean): void;
@@ -118,6 +121,10 @@ export class BoshSession implements Transport {
   private held: Held[] = [];
   /** Serialised elements waiting for a request to carry them. */
   private queue: string[] = [];
+  /** The length of what `queue` holds. */
+  private queued = 0;
+  /** Closes the stream when more than --client-send-queue waits for the client to fetch it. */
+  private readonly sendLimit?: SendLimit;
   /** The last responses by rid, for a client that lost one (XEP-0124 §14.3). */
   private readonly cache = new Map<number, string>();
   private header?: Record<string, string>;
@@ -142,6 +149,11 @@ export class BoshSession implements Transport {
     // XEP-0124 §7.2: wait and hold no greater than the client asked for.
     this.wait = clamp(body.attrs.wait, MAX_WAIT_SECONDS, 0, MAX_WAIT_SECONDS);
     this.hold = clamp(body.attrs.hold, MAX_HOLD, 0, MAX_HOLD);
+    if (opts.sendQueueBytes) {
+      this.sendLimit = new SendLimit(() => this.queued, opts.sendQueueBytes, (error) => {
+        if (this.open) this.listener?.streamError(error);
+      });
+    }
     this.legacy = body.attrs.ver === undefined;
     this.ver = negotiateVersion(body.attrs.ver);
     this.acks = body.attrs.ack === '1';
@@ -206,8 +218,11 @@ export class BoshSession implements Transport {
 
   send(element: Element): void {
     if (!this.open) return;
-    this.queue.push(standaloneXml(element));
+    const xml = standaloneXml(element);
+    this.queue.push(xml);
+    this.queued += xml.length;
     this.scheduleFlush();
+    this.sendLimit?.wrote();
   }
 
   /**
@@ -227,7 +242,7 @@ export class BoshSession implements Transport {
     // XEP-0124 §13: a client's terminate is answered with an empty <body type='terminate'/>;
     // anything still queued was routed while the client was leaving (StanzaJS, for one, cannot
     // take payloads in that response). A stream error keeps what precedes it (XEP-0206).
-    if (!error) this.queue = [];
+    if (!error) this.takeQueue();
     this.terminate(condition, error ? `stream error ${error.condition}` : 'closed');
   }
 
@@ -343,6 +358,14 @@ export class BoshSession implements Transport {
     });
   }
 
+  /** Empties the queue; what it held. */
+  private takeQueue(): string[] {
+    const taken = this.queue;
+    this.queue = [];
+    this.queued = 0;
+    return taken;
+  }
+
   private respondThrough(rid: number): void {
     while (this.held.length > 0 && this.held[0].rid <= rid) this.respond(this.held[0]);
   }
@@ -351,7 +374,7 @@ export class BoshSession implements Transport {
   private respond(held: Held, terminate?: { condition?: BindingCondition }, withPayloads = true): void {
     this.held = this.held.filter((h) => h !== held);
     clearTimeout(held.timer);
-    const payloads = withPayloads ? this.queue.splice(0) : [];
+    const payloads = withPayloads ? this.takeQueue() : [];
     const attrs: Record<string, string> = {};
     if (held.rid === this.creationRid) Object.assign(attrs, this.creationAttributes());
     else if (this.acks && this.lastRid > held.rid) attrs.ack = String(this.lastRid); // XEP-0124 §9.1
@@ -427,8 +450,8 @@ export class BoshSession implements Transport {
     const newest = this.held[0];
     if (newest && answerNewest) this.respond(newest, { condition });
     else if (newest) this.respond(newest, undefined, false);
-    else if (answerNewest) this.finalBody = this.wrap(condition ? { type: 'terminate', condition } : { type: 'terminate' }, this.queue.splice(0));
-    this.queue = [];
+    else if (answerNewest) this.finalBody = this.wrap(condition ? { type: 'terminate', condition } : { type: 'terminate' }, this.takeQueue());
+    this.takeQueue();
     this.opts.onEnd(this.finalBody !== undefined);
     this.log.debug('BOSH session ended', { reason });
     const listener = this.listener;

@@ -34,6 +34,8 @@ export interface BoshSessionsOptions {
   hosts: ReadonlySet<string>;
   /** Seconds without a held request after which a session ends (--bosh-inactivity). */
   inactivity: number;
+  /** Bytes that may wait for a client to fetch them before its stream is closed (--client-send-queue). */
+  sendQueueBytes?: () => number;
   logger: Logger;
   /** Builds the stream state machine for a new session (main attaches a C2SStream). */
   onTransport: (session: BoshSession) => TransportListener;
@@ -105,6 +107,7 @@ export class BoshSessions {
       creationRid: rid,
       info,
       inactivity: this.opts.inactivity,
+      sendQueueBytes: this.opts.sendQueueBytes,
       logger: this.opts.logger.child({ conn: id }),
       onEnd: (tombstone) => {
         this.open--;

@@ -13,6 +13,7 @@ import { hostOf, normaliseAddress } from '../net-address';
 import type { AddressLimits } from './address-limits';
 import { readProxyHeader } from './proxy-protocol';
 import { ReadGate } from './read-rate';
+import { SendLimit } from './send-limit';
 import { serialize } from '../xml/serialize';
 import type { TlsCredentials } from '../tls';
 
@@ -32,6 +33,8 @@ export interface TcpConnectionOptions {
   remoteAddress?: string;
   /** Bytes a second the client may send (--client-rate-limit), read at each chunk. */
   bytesPerSecond?: () => number;
+  /** Bytes sent to the client that may wait unread before the stream is closed (--client-send-queue), read at each check. */
+  sendQueueBytes?: () => number;
   limits: ParserLimits;
   /** Certificate for STARTTLS (the current one: SIGHUP may replace it); absent disables STARTTLS. */
   secureContext?: () => tls.SecureContext;
@@ -69,12 +72,19 @@ export class TcpTransport implements Transport {
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
   /** Reads unless over --client-rate-limit or held by the node (pauseReading). */
   private readonly gate: ReadGate;
+  /** Closes the stream when the client leaves more than --client-send-queue unread. */
+  private readonly sendLimit?: SendLimit;
   private bindingTypes?: string[];
 
   constructor(private readonly opts: TcpConnectionOptions) {
     this.socket = opts.socket;
     this.remoteAddress = opts.remoteAddress ?? `${opts.socket.remoteAddress}:${opts.socket.remotePort}`;
     this.gate = new ReadGate(() => this.socket, opts.bytesPerSecond);
+    if (opts.sendQueueBytes) {
+      this.sendLimit = new SendLimit(() => this.socket.writableLength, opts.sendQueueBytes, (error) => {
+        if (!this.closing) this.listener?.streamError(error);
+      });
+    }
     this.configureSocket(this.socket);
     this.keepalive = setInterval(() => {
       if (Date.now() - this.lastWrite >= WHITESPACE_KEEPALIVE_SECONDS * 1000 && !this.closing) this.write(' ');
@@ -229,6 +239,7 @@ export class TcpTransport implements Transport {
     }
     this.unwritten++;
     socket.write(data, this.written);
+    if (!this.closing) this.sendLimit?.wrote();
   }
 
   private configureSocket(socket: net.Socket): void {
@@ -280,6 +291,8 @@ export interface TcpListenerOptions {
   addressLimits?: AddressLimits;
   /** Bytes a second each client may send (--client-rate-limit). */
   bytesPerSecond?: () => number;
+  /** Bytes sent to a client that may wait unread before its stream is closed (--client-send-queue). */
+  sendQueueBytes?: () => number;
   /** jabber:server for the server-to-server listeners [jabber:client]. */
   contentNamespace?: string;
   /** ALPN protocol of the direct-TLS listener [xmpp-client] (XEP-0368: xmpp-server for s2s). */
@@ -312,6 +325,7 @@ export async function listenTcp(opts: TcpListenerOptions): Promise<net.Server> {
       socket,
       remoteAddress,
       bytesPerSecond: opts.bytesPerSecond,
+      sendQueueBytes: opts.sendQueueBytes,
       limits: opts.limits,
       secureContext: opts.directTls ? undefined : opts.secureContext,
       defaultDomain: opts.defaultDomain,

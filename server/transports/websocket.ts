@@ -6,6 +6,7 @@ import { availableChannelBindings, channelBindingFor } from '../c2s/sasl/channel
 import type { Transport, TransportListener } from '../c2s/transport';
 import { StreamError } from '../errors';
 import { ReadGate } from './read-rate';
+import { SendLimit } from './send-limit';
 import type { AddressLimits } from './address-limits';
 import { hostOf } from '../net-address';
 import type { HttpHandler } from '../http/http-listener';
@@ -36,6 +37,8 @@ export interface WebSocketEndpointOptions {
   onTransport: (transport: WebSocketTransport) => TransportListener;
   /** Bytes a second each client may send (--client-rate-limit), read at each message. */
   bytesPerSecond?: () => number;
+  /** Bytes sent to a client that may wait unread before its stream is closed (--client-send-queue). */
+  sendQueueBytes?: () => number;
   /** Per-address connection limits (--max-connections-per-ip, --connection-rate-per-ip), by the client's address. */
   addressLimits?: AddressLimits;
 }
@@ -92,7 +95,7 @@ export class WebSocketEndpoint implements HttpHandler {
     if (admitted) socket.once('close', admitted.release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const id = `ws-${++this.nextId}`;
-      const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }), this.opts.bytesPerSecond);
+      const transport = new WebSocketTransport(id, ws, info, this.opts.limits, this.opts.defaultDomain, this.opts.logger.child({ conn: id }), this.opts.bytesPerSecond, this.opts.sendQueueBytes);
       if (admitted) transport.authenticated = admitted.authenticated;
       this.transports.add(transport);
       transport.attach(this.opts.onTransport(transport), () => this.transports.delete(transport));
@@ -126,6 +129,8 @@ export class WebSocketTransport implements Transport {
   private closeTimer?: NodeJS.Timeout;
   /** Reads unless over --client-rate-limit or held by the node (pauseReading). */
   private readonly gate: ReadGate;
+  /** Closes the stream when the client leaves more than --client-send-queue unread. */
+  private readonly sendLimit?: SendLimit;
 
   constructor(
     readonly id: string,
@@ -135,9 +140,15 @@ export class WebSocketTransport implements Transport {
     private readonly defaultDomain: string,
     private readonly log: Logger,
     bytesPerSecond?: () => number,
+    sendQueueBytes?: () => number,
   ) {
     this.parser = new FragmentParser(limits, { rootDepth: 2 });
     this.gate = new ReadGate(() => ws, bytesPerSecond);
+    if (sendQueueBytes) {
+      this.sendLimit = new SendLimit(() => ws.bufferedAmount, sendQueueBytes, (error) => {
+        if (!this.closing) this.listener?.streamError(error);
+      });
+    }
     // ws reports protocol errors (a frame over maxPayload: 1009) here; without a listener they would crash the process.
     ws.on('error', (err) => this.log.info('WebSocket error', { err: err.message }));
   }
@@ -264,5 +275,6 @@ export class WebSocketTransport implements Transport {
   private write(data: string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(data);
+    if (!this.closing) this.sendLimit?.wrote();
   }
 }

@@ -4,7 +4,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { eventually } from '../helpers/cluster';
 import { BoshRaw, HTTPBIND, XBOSH } from '../helpers/bosh';
-import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml } from '../helpers/server';
+import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml, type TestServer, type XmppClient } from '../helpers/server';
 
 const WAIT_MS = 60_000;
 
@@ -169,6 +169,106 @@ t.test('--client-rate-limit: a client sending faster is slowed down by not readi
   t.ok(seconds >= 6, `and it took the rate's time, not less (${seconds.toFixed(1)} s for 300 KB at 20 KB/s after a 100 KB burst)`);
   const pinged = await flooder.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
   t.equal(pinged.attrs.type, 'result', 'the connection stays open and usable');
+});
+
+/**
+ * The talker sends `to` messages of 16 KiB, eight at a time, until the sleeper's last session is
+ * gone (at most 4096: 64 MiB); the ids sent, once it is gone.
+ */
+async function sendUntilGone(server: TestServer, talker: XmppClient, to: string, prefix: string): Promise<string[]> {
+  const body = 'z'.repeat(16 * 1024);
+  const sent: string[] = [];
+  const online = () => server.node.sessions.hasSessions('sleeper@localhost');
+  while (online() && sent.length < 4096) {
+    for (let k = 0; k < 8; k++) {
+      const id = `${prefix}${sent.length}`;
+      sent.push(id);
+      await talker.send(xml('message', { to, type: 'chat', id }, xml('body', {}, body)));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await eventually('the sleeper\'s session is gone', () => !online(), WAIT_MS);
+  return sent;
+}
+
+t.test('--client-send-queue: a client that stops reading is closed with policy-violation, and what it had not acknowledged is stored offline, not lost', async (t) => {
+  // 64 KiB may wait for a client; the kernel's buffers take a few MiB more before any waits here.
+  const server = await startTestServer(t, { args: ['--client-send-queue=65536', '--client-rate-limit=0', '--offline-queue-length=5000'] });
+  await server.addUser('sleeper');
+  await server.addUser('talker');
+  // The sleeper: direct TLS, PLAIN, bound, XEP-0198 on, available; then it reads nothing more.
+  const sleeper = await RawConnection.connect(server.tlsPort, true);
+  sleeper.write(STREAM_OPEN);
+  await sleeper.waitFor(/<\/stream:features>/, WAIT_MS);
+  sleeper.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0sleeper\0${PASSWORD}`).toString('base64')}</auth>`);
+  await sleeper.waitFor(/<success/, WAIT_MS);
+  sleeper.write(STREAM_OPEN);
+  await sleeper.waitFor(/<bind[^]*<\/stream:features>/, WAIT_MS);
+  sleeper.write("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>zzz</resource></bind></iq><enable xmlns='urn:xmpp:sm:3'/><presence/>");
+  await sleeper.waitFor(/<enabled/, WAIT_MS);
+  sleeper.socket.pause();
+
+  const talker = await server.login('talker');
+  const sent = await sendUntilGone(server, talker, 'sleeper@localhost', 's');
+  t.ok(sent.length < 4096, `the server closed the sleeper's stream after ${sent.length} messages of 16 KiB (${(sent.length / 64).toFixed(1)} MiB)`);
+  sleeper.socket.resume();
+  await sleeper.waitFor(/policy-violation[^]*<\/stream:stream>/, WAIT_MS).catch(() => undefined);
+  t.match(sleeper.text, /<policy-violation/, 'with policy-violation, once it reads again');
+
+  // Every message is there when the sleeper comes back: stored offline, none twice.
+  const back = await server.login('sleeper', { resource: 'awake' });
+  const got: string[] = [];
+  back.on('stanza', (s: { is(n: string): boolean; attrs: Record<string, string> }) => {
+    if (s.is('message') && s.attrs.id?.startsWith('s')) got.push(s.attrs.id);
+  });
+  await eventually('every message reaches the sleeper, awake', () => got.length >= sent.length, WAIT_MS);
+  t.same([...got].sort(), [...sent].sort(), `all ${sent.length} messages, once each`);
+  const pinged = await talker.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+  t.equal(pinged.attrs.type, 'result', 'the talker was not disturbed');
+});
+
+t.test('--client-send-queue over WebSocket: a client that stops reading is closed with policy-violation', async (t) => {
+  const server = await startTestServer(t, { args: ['--client-send-queue=65536', '--client-rate-limit=0'] });
+  await server.addUser('sleeper');
+  await server.addUser('talker');
+  const ws = new WebSocket(`wss://127.0.0.1:${server.wsPort}/xmpp-websocket`, 'xmpp', { rejectUnauthorized: false });
+  let received = '';
+  const waitFor = (pattern: RegExp) => eventually(`the server said ${pattern}`, () => pattern.test(received), WAIT_MS);
+  ws.on('message', (data) => { received += String(data); });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  const open = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+  ws.send(open);
+  await waitFor(/<\/stream:features>/);
+  ws.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0sleeper\0${PASSWORD}`).toString('base64')}</auth>`);
+  await waitFor(/<success/);
+  ws.send(open);
+  await waitFor(/<bind[^]*<\/stream:features>[^]*$/);
+  ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>zzz</resource></bind></iq>");
+  await waitFor(/id="b1"|id='b1'/);
+  ws.pause();
+
+  const talker = await server.login('talker');
+  const sent = (await sendUntilGone(server, talker, 'sleeper@localhost/zzz', 'w')).length;
+  t.ok(sent < 4096, `closed after ${sent} messages of 16 KiB (${(sent / 64).toFixed(1)} MiB)`);
+  ws.resume();
+  await waitFor(/policy-violation/).catch(() => undefined);
+  t.match(received, /<policy-violation/, 'with policy-violation, once it reads again');
+  ws.terminate();
+});
+
+t.test('--client-send-queue over BOSH: a session whose client stops fetching is closed with policy-violation', async (t) => {
+  const server = await startTestServer(t, { args: ['--client-send-queue=65536', '--client-rate-limit=0'] });
+  await server.addUser('sleeper');
+  await server.addUser('talker');
+  const bosh = new BoshRaw(`https://127.0.0.1:${server.boshPort}/http-bind`);
+  await bosh.login('sleeper', 'zzz');
+  // From here the client sends no request: what the server has for it waits in the session.
+  const talker = await server.login('talker');
+  const sent = (await sendUntilGone(server, talker, 'sleeper@localhost/zzz', 'b')).length;
+  t.ok(sent < 64, `closed after ${sent} messages of 16 KiB: BOSH has no kernel buffer in between`);
+  const last = await bosh.request();
+  t.equal(last.body?.attrs.type, 'terminate', 'its next request finds the session terminated');
+  t.match(last.text, /<policy-violation/, 'with the stream error policy-violation (XEP-0206 remote-stream-error)');
 });
 
 t.test('--client-rate-limit across STARTTLS: a client throttled while it asks for TLS gets its handshake, and the budget goes on over TLS', async (t) => {

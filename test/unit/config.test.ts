@@ -69,7 +69,7 @@ t.test('without --config every key takes its documented default', async (t) => {
     maxAuthFailures: 3, maxAccountAuthFailures: 10, authLockout: 300, offlineQueueLength: 1000,
     offlineWriteQueue: 10000, offlineWriteTimeout: 60, dbPoolSize: 10, smResumptionTimeout: 300, smMaxUnacked: 5000,
     fastTokenLifetime: 1_814_400, maxConnectionsPerIp: 500, connectionRatePerIp: 20, clientRateLimit: 65536,
-    maxAddressAuthFailures: 30, maxUnauthenticatedPerIp: 100,
+    maxAddressAuthFailures: 30, maxUnauthenticatedPerIp: 100, clientSendQueue: 4_194_304,
   });
   t.equal(c.raw.size, 0);
   t.equal(c.configFile, undefined);
@@ -476,14 +476,18 @@ t.test('limits take their keys and refuse nonsense', async (t) => {
     '--offline-queue-length = 0', '--offline-write-queue = 500', '--offline-write-timeout = 5', '--user-db-pool-size = 4',
     '--sm-resume-timeout = 60', '--sm-max-unacked = 200', '--fast-token-lifetime = 86400',
     '--max-connections-per-ip = 50', '--connection-rate-per-ip = 3', '--client-rate-limit = 4096',
-    '--max-address-auth-failures = 0', '--max-unauthenticated-per-ip = 7',
+    '--max-address-auth-failures = 0', '--max-unauthenticated-per-ip = 7', '--client-send-queue = 1048576',
   ].join('\n'));
   t.same(c.limits, {
     maxStanzaSize: 65536, maxXmlDepth: 16, maxAttributes: 32, streamOpenTimeout: 5, authTimeout: 30,
     maxAuthFailures: 5, maxAccountAuthFailures: 20, authLockout: 600, offlineQueueLength: 0,
     offlineWriteQueue: 500, offlineWriteTimeout: 5, dbPoolSize: 4, smResumptionTimeout: 60, smMaxUnacked: 200, fastTokenLifetime: 86400,
     maxConnectionsPerIp: 50, connectionRatePerIp: 3, clientRateLimit: 4096, maxAddressAuthFailures: 0, maxUnauthenticatedPerIp: 7,
+    clientSendQueue: 1048576,
   });
+  t.equal(load(t, '').limits.clientSendQueue, 4194304, '4 MiB may wait unread for a client by default');
+  t.equal(load(t, '--client-send-queue = 0').limits.clientSendQueue, 0, '0 turns it off');
+  t.match(loadError(t, '--client-send-queue = 1000'), /--client-send-queue: 1000 is below the minimum 65536/);
   t.equal(load(t, '--client-rate-limit = 0').limits.clientRateLimit, 0, '0 turns the byte rate off');
   t.match(loadError(t, '--client-rate-limit = 100'), /--client-rate-limit: 100 is below the minimum 1024/);
   t.match(loadError(t, '--sm-max-unacked = 5'), /--sm-max-unacked: 5 is below the minimum 10/);
