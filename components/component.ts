@@ -64,6 +64,12 @@ export interface ComponentCluster {
   successorOf(item: string): string | undefined;
   /** Moves this node's claim on `item` to `to` (which holds its state now) and tells every peer; false when the claim was not ours. */
   handOver(item: string, to: string): Promise<boolean>;
+  /**
+   * This node has taken `item` over from its stopping owner (which moves the claim in the database
+   * and tells the peers): from now on stanzas for it are served here, also those that reach this
+   * node before it has heard of the move itself.
+   */
+  tookOver(item: string): void;
   /** Called when a peer handed one of this component's items over to another node. */
   onMoved(listener: (item: string, from: string, to: string) => void): void;
   /**

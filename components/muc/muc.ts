@@ -385,6 +385,7 @@ class MucComponent implements Component {
       const stale = this.rooms.get(room.jidString);
       if (stale) this.ctx.logger.warn('replacing a stale copy of a room handed over to this node', { room: room.jidString, from });
       this.rooms.set(room.jidString, room);
+      this.ctx.cluster?.tookOver(room.jidString);
       for (const [occupant, session] of room.sessions()) {
         this.mc.occupancy(room, session, occupant.nick, room.affiliationOf(occupant.bare));
       }

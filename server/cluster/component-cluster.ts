@@ -38,6 +38,7 @@ export function componentCluster(
     claim: (item) => ownership.claim(name, item),
     claimedBy: (item) => ownership.claimedBy(name, item),
     handOver: (item, to) => ownership.handOver(name, item, to),
+    tookOver: (item) => ownership.tookOver(name, item),
     onMoved: (listener) => ownership.onMoved((service, item, from, to) => service === name && listener(item, from, to)),
     forward: (node, stanza, from, to, home) =>
       cluster.sendTracked(node, LINK.component, stanza, component(STANZA_OP, { from: from.toString(), to: to.toString(), ...(home ? { home } : {}) }), () => {

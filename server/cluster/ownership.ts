@@ -85,6 +85,16 @@ export class Ownership {
   }
 
   /**
+   * This node holds `item`'s state now, handed over by its owner, which moves the claim in the
+   * database and tells every peer. Until that word arrives, this node's view still names the old
+   * owner: a peer that heard first would have its stanzas sent back there, to a node that no
+   * longer holds the item.
+   */
+  tookOver(service: string, item: string): void {
+    if (!this.leaving) this.cache.set(`${service}\0${item}`, this.cluster.localNode);
+  }
+
+  /**
    * Claims `item` for this node whoever held it (an external component connected here: where its
    * connection is, is where it is served), and tells every peer.
    */
