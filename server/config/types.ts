@@ -26,6 +26,7 @@ export interface Limits {
   connectionRatePerIp: number;
   /** Bytes a second one client connection (TCP, WebSocket) may send, in bursts of five seconds' worth; 0: no limit [65536]. */
   clientRateLimit: number;
+  /** Bytes sent to one client that it has not read (TCP, WebSocket: beyond the kernel's buffers; BOSH: waiting for its next request); past it the stream is closed with policy-violation; 0: no limit [4194304]. */
   clientSendQueue: number;
   /** Messages kept offline per user; more are bounced with service-unavailable [1000]. */
   offlineQueueLength: number;
