@@ -265,7 +265,8 @@ export class C2SStream implements TransportListener {
       send: this.ctx.stats ? (el) => this.countedSend(el) : (el) => this.transport.send(el),
       flush: () => this.transport.flush?.(),
       whenWritten: () => this.transport.whenWritten?.(),
-      close: (err) => this.close(err),
+      // Closed with an error (e.g. too many stanzas unacknowledged): logged as any stream error.
+      close: (err) => (err ? this.fail(err) : this.close()),
       release: () => this.release(),
       info: { address: this.transport.remoteAddress, transport: this.transport.kind },
     };

@@ -282,5 +282,24 @@ export class RawConnection {
   }
 }
 
+/**
+ * A client spoken by hand: direct TLS on `tlsPort`, SASL PLAIN as `local`, the resource `resource`
+ * bound; `after` (e.g. <enable/> and <presence/>) goes out with the binding request. Resolves once
+ * the server answered the binding (and `waitFor`, when given, matched).
+ */
+export async function rawLogin(tlsPort: number, local: string, resource: string, after = '', waitFor?: RegExp): Promise<RawConnection> {
+  const conn = await RawConnection.connect(tlsPort, true);
+  conn.write(STREAM_OPEN);
+  await conn.waitFor(/<\/stream:features>/, 30_000);
+  conn.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${local}\0${PASSWORD}`).toString('base64')}</auth>`);
+  await conn.waitFor(/<success/, 30_000);
+  conn.write(STREAM_OPEN);
+  await conn.waitFor(/<bind[^]*<\/stream:features>/, 30_000);
+  conn.write(`<iq type='set' id='raw-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>${after}`);
+  await conn.waitFor(/id=["']raw-bind["']/, 30_000);
+  if (waitFor) await conn.waitFor(waitFor, 30_000);
+  return conn;
+}
+
 /** The opening of a client stream to localhost. */
 export const STREAM_OPEN = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";

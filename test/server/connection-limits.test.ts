@@ -4,7 +4,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { eventually } from '../helpers/cluster';
 import { BoshRaw, HTTPBIND, XBOSH } from '../helpers/bosh';
-import { PASSWORD, RawConnection, STREAM_OPEN, startTestServer, xml, type TestServer, type XmppClient } from '../helpers/server';
+import { PASSWORD, RawConnection, STREAM_OPEN, rawLogin, startTestServer, xml, type TestServer, type XmppClient } from '../helpers/server';
 
 const WAIT_MS = 60_000;
 
@@ -197,15 +197,7 @@ t.test('--client-send-queue: a client that stops reading is closed with policy-v
   await server.addUser('sleeper');
   await server.addUser('talker');
   // The sleeper: direct TLS, PLAIN, bound, XEP-0198 on, available; then it reads nothing more.
-  const sleeper = await RawConnection.connect(server.tlsPort, true);
-  sleeper.write(STREAM_OPEN);
-  await sleeper.waitFor(/<\/stream:features>/, WAIT_MS);
-  sleeper.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0sleeper\0${PASSWORD}`).toString('base64')}</auth>`);
-  await sleeper.waitFor(/<success/, WAIT_MS);
-  sleeper.write(STREAM_OPEN);
-  await sleeper.waitFor(/<bind[^]*<\/stream:features>/, WAIT_MS);
-  sleeper.write("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>zzz</resource></bind></iq><enable xmlns='urn:xmpp:sm:3'/><presence/>");
-  await sleeper.waitFor(/<enabled/, WAIT_MS);
+  const sleeper = await rawLogin(server.tlsPort, 'sleeper', 'zzz', "<enable xmlns='urn:xmpp:sm:3'/><presence/>", /<enabled/);
   sleeper.socket.pause();
 
   const talker = await server.login('talker');

@@ -2,7 +2,7 @@ import t from 'tap';
 import type { Element } from 'ltx';
 import { eventually } from '../helpers/cluster';
 import { parseJID } from '../../server/jid';
-import { collect, startTestServer, xml, type XmppClient } from '../helpers/server';
+import { collect, rawLogin, startTestServer, xml, type XmppClient } from '../helpers/server';
 
 const SM = 'urn:xmpp:sm:3';
 /** Generous: the suite runs on small, busy machines. */
@@ -106,6 +106,27 @@ t.test('XEP-0198 on one node', async (t) => {
     await eventually('stored offline', async () => (await server.node.storage.offline.count('alice@localhost')) >= 1, WAIT_MS);
     await bob.stop();
   });
+});
+
+t.test('--sm-max-unacked: a client that never acknowledges is closed with policy-violation; what it held goes to offline storage', async (t) => {
+  const server = await startTestServer(t, { args: ['--sm-max-unacked=10'] });
+  await server.addUser('deaf');
+  await server.addUser('talker');
+  // It enables stream management and reads everything, but never sends <a/>.
+  const deaf = await rawLogin(server.tlsPort, 'deaf', 'r', "<enable xmlns='urn:xmpp:sm:3'/><presence/>", /<enabled/);
+  const talker = await server.login('talker');
+  const ids = Array.from({ length: 15 }, (_, i) => `u${i}`);
+  for (const id of ids) await talker.send(xml('message', { to: 'deaf@localhost', type: 'chat', id }, xml('body', {}, id)));
+  await deaf.waitFor(/<policy-violation[^]*<\/stream:stream>/, 30_000);
+  t.match(deaf.text, /more than 10 stanzas unacknowledged/, 'the error says why');
+  await eventually('the session is gone', () => !server.node.sessions.hasSessions('deaf@localhost'), 30_000);
+  const back = await server.login('deaf', { resource: 'again' });
+  const got: string[] = [];
+  back.on('stanza', (s: Element) => {
+    if (s.is('message') && ids.includes(s.attrs.id)) got.push(s.attrs.id);
+  });
+  await eventually('all 15 messages arrive from offline storage', () => got.length >= ids.length, 30_000);
+  t.same([...got].sort(), [...ids].sort(), 'all 15, once each: those it never acknowledged too');
 });
 
 t.test('a clean close ends a stream-managed session at once: nothing waits to be resumed', async (t) => {
