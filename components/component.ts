@@ -62,7 +62,11 @@ export interface ComponentCluster {
   claimedBy(item: string): Promise<string | undefined>;
   /** The live peer that takes `item` when this node stops; undefined when there is none. */
   successorOf(item: string): string | undefined;
-  /** Moves this node's claim on `item` to `to` (which holds its state now) and tells every peer; false when the claim was not ours. */
+  /**
+   * Moves this node's claim on `item` to `to` (which holds its state now) and tells every peer;
+   * resolves once they have answered, by when all they sent here for it has arrived. False when
+   * the claim was not ours.
+   */
   handOver(item: string, to: string): Promise<boolean>;
   /**
    * This node has taken `item` over from its stopping owner (which moves the claim in the database

@@ -31,6 +31,8 @@ const OP = {
   rooms: 'rooms',
   /** A stopping owner -> its successor (request): serve this room from now on, occupants and all. */
   handoff: 'handoff',
+  /** The stopping owner -> its successor, after the hand-over: every stanza for the room that came to me has been forwarded to you. */
+  handoffDone: 'handoff-done',
 } as const;
 
 /** How long disco#items waits for a peer's list of temporary public rooms [1000 ms]. */
@@ -39,6 +41,20 @@ const ROOM_LIST_TIMEOUT_MS = 1000;
 const STOP_DRAIN_MS = 10_000;
 /** How long a stopping node waits for a successor to take a room before evicting its occupants [5000 ms]. */
 const HANDOFF_TIMEOUT_MS = 5000;
+/** Longest a room taken over holds stanzas that did not come through its previous owner, waiting for that owner's handoff-done [5000 ms]. */
+const HANDOFF_FENCE_MS = 5000;
+
+/** A room taken over, whose previous owner still forwards what reached it first (see MucComponent.fence). */
+interface Fence {
+  from: string;
+  since: number;
+  /** Stanzas the previous owner forwarded while the fence stood. */
+  forwarded: number;
+  lift: () => void;
+}
+
+/** The queue of what a room's previous owner forwards while the room is fenced. */
+const fenced = (room: string) => `${room}\0forwarded`;
 
 export function createMuc(ctx: ComponentContext): Component {
   return new MucComponent(ctx);
@@ -66,6 +82,8 @@ class MucComponent implements Component {
   private readonly options: MucOptions;
   private readonly rooms = new Map<string, Room>();
   private readonly queue = new KeyedQueue();
+  /** Rooms taken over whose previous owner has not yet said it forwarded everything, by room JID. */
+  private readonly fences = new Map<string, Fence>();
   private readonly writes = new KeyedQueue();
   private readonly outbox: Outbox;
   private readonly store: MucStore;
@@ -113,6 +131,9 @@ class MucComponent implements Component {
       });
       cluster.handle(OP.rooms, (_node, message) => this.localPublicRooms(message.attrs.domain ?? '').map((r) => new Element('room', r)));
       cluster.handle(OP.handoff, (node, message) => this.takeOver(node, message));
+      cluster.handle(OP.handoffDone, (node, message) => {
+        if (this.fences.get(message.attrs.room ?? '')?.from === node) this.liftFence(message.attrs.room, 'handoff-done');
+      });
       // Our users' seats in a room its stopping owner handed over: the new owner tells us afresh.
       cluster.onMoved((room, from) => this.remote.forgetRoom(from, room));
       cluster.onNodeDown((node) => this.nodeDown(node));
@@ -122,7 +143,14 @@ class MucComponent implements Component {
 
   async handle(stanza: Element, from: JID, to: JID, forwardedBy?: string, home?: string): Promise<void> {
     if (to.local === '') return this.serviceStanza(stanza, from, to);
-    return this.queue.run(to.bareString(), () => this.roomStanza(stanza, from, to, forwardedBy, home));
+    const key = to.bareString();
+    // What the previous owner of a room taken over forwards goes ahead of the rest (see fence()).
+    const fence = this.fences.get(key);
+    if (fence && fence.from === forwardedBy) {
+      fence.forwarded++;
+      return this.queue.run(fenced(key), () => this.roomStanza(stanza, from, to, forwardedBy, home));
+    }
+    return this.queue.run(key, () => this.roomStanza(stanza, from, to, forwardedBy, home));
   }
 
   /**
@@ -363,7 +391,7 @@ class MucComponent implements Component {
       return true;
     }
     try {
-      await cluster.request(to, OP.handoff, roomToElement(room), {}, HANDOFF_TIMEOUT_MS);
+      await cluster.request(to, OP.handoff, roomToElement(room), { fence: '1' }, HANDOFF_TIMEOUT_MS);
     } catch (err) {
       this.ctx.logger.warn('room not handed over; its occupants are told to rejoin', { room: room.jidString, to, err: String((err as Error)?.message ?? err) });
       return false;
@@ -373,6 +401,11 @@ class MucComponent implements Component {
     if (!(await cluster.handOver(room.jidString, to).catch(() => false))) {
       this.ctx.logger.warn('room handed over, but its claim had moved meanwhile', { room: room.jidString, to });
     }
+    // Every peer now sends to `to`, and what each sent here before is queued behind this task, to
+    // be forwarded there: the word that all of it went follows it on the same link.
+    this.background(room, 'end of a hand-over', async () => {
+      cluster.send(to, OP.handoffDone, undefined, { room: room.jidString });
+    });
     this.ctx.logger.info('room handed over', { room: room.jidString, to, occupants: room.occupants.size });
     return true;
   }
@@ -381,7 +414,7 @@ class MucComponent implements Component {
   private async takeOver(from: string, message: Element): Promise<Element> {
     const room = roomFromElement(message.getChildElements()[0] ?? new Element('none'), this.options);
     if (!room) throw new Error('not a room');
-    await this.queue.run(room.jidString, async () => {
+    const taken = this.queue.run(room.jidString, async () => {
       const stale = this.rooms.get(room.jidString);
       if (stale) this.ctx.logger.warn('replacing a stale copy of a room handed over to this node', { room: room.jidString, from });
       this.rooms.set(room.jidString, room);
@@ -390,7 +423,35 @@ class MucComponent implements Component {
         this.mc.occupancy(room, session, occupant.nick, room.affiliationOf(occupant.bare));
       }
     });
+    if (message.attrs.fence === '1') this.fence(room.jidString, from);
+    await taken;
     return new Element('taken', { room: room.jidString });
+  }
+
+  /**
+   * A room taken over from `from`: stanzas for it may still reach `from` (sent before their node
+   * heard of the move, or in flight) and be forwarded here, behind later ones that came straight
+   * here over other links. So until `from` says it forwarded everything (handoff-done, sent once
+   * every peer has switched), or its link is lost, or HANDOFF_FENCE_MS pass, what `from` forwards
+   * is served first, in its own queue, and everything else for the room waits, in order, behind
+   * it. Queued right behind the take-over itself, so nothing slips in between.
+   */
+  private fence(room: string, from: string): void {
+    this.liftFence(room, 'taken over again');
+    let lift!: () => void;
+    const lifted = new Promise<void>((resolve) => (lift = resolve));
+    const timer = setTimeout(() => this.liftFence(room, 'timeout'), HANDOFF_FENCE_MS).unref();
+    this.fences.set(room, { from, since: Date.now(), forwarded: 0, lift: () => { clearTimeout(timer); lift(); } });
+    // Once lifted, the room's queue goes on after the last stanza forwarded has been served.
+    void this.queue.run(room, () => lifted.then(() => this.queue.run(fenced(room), () => undefined)));
+  }
+
+  private liftFence(room: string | undefined, reason: string): void {
+    const fence = room === undefined ? undefined : this.fences.get(room);
+    if (!fence) return;
+    this.fences.delete(room!);
+    fence.lift();
+    this.ctx.logger.info('room hand-over complete', { room, from: fence.from, reason, forwarded: fence.forwarded, ms: Date.now() - fence.since });
   }
 
   // ---- cluster events ----
@@ -401,6 +462,7 @@ class MucComponent implements Component {
    * stanza makes a survivor its owner, which rebuilds a persistent room from the database.
    */
   private nodeDown(node: string): void {
+    for (const [room, fence] of [...this.fences]) if (fence.from === node) this.liftFence(room, 'its previous owner is gone');
     const seats = this.remote.take(node);
     for (const seat of seats) {
       const roomJid = tryParseJID(seat.room);

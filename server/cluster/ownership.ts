@@ -4,6 +4,9 @@ import type { Logger } from '../log';
 import { LINK } from './catalogue';
 import type { Cluster } from './cluster';
 
+/** How long a node handing an item over waits for each peer to say it switched [2000 ms]. */
+const OWNER_ANSWER_TIMEOUT_MS = 2000;
+
 /** Told on every node when an item moves to a new owner while both nodes live (a hand-over). */
 export type MovedListener = (service: string, item: string, from: string, to: string) => void;
 
@@ -74,13 +77,17 @@ export class Ownership {
   /**
    * Hands `item` (claimed by this node) to `to`, a live peer that already holds its state: the
    * claim moves in the database (compare-and-set on this node) and every peer is told, so their
-   * next stanza for it goes straight to `to`. False when the claim was not ours any more.
+   * next stanza for it goes straight to `to`. Resolves once every peer has answered (or
+   * OWNER_ANSWER_TIMEOUT_MS passed): a link keeps order, so whatever a peer sent here for the item
+   * before it switched has arrived by then. False when the claim was not ours any more.
    */
   async handOver(service: string, item: string, to: string): Promise<boolean> {
     const moved = await this.knex('component_owners').where({ service, item, node: this.cluster.localNode }).update({ node: to, claimed_at: new Date() });
     if (moved === 0) return false;
     this.cache.set(`${service}\0${item}`, to);
-    for (const node of this.cluster.connectedNodes()) this.cluster.send(node, LINK.owner, undefined, { c: service, item, node: to });
+    // An error answer (a 2.0 peer does not know the message) is an answer all the same.
+    await Promise.all(this.cluster.connectedNodes().map((node) =>
+      this.cluster.request(node, LINK.owner, undefined, { c: service, item, node: to }, OWNER_ANSWER_TIMEOUT_MS).catch(() => undefined)));
     return true;
   }
 

@@ -4,9 +4,10 @@ export const CLUSTER_NS = 'urn:xmpp-cluster-server:cluster';
 /**
  * Link protocol version, major.minor. Nodes of the same major version interoperate (rolling
  * upgrades); a minor bump may only add messages that older nodes can ignore.
- * 2.1 (server 0.2.0): `owner` (an item handed over) and the MUC's `handoff`, both used by a
- * stopping node; a 2.0 peer ignores the first and refuses the second, and the room's occupants
- * are then told to rejoin (status 332) as before. `limits` (busy client addresses), which a 2.0
+ * 2.1 (server 0.2.0): `owner` (an item handed over; a request, answered once the peer has
+ * switched) and the MUC's `handoff` and `handoff-done`, all used by a stopping node; a 2.0 peer
+ * answers the first with an error, which does as well, refuses the second, and the room's
+ * occupants are then told to rejoin (status 332) as before. `limits` (busy client addresses), which a 2.0
  * peer ignores: its connections then count on its own node only.
  */
 export const PROTOCOL_VERSION = '2.1';

@@ -73,6 +73,10 @@ t.test('a node stopping hands its live rooms to the survivors and gives up its p
   t.same(await owners(leaving.name), [], 'it holds no claim any more');
   const [moved] = (await cluster.storage.knex('component_owners').where({ service: 'muc', item: room }).select('node')) as { node: string }[];
   t.ok(moved && moved.node !== leaving.name, `the room is served by ${moved?.node} now`);
+  // Lines that reached node 3 first were forwarded to the new owner behind later ones sent straight
+  // there; the new owner served node 3's first, until node 3 said it had forwarded all of them.
+  const complete = (cluster.nodes.find((n) => n.name === moved?.node)?.history ?? '').split('\n').find((line) => line.includes('room hand-over complete'));
+  t.match(complete, /handoff-done/, `the new owner held the rest until node 3 had forwarded what reached it: ${complete}`);
 
   const heard = (seen: Element[]) => seen.filter((s) => s.is('message') && s.attrs.type === 'groupchat' && isFromRoom(s, room)).map((s) => s.getChildText('body') ?? '').filter((b) => b.startsWith('line'));
   // Both: Alice's own copy of her last line may come after Bob's. On a timeout the assertions below
