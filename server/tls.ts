@@ -6,7 +6,6 @@ import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { generate as generateSelfSigned } from 'selfsigned';
 import type { Logger } from './log';
 
 export interface CertificateOptions {
@@ -154,6 +153,8 @@ async function generate(hosts: string[]): Promise<Omit<Certificate, 'generated'>
   const notBeforeDate = new Date(Date.now() - 3600_000);
   const notAfterDate = new Date(notBeforeDate);
   notAfterDate.setFullYear(notAfterDate.getFullYear() + GENERATED_VALIDITY_YEARS);
+  // Loaded only here: most starts find their certificate on disk.
+  const { generate: generateSelfSigned } = await import('selfsigned');
   const pems = await generateSelfSigned([{ name: 'commonName', value: hosts[0] }], {
     keyType: 'ec',
     curve: GENERATED_KEY_CURVE,

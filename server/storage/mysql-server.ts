@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import mysql from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import type { DatabaseConfig } from './database-uri';
 import { EXACT_COLLATIONS_QUERY, pickExactCollation } from './mysql-collation';
 import type { MigrationLock } from './migrate';
@@ -15,7 +15,9 @@ const LOCK_POLL_SECONDS = 5;
 const LOCK_GIVE_UP_MS = 300_000;
 
 /** A single connection outside the knex pool, for work that must not go through a database name. */
-export function connectMysql(config: MysqlConfig, opts: { database: boolean; connectTimeoutMs?: number }) {
+export async function connectMysql(config: MysqlConfig, opts: { database: boolean; connectTimeoutMs?: number }) {
+  // Loaded when a MySQL database is used: a node on SQLite never loads the driver.
+  const mysql = (await import('mysql2/promise')).default;
   return mysql.createConnection({
     host: config.host,
     port: config.port,
@@ -44,7 +46,7 @@ export async function ensureMysqlDatabase(config: MysqlConfig): Promise<void> {
     throw describeConnectError(config, err);
   });
   try {
-    const [available] = await conn.query<mysql.RowDataPacket[]>(EXACT_COLLATIONS_QUERY);
+    const [available] = await conn.query<RowDataPacket[]>(EXACT_COLLATIONS_QUERY);
     const collation = pickExactCollation(available.map((r) => String(r.name)));
     await conn.query(
       `CREATE DATABASE IF NOT EXISTS ${conn.escapeId(config.database)} CHARACTER SET utf8mb4 COLLATE ${collation}`,
@@ -77,7 +79,7 @@ export function mysqlMigrationLock(config: MysqlConfig, logger: StorageLogger): 
       try {
         const started = Date.now();
         for (;;) {
-          const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS got', [name, LOCK_POLL_SECONDS]);
+          const [rows] = await conn.query<RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS got', [name, LOCK_POLL_SECONDS]);
           if (rows[0]?.got === 1) break;
           if (Date.now() - started > LOCK_GIVE_UP_MS) {
             throw new Error(`gave up waiting for migration lock "${name}" held by another connection`);

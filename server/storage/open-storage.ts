@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import pg from 'pg';
+import type pg from 'pg';
 import { parseDatabaseUri, redactPassword, type DatabaseConfig } from './database-uri';
 import { KnexStorage } from './knex-storage';
 import { ensureMysqlDatabase, mysqlMigrationLock, type MysqlConfig } from './mysql-server';
-import { ensurePgsqlDatabase, pgSsl, pgsqlMigrationLock, type PgsqlConfig } from './pgsql-server';
+import { ensurePgsqlDatabase, loadPg, pgSsl, pgsqlMigrationLock, type PgsqlConfig } from './pgsql-server';
 import { SqliteArchiveWriter } from './sqlite-archive-writer';
 import { sqliteClient } from './sqlite-client';
 import { silentLogger, type StorageLogger } from './storage-logger';
@@ -70,7 +70,7 @@ export async function openStorage(uri: string, opts: OpenStorageOptions = {}): P
     storage = new KnexStorage('mysql', openMysql(config, logger, poolSize), mysqlMigrationLock(config, logger), logger);
   } else {
     await ensurePgsqlDatabase(config);
-    storage = new KnexStorage('pgsql', openPgsql(config, logger, poolSize), pgsqlMigrationLock(config, logger), logger);
+    storage = new KnexStorage('pgsql', openPgsql(config, logger, poolSize, (await loadPg()).types), pgsqlMigrationLock(config, logger), logger);
   }
   try {
     if (opts.migrate !== false) await storage.migrate();
@@ -153,14 +153,16 @@ function openMysql(config: MysqlConfig, logger: StorageLogger, poolSize: number)
  */
 const PG_INT8_OID = 20;
 const PG_NUMERIC_OID = 1700;
-const pgTypes = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === PG_INT8_OID || oid === PG_NUMERIC_OID) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format as 'text');
-  },
-};
+function pgTypes(types: typeof pg.types) {
+  return {
+    getTypeParser(oid: number, format?: 'text' | 'binary') {
+      if (oid === PG_INT8_OID || oid === PG_NUMERIC_OID) return (value: string) => Number(value);
+      return types.getTypeParser(oid, format as 'text');
+    },
+  };
+}
 
-function openPgsql(config: PgsqlConfig, logger: StorageLogger, poolSize: number): Knex {
+function openPgsql(config: PgsqlConfig, logger: StorageLogger, poolSize: number, types: typeof pg.types): Knex {
   return knexFactory({
     client: 'pg',
     connection: {
@@ -170,7 +172,7 @@ function openPgsql(config: PgsqlConfig, logger: StorageLogger, poolSize: number)
       password: config.password,
       database: config.database,
       ssl: pgSsl(config),
-      types: pgTypes,
+      types: pgTypes(types),
       connectionTimeoutMillis: PGSQL_CONNECT_TIMEOUT_MS,
       // Sessions in UTC, so that psql and NOW() show the instants we store as we store them.
       options: '-c TimeZone=UTC',

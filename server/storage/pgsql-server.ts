@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import type { DatabaseConfig } from './database-uri';
 import type { MigrationLock } from './migrate';
 import type { StorageLogger } from './storage-logger';
 
 export type PgsqlConfig = Extract<DatabaseConfig, { kind: 'pgsql' }>;
+
+/** node-postgres, loaded when a PostgreSQL database is used: a node on SQLite never loads it. */
+export async function loadPg(): Promise<typeof pg> {
+  return (await import('pg')).default;
+}
 
 /** How long to wait for the TCP/handshake of a single admin connection [10000 ms]. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -29,7 +34,8 @@ export function pgSsl(config: PgsqlConfig): pg.ClientConfig['ssl'] {
 
 /** A single connection outside the knex pool: to our database, or to the maintenance database. */
 export async function connectPgsql(config: PgsqlConfig, opts: { database: boolean; connectTimeoutMs?: number }): Promise<pg.Client> {
-  const client = new pg.Client({
+  const { Client } = await loadPg();
+  const client = new Client({
     host: config.host,
     port: config.port,
     user: config.user,
@@ -61,9 +67,10 @@ export async function ensurePgsqlDatabase(config: PgsqlConfig): Promise<void> {
   const conn = await connectPgsql(config, { database: false }).catch((err) => {
     throw describeConnectError(config, err);
   });
+  const { escapeIdentifier } = await loadPg();
   try {
     await conn.query(
-      `CREATE DATABASE ${pg.escapeIdentifier(config.database)} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+      `CREATE DATABASE ${escapeIdentifier(config.database)} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
     );
   } catch (err) {
     if (!DATABASE_EXISTS.has((err as { code?: string }).code ?? '')) throw describeConnectError(config, err);
