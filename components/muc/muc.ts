@@ -132,7 +132,8 @@ class MucComponent implements Component {
       cluster.handle(OP.rooms, (_node, message) => this.localPublicRooms(message.attrs.domain ?? '').map((r) => new Element('room', r)));
       cluster.handle(OP.handoff, (node, message) => this.takeOver(node, message));
       cluster.handle(OP.handoffDone, (node, message) => {
-        if (this.fences.get(message.attrs.room ?? '')?.from === node) this.liftFence(message.attrs.room, 'handoff-done');
+        const room = message.attrs.room as string | undefined;
+        if (room && this.fences.get(room)?.from === node) this.liftFence(room, 'handoff-done');
       });
       // Our users' seats in a room its stopping owner handed over: the new owner tells us afresh.
       cluster.onMoved((room, from) => this.remote.forgetRoom(from, room));
@@ -446,10 +447,10 @@ class MucComponent implements Component {
     void this.queue.run(room, () => lifted.then(() => this.queue.run(fenced(room), () => undefined)));
   }
 
-  private liftFence(room: string | undefined, reason: string): void {
-    const fence = room === undefined ? undefined : this.fences.get(room);
+  private liftFence(room: string, reason: string): void {
+    const fence = this.fences.get(room);
     if (!fence) return;
-    this.fences.delete(room!);
+    this.fences.delete(room);
     fence.lift();
     this.ctx.logger.info('room hand-over complete', { room, from: fence.from, reason, forwarded: fence.forwarded, ms: Date.now() - fence.since });
   }

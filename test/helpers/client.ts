@@ -55,7 +55,7 @@ export function withoutSasl2(client: XmppClient): void {
  * got until it times out. Over a network the answer always comes later; here the client listens
  * first. It is the library's own open(), with the wait set up before the write.
  */
-export function listenBeforeOpening(client: XmppClient): void {
+function listenBeforeOpening(client: XmppClient): void {
   type Internals = {
     _status(status: string): void;
     headerElement(): { attrs: Record<string, string> };
@@ -104,13 +104,19 @@ export function listenBeforeOpening(client: XmppClient): void {
  * data upstream after 0.14.0 (#1100, "Do not throw on socket data if stream parser is null");
  * this is that change, until a release has it.
  */
-export function dropDataAfterStreamEnd(client: XmppClient): void {
+function dropDataAfterStreamEnd(client: XmppClient): void {
   const c = client as unknown as { parser: unknown; _onData(data: Buffer): void };
   const onData = c._onData;
   // Bound when the first socket is attached (connect), so set before.
   c._onData = function (this: typeof c, data: Buffer) {
     if (this.parser) onData.call(this, data);
   };
+}
+
+/** What every test client gets: the fixes above for the library's own races. */
+export function mendLibraryRaces(client: XmppClient): void {
+  listenBeforeOpening(client);
+  dropDataAfterStreamEnd(client);
 }
 
 /** A real @xmpp/client, logged in and bound (errors are swallowed: tests assert on behaviour). */
@@ -127,8 +133,7 @@ export async function connectClient(opts: ConnectOptions): Promise<XmppClient> {
     },
   });
   if (!opts.sasl2) withoutSasl2(client);
-  listenBeforeOpening(client);
-  dropDataAfterStreamEnd(client);
+  mendLibraryRaces(client);
   client.on('error', () => undefined);
   // Tests reconnect on purpose; automatic reconnection would hide what they check.
   client.reconnect.stop();

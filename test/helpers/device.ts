@@ -1,6 +1,6 @@
 import { client as xmppClient, xml } from '@xmpp/client';
 import { PASSWORD } from './server';
-import { CLIENT_TIMEOUT_MS, dropDataAfterStreamEnd, listenBeforeOpening, type XmppClient } from './client';
+import { CLIENT_TIMEOUT_MS, mendLibraryRaces, type XmppClient } from './client';
 
 export type FastToken = { mechanism: string; token: string; expiry: string };
 type Fast = { fetchToken(): Promise<FastToken | undefined>; saveToken(t: FastToken): Promise<void>; deleteToken(): Promise<void> };
@@ -30,8 +30,7 @@ export class Device {
     });
     client.on('error', () => undefined);
     client.reconnect.stop();
-    listenBeforeOpening(client);
-    dropDataAfterStreamEnd(client);
+    mendLibraryRaces(client);
     const fast = (client as unknown as { fast: Fast }).fast;
     fast.fetchToken = async () => this.token;
     fast.saveToken = async (token) => {

@@ -11,7 +11,7 @@ import { loadConfig } from '../../server/config/config';
 import type { Config } from '../../server/config/types';
 import { createLogger, silentLogger } from '../../server/log';
 import { startNode, type XmppNode } from '../../server/main';
-import { CLIENT_TIMEOUT_MS, dropDataAfterStreamEnd, listenBeforeOpening, withoutSasl2 } from './client';
+import { CLIENT_TIMEOUT_MS, mendLibraryRaces, withoutSasl2 } from './client';
 import { seedTestCertificate } from './certificate';
 import { freePort } from './ports';
 
@@ -143,8 +143,7 @@ export async function startTestServer(t: Test, opts: { dbUri?: string; args?: st
         },
       });
       if (!login.sasl2) withoutSasl2(client);
-      listenBeforeOpening(client);
-      dropDataAfterStreamEnd(client);
+      mendLibraryRaces(client);
       client.on('error', () => undefined);
       if (login.resumption === false) {
         // A client that enables stream management without resumption: a lost connection ends its session at once.
