@@ -1,6 +1,7 @@
 import { Element } from 'ltx';
-import { SaxesParser, type SaxesTagPlain } from 'saxes';
+import type { SaxesParser, SaxesTagPlain } from 'saxes';
 import { StreamError } from '../errors';
+import { newSaxesParser } from './saxes';
 import type { ParserLimits } from './stream-parser';
 
 export interface FragmentOptions {
@@ -24,7 +25,7 @@ export interface FragmentOptions {
  * Reusable: parse() is synchronous and a parser that failed is rebuilt.
  */
 export class FragmentParser {
-  private sax!: SaxesParser;
+  private sax!: SaxesParser<{ xmlns: false; position: false }>;
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
   private stack: Element[] = [];
   private root?: Element;
@@ -64,7 +65,7 @@ export class FragmentParser {
   }
 
   private reset(): void {
-    const sax = new SaxesParser({ xmlns: false, position: false });
+    const sax = newSaxesParser({ xmlns: false, position: false });
     this.sax = sax;
     this.stack = [];
     this.root = undefined;

@@ -1,7 +1,8 @@
 import { Element } from 'ltx';
-import { SaxesParser, type SaxesTagPlain } from 'saxes';
+import type { SaxesTagPlain } from 'saxes';
 import { StreamError } from '../errors';
 import type { Limits } from '../config/types';
+import { newSaxesParser } from './saxes';
 
 export type ParserLimits = Pick<Limits, 'maxStanzaSize' | 'maxXmlDepth' | 'maxAttributes'>;
 
@@ -33,7 +34,7 @@ export function elementLimitViolation(depth: number, attrs: Record<string, strin
  * is made for each stream restart (after STARTTLS and SASL).
  */
 export class StreamParser {
-  private readonly sax = new SaxesParser({ xmlns: false, position: true });
+  private readonly sax = newSaxesParser({ xmlns: false, position: true });
   // fatal: invalid UTF-8 throws instead of becoming U+FFFD; stream: a character may span chunks.
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
   private readonly stack: Element[] = [];

@@ -1,6 +1,8 @@
 import t from 'tap';
 import type { Element } from 'ltx';
 import { StreamError } from '../../server/errors';
+import { EVENTS, SaxesParser } from 'saxes';
+import { newSaxesParser } from '../../server/xml/saxes';
 import { StreamParser, type ParserLimits } from '../../server/xml/stream-parser';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -274,4 +276,15 @@ t.test('the closing stream tag reports the end once; later input is ignored', as
   t.ok(outcome.ended);
   parser.write('<presence/> garbage <');
   t.equal(outcome.elements.length, 1, 'nothing after the end is delivered');
+});
+
+t.test('the saxes parsers have a slot for every handler, so setting handlers adds no property', async (t) => {
+  const handlers = (parser: SaxesParser<{ xmlns: false; position: boolean }>) => {
+    const before = Object.keys(parser).length;
+    for (const event of EVENTS) parser.on(event, () => undefined);
+    return Object.keys(parser).length - before;
+  };
+  t.equal(handlers(newSaxesParser({ xmlns: false, position: true })), 0, 'with positions (streams)');
+  t.equal(handlers(newSaxesParser({ xmlns: false, position: false })), 0, 'without (WebSocket and BOSH)');
+  t.equal(handlers(new SaxesParser({ xmlns: false, position: true })), EVENTS.length, 'a plain saxes parser gains one property per event');
 });
