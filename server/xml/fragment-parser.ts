@@ -1,7 +1,7 @@
 import { Element } from 'ltx';
 import type { SaxesParser, SaxesTagPlain } from 'saxes';
 import { StreamError } from '../errors';
-import { newSaxesParser } from './saxes';
+import { fastAttributes, newSaxesParser } from './saxes';
 import type { ParserLimits } from './stream-parser';
 
 export interface FragmentOptions {
@@ -83,6 +83,7 @@ export class FragmentParser {
         throw new StreamError('unsupported-encoding', 'XML must be UTF-8');
       }
     });
+    sax.on('opentagstart', fastAttributes);
     sax.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
     sax.on('closetag', () => this.close());
     sax.on('text', (text) => this.text(text));

@@ -2,7 +2,7 @@ import { Element } from 'ltx';
 import type { SaxesTagPlain } from 'saxes';
 import { StreamError } from '../errors';
 import type { Limits } from '../config/types';
-import { newSaxesParser } from './saxes';
+import { fastAttributes, newSaxesParser } from './saxes';
 
 export type ParserLimits = Pick<Limits, 'maxStanzaSize' | 'maxXmlDepth' | 'maxAttributes'>;
 
@@ -72,6 +72,7 @@ export class StreamParser {
     });
     // A top-level element begins: saxes has read "<", the name and one more character.
     sax.on('opentagstart', (tag) => {
+      fastAttributes(tag);
       if (this.depth !== 1) return;
       const start = sax.position - tag.name.length - 2;
       this.checkSize(this.unitBytes + this.bytesSince(this.unitStart, start));

@@ -288,3 +288,19 @@ t.test('the saxes parsers have a slot for every handler, so setting handlers add
   t.equal(handlers(newSaxesParser({ xmlns: false, position: false })), 0, 'without (WebSocket and BOSH)');
   t.equal(handlers(new SaxesParser({ xmlns: false, position: true })), EVENTS.length, 'a plain saxes parser gains one property per event');
 });
+
+t.test('attributes named like inherited properties are ordinary attributes; a repeated one is not-well-formed', async (t) => {
+  const ok = feed([`${HEADER}<message constructor='c' toString='s' hasOwnProperty='h' __proto__='p' to='a@localhost'/>`]);
+  t.notOk(ok.error);
+  const attrs = ok.elements[0].attrs;
+  t.equal(attrs.constructor, 'c');
+  t.equal(attrs.toString, 's');
+  t.equal(attrs.hasOwnProperty, 'h');
+  t.equal(attrs.to, 'a@localhost');
+  t.equal(Object.getPrototypeOf(attrs), Object.prototype, 'an attribute named __proto__ sets no prototype');
+  t.equal(({} as Record<string, unknown>).p, undefined, 'nor pollutes Object.prototype');
+  for (const name of ['to', 'constructor', '__proto__']) {
+    const repeated = feed([`${HEADER}<message ${name}='a' ${name}='b'/>`]);
+    t.equal(repeated.error?.condition, 'not-well-formed', `${name} twice`);
+  }
+});
