@@ -6,9 +6,10 @@ import { elementLimitViolation, type ParserLimits, type StreamParserHandler } fr
 /**
  * Incremental parser for an XML stream written by a peer that is ours: a cluster node, which
  * serialises every element itself from stanzas its own strict parser (StreamParser) accepted.
- * It uses ltx's hand-written SAX parser, several times faster than saxes, and keeps what protects
- * the process from a peer that is not (yet) authenticated: the size, depth and attribute limits,
- * UTF-8 that must be valid, end tags that must match, and no character data between elements.
+ * It uses ltx's hand-written SAX parser, faster than saxes (a message stanza in about 3 µs
+ * against 4 to 6), and keeps what protects the process from a peer that is not (yet)
+ * authenticated: the size, depth and attribute limits, UTF-8 that must be valid, end tags that
+ * must match, and no character data between elements.
  * The size limit bounds what is buffered: an element still open after more than maxStanzaSize
  * characters is refused, give or take one read (one that arrives whole within a read is bounded
  * by the read).
