@@ -170,7 +170,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const archiveBacklog = new ArchiveBacklog();
   archiveBacklog.setLimit(config.mamBacklogLimit);
   // XEP-0313: the users' archives, written in batches by the node that routes each message.
-  const archive = new MessageArchive(storage, logger.category('db'), archiveBacklog);
+  const archive = new MessageArchive(storage, logger.category('db'), archiveBacklog, 'accounts', sessions);
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {
@@ -271,6 +271,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
       carbons: (kind, stanza, user, exclude) => messages.carbonsHere(kind, stanza, user, exclude),
       rosterPush: (user, query) => rosterService.pushHere(user, query),
       blocklistChanged: (user, command) => moduleContext.blocklistChangedHere?.(user, command),
+      archivePrefsChanged: (user) => archive.prefsChanged(user),
       notifyInterested: (stanza, users, feature) => moduleContext.notifyInterestedHere?.(stanza, users, feature),
       presenceSnapshot: () => presence.broadcastSnapshot(),
       deliverStored: (users) => messages.deliverStored(users),

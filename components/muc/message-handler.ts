@@ -51,7 +51,8 @@ function groupchat(ctx: MucContext, room: Room, stanza: Element, from: JID, send
   if (!isSubjectChange && archivable(message, 'room')) {
     const archived = cloneElement(message);
     archived.attrs.from = room.nickJid(sender.nick).toString();
-    message.c('stanza-id', { xmlns: NS.SID, by: room.jidString, id: ctx.archive.record(room.jidString, 'in', room.nickJid(sender.nick), archived) });
+    const id = ctx.archive.record(room.jidString, 'in', room.nickJid(sender.nick), archived);
+    if (id !== undefined) message.c('stanza-id', { xmlns: NS.SID, by: room.jidString, id });
   }
   for (const [, session] of room.sessions()) sendFrom(ctx, room, sender.nick, message, session);
 

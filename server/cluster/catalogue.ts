@@ -25,6 +25,8 @@ export const LINK = {
   rosterPush: 'roster-push',
   /** One-way: `user`'s block list changed (XEP-0191): drop cached copies, push to interested resources. */
   blocklist: 'blocklist',
+  /** One-way: `user`'s archive preferences changed (XEP-0313 §7): drop cached copies. */
+  archivePrefs: 'archive-prefs',
   /** One-way: a PEP notification (XEP-0163) for the listed users whose caps want `feature`. */
   interested: 'interested',
   /** One-way: messages were stored offline for the listed users: deliver them to any available resource here. */

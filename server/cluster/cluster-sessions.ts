@@ -27,6 +27,7 @@ export interface LocalDelivery {
   carbons(kind: 'sent' | 'received', stanza: Element, user: string, exclude?: string): void;
   rosterPush(user: string, query: Element): void;
   blocklistChanged(user: string, command: Element): void;
+  archivePrefsChanged(user: string): void;
   /** What this node's available resources have broadcast: (recipient bare JID, presence) pairs. */
   presenceSnapshot(): Promise<{ user: string; stanza: Element }[]>;
   /** A PEP notification to this node's resources of `users` whose caps include `feature`. */
@@ -164,6 +165,11 @@ export class ClusterSessions implements RemoteDelivery {
   blocklistChanged(user: string, command: Element): void {
     // Every node may cache the list (it checks stanzas to the user), so every node hears of it.
     this.sendTo(this.cluster.connectedNodes(), LINK.blocklist, command, { user }, 'blocklist');
+  }
+
+  archivePrefsChanged(user: string): void {
+    // Every node may cache them (it checks messages to the user), so every node hears of it.
+    this.sendTo(this.cluster.connectedNodes(), LINK.archivePrefs, undefined, { user }, 'archive-prefs');
   }
 
   remoteResources(bare: string): ResourceEntry[] | undefined {
@@ -400,6 +406,9 @@ export class ClusterSessions implements RemoteDelivery {
     this.cluster.handle(LINK.blocklist, (_from, msg) => {
       const command = detach(msg);
       if (command) local().blocklistChanged(msg.attrs.user, command);
+    });
+    this.cluster.handle(LINK.archivePrefs, (_from, msg) => {
+      if (msg.attrs.user) local().archivePrefsChanged(msg.attrs.user);
     });
     this.cluster.handle(LINK.interested, (node, msg) =>
       this.ordered(node, () => {

@@ -8,7 +8,8 @@ export const CLUSTER_NS = 'urn:xmpp-cluster-server:cluster';
  * switched) and the MUC's `handoff` and `handoff-done`, all used by a stopping node; a 2.0 peer
  * answers the first with an error, which does as well, refuses the second, and the room's
  * occupants are then told to rejoin (status 332) as before. `limits` (busy client addresses), which a 2.0
- * peer ignores: its connections then count on its own node only.
+ * peer ignores: its connections then count on its own node only. `archive-prefs` (a user's
+ * archive preferences changed), which a 2.0 peer ignores: it caches none.
  */
 export const PROTOCOL_VERSION = '2.1';
 

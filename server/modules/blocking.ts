@@ -1,21 +1,21 @@
 import { Element } from 'ltx';
 import { StanzaError } from '../errors';
 import { tryParseJID, type JID } from '../jid';
-import type { Storage } from '../storage/types';
 import { cloneElement } from '../router';
 import type { Session } from '../sm/session';
-import type { SessionManager } from '../sm/session-manager';
 import { STORAGE_LIMITS } from '../storage/limits';
+import { UserCache } from '../sm/user-cache';
 import { NS } from '../xml/ns';
 import type { ServerModule } from './module';
 
 /**
- * XEP-0191 blocking command. Block lists are cached in memory (see BlockLists), so checking a
+ * XEP-0191 blocking command. Block lists are cached in memory (see UserCache), so checking a
  * stanza costs no database query on the way to an online user, here or on another node.
  */
 export const blocking: ServerModule = (ctx) => {
   const { router, storage, sessions, roster, remote } = ctx;
-  const lists = new BlockLists(storage, sessions);
+  // Cached per user, no database query per stanza (see UserCache).
+  const lists = new UserCache<ReadonlySet<string>>(sessions, async (user) => new Set(await storage.blocks.list(user)));
   let pushes = 0;
   router.feature('host', NS.BLOCKING);
 
@@ -151,46 +151,3 @@ function matches(list: ReadonlySet<string>, jid: JID): boolean {
   }
 }
 
-/** Block lists of users without a session here kept at most this long [60 s]: a missed change heals by then. */
-const REMOTE_LIST_TTL_MS = 60_000;
-/** Block lists cached for users without a session here, at most [10000]; the cache starts over when full. */
-const REMOTE_LIST_LIMIT = 10_000;
-
-/**
- * Block lists by user. A user with sessions here keeps its list cached until a change (made here,
- * or announced by the node that made it). Other users' lists are needed for stanzas to them (e.g.
- * to users on other nodes), so they are cached too, briefly and within a bound: no database query
- * per stanza on the way to another node.
- */
-class BlockLists {
-  private readonly cache = new Map<string, { list: Set<string>; until: number }>();
-  private remoteEntries = 0;
-  /** Bumped by forget(): a read that started before a change must not cache what it read. */
-  private generation = 0;
-
-  constructor(private readonly storage: Storage, private readonly sessions: SessionManager) {
-    sessions.onEnd((session) => {
-      if (this.sessions.resources(session.bare).every((s) => s === session)) this.cache.delete(session.bare);
-    });
-  }
-
-  async get(user: string): Promise<ReadonlySet<string>> {
-    const cached = this.cache.get(user);
-    const local = this.sessions.hasSessions(user);
-    if (cached && (local || cached.until > Date.now())) return cached.list;
-    const generation = this.generation;
-    const list = new Set(await this.storage.blocks.list(user));
-    if (generation !== this.generation) return list;
-    if (!local && ++this.remoteEntries > REMOTE_LIST_LIMIT) {
-      this.cache.clear();
-      this.remoteEntries = 1;
-    }
-    this.cache.set(user, { list, until: Date.now() + REMOTE_LIST_TTL_MS });
-    return list;
-  }
-
-  forget(user: string): void {
-    this.generation++;
-    this.cache.delete(user);
-  }
-}

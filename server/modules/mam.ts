@@ -18,7 +18,7 @@ const MAX_IDS = 250;
  * preferences. Messages are recorded by MessageService (see sm/archive.ts) in the shared database,
  * so every node pages the same archive.
  */
-export const mam: ServerModule = ({ router, storage, messages, archive }) => {
+export const mam: ServerModule = ({ router, storage, messages, archive, remote }) => {
   if (!archive) return;
   messages.setArchive(archive);
   router.feature('account', NS.MAM);
@@ -64,6 +64,9 @@ export const mam: ServerModule = ({ router, storage, messages, archive }) => {
     });
     const prefs: ArchivePrefs = { default: mode, always: jids('always'), never: jids('never') };
     await storage.archive.setPrefs(to.bareString(), prefs);
+    // Every node may have them cached (it checks messages to the user against them).
+    archive.prefsChanged(to.bareString());
+    remote.archivePrefsChanged(to.bareString());
     return prefsElement(prefs);
   });
 };

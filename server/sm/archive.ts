@@ -6,6 +6,8 @@ import { ArchiveWriterLost } from '../storage/sqlite-archive-writer';
 import type { ArchivePrefs, ArchiveRow, Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { serialize } from '../xml/serialize';
+import type { SessionManager } from './session-manager';
+import { UserCache } from './user-cache';
 
 /** MySQL and PostgreSQL: rows written in one transaction [1000], in INSERTs of 200. */
 const BATCH_ROWS = 1000;
@@ -30,6 +32,8 @@ const CHUNK_DELAY_MS = 10;
 const QUEUE_LIMIT = 50_000;
 /** Attempts of one batch before its rows are counted as dropped [5]. */
 const MAX_ATTEMPTS = 5;
+/** XEP-0313 §7: what a user who never set preferences gets. */
+const DEFAULT_PREFS: ArchivePrefs = { default: 'always', always: [], never: [] };
 
 /**
  * The rows a node accepted for its archives (users' and rooms': main.ts gives each the node's one) and
@@ -133,6 +137,9 @@ export class MessageArchive {
   private readonly handOvers = new Set<Promise<void>>();
   readonly counters = { archived: 0, dropped: 0, skipped: 0 };
 
+  /** The owners' preferences (XEP-0313 §7), cached per user: user archives only. */
+  private readonly prefs?: UserCache<ArchivePrefs>;
+
   constructor(
     private readonly storage: Storage,
     private readonly logger: Logger,
@@ -140,16 +147,27 @@ export class MessageArchive {
     private readonly backlog: ArchiveBacklog,
     /** 'accounts': owners are users (checked to exist, with preferences); 'rooms': MUC rooms. */
     private readonly owners: 'accounts' | 'rooms' = 'accounts',
-  ) {}
+    /** For 'accounts': whose preferences stay cached for as long as they have a session here. */
+    sessions?: SessionManager,
+  ) {
+    if (owners === 'accounts' && sessions) {
+      this.prefs = new UserCache(sessions, async (user) => (await storage.archive.prefs(user)) ?? DEFAULT_PREFS);
+    }
+  }
 
-  /** Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id. */
-  record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string {
-    const now = Date.now();
-    const stanzaId = timeOrderedId(now);
+  /**
+   * Queues `stanza` for `owner`'s archive (direction as the owner sees it); returns its stanza id,
+   * or undefined when the queue is full and the row is dropped: a message gets an id only if the
+   * archive is to hold it, since a client that pages from an id no query knows (`after-id`) gets
+   * item-not-found and loses its place.
+   */
+  record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string | undefined {
     if (this.queue.length + this.handedOver >= Math.max(QUEUE_LIMIT, 2 * this.backlog.limit)) {
       this.counters.dropped++;
-      return stanzaId;
+      return undefined;
     }
+    const now = Date.now();
+    const stanzaId = timeOrderedId(now);
     this.queue.push({
       user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
       direction, at: new Date(now), stanza: serialize(stanza),
@@ -161,6 +179,33 @@ export class MessageArchive {
     } else if (this.queue.length >= BATCH_ROWS) this.flushSoon(0);
     else this.flushSoon(BATCH_DELAY_MS);
     return stanzaId;
+  }
+
+  /**
+   * record() if `owner`'s preferences keep a message with `peer` (XEP-0313 §7); undefined, and the
+   * message counted as skipped, if they leave it out. The writer checks the preferences again when
+   * it writes (they may change meanwhile); checking them here as well keeps a message the archive
+   * leaves out from getting an id. With the preferences cached (the usual case) it returns at once,
+   * without a promise.
+   */
+  recordKept(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string | undefined | Promise<string | undefined> {
+    if (!this.prefs) return this.record(owner, direction, peer, stanza);
+    const withJid = peer.bareString();
+    const cached = this.prefs.peek(owner);
+    const kept = cached ? this.keeps(owner, withJid, cached) : this.prefs.get(owner).then((prefs) => this.keeps(owner, withJid, prefs));
+    if (kept === true) return this.record(owner, direction, peer, stanza);
+    if (kept === false) return this.skip();
+    return kept.then((yes) => (yes ? this.record(owner, direction, peer, stanza) : this.skip()));
+  }
+
+  /** `owner` set new preferences (here, or on another node that said so): the cached ones go. */
+  prefsChanged(owner: string): void {
+    this.prefs?.forget(owner);
+  }
+
+  private skip(): undefined {
+    this.counters.skipped++;
+    return undefined;
   }
 
   /** Resolves once everything recorded so far is written (or given up on). */
@@ -262,17 +307,17 @@ export class MessageArchive {
     const keep: ArchiveRow[] = [];
     for (const row of batch) {
       if (!existing.has(row.user)) continue;
-      if (await this.keeps(prefs.get(row.user), row)) keep.push(row);
+      if (await this.keeps(row.user, row.withJid, prefs.get(row.user) ?? DEFAULT_PREFS)) keep.push(row);
     }
     return keep;
   }
 
-  private async keeps(prefs: ArchivePrefs | undefined, row: ArchiveRow): Promise<boolean> {
-    if (!prefs) return true; // default: always
-    if (prefs.never.includes(row.withJid)) return false;
-    if (prefs.always.includes(row.withJid)) return true;
+  /** XEP-0313 §7: whether `owner`'s preferences keep a message with `peer` (a bare JID); 'roster' asks the roster. */
+  private keeps(owner: string, peer: string, prefs: ArchivePrefs): boolean | Promise<boolean> {
+    if (prefs.never.includes(peer)) return false;
+    if (prefs.always.includes(peer)) return true;
     if (prefs.default === 'always') return true;
     if (prefs.default === 'never') return false;
-    return (await this.storage.roster.getItem(row.user, row.withJid)) !== undefined;
+    return this.storage.roster.getItem(owner, peer).then((item) => item !== undefined);
   }
 }

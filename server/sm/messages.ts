@@ -67,7 +67,10 @@ export class MessageService {
       this.remote.carbons('sent', stanza, session.bare, session.full);
     }
     // XEP-0313: the sender's copy, in the sender's archive (the recipient's is written on the way in).
-    if (this.archive && archivable(stanza)) this.archive.record(session.bare, 'out', to, stanza);
+    if (this.archive && archivable(stanza)) {
+      const recorded = this.archive.recordKept(session.bare, 'out', to, stanza);
+      if (recorded instanceof Promise) await recorded;
+    }
     await this.router.route(stanza, session.jid, to);
   }
 
@@ -79,8 +82,13 @@ export class MessageService {
     const owner = to.bareString();
     // XEP-0359 §5: a stanza id claiming to be the recipient's archive's was not made by it.
     for (const claimed of stanza.getChildren('stanza-id', NS.SID)) if (claimed.attrs.by === owner) stanza.remove(claimed);
-    // XEP-0313: written once, here, whatever node or nodes the recipient is on; the id goes with it.
-    if (this.archive && archivable(stanza)) stanza.c('stanza-id', { xmlns: NS.SID, by: owner, id: this.archive.record(owner, 'in', from, stanza) });
+    // XEP-0313: written once, here, whatever node or nodes the recipient is on; the id goes with it,
+    // unless the recipient's preferences leave the message out of the archive.
+    if (this.archive && archivable(stanza)) {
+      const recorded = this.archive.recordKept(owner, 'in', from, stanza);
+      const id = recorded instanceof Promise ? await recorded : recorded;
+      if (id !== undefined) stanza.c('stanza-id', { xmlns: NS.SID, by: owner, id });
+    }
     if (!to.resource) return this.toBare(stanza, to.bareString(), type);
     if (this.deliverToResource(stanza, to, copies)) return;
     if (this.trace.debugEnabled) this.trace.debug('not bound here', { id: stanza.attrs.id, to: to.toString() });

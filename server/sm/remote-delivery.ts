@@ -35,6 +35,8 @@ export interface RemoteDelivery {
   rosterPush(user: string, query: Element): void;
   /** The user's block list changed: other nodes drop their copy and push `command` to interested resources. */
   blocklistChanged(user: string, command: Element): void;
+  /** The user's archive preferences (XEP-0313 §7) changed: other nodes drop their cached copy. */
+  archivePrefsChanged(user: string): void;
   /** Remote resources of `bare` when the strategy knows them; undefined when it cannot know. */
   remoteResources(bare: string): ResourceEntry[] | undefined;
   /**
@@ -61,6 +63,7 @@ export const LOCAL_ONLY: RemoteDelivery = {
   carbons: () => undefined,
   rosterPush: () => undefined,
   blocklistChanged: () => undefined,
+  archivePrefsChanged: () => undefined,
   remoteResources: () => [],
   notifyInterested: () => undefined,
   offlineStored: () => undefined,

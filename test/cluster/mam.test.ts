@@ -44,4 +44,32 @@ forEachDatabase('MAM across three nodes: archived once per party, the same pages
   t.ok(rest.complete);
   const bobs = await query(bobLaptop, { fields: { with: 'alice@localhost' } });
   t.same(bobs.messages.filter((m) => m.body?.startsWith('a')).map((m) => m.id), idsOn(phoneGot), 'bob pages by the ids his clients got');
+
+  // Alice's node decides whether a message to bob gets an id from his archive, by his preferences,
+  // which it has cached since a1. Bob changes them on another node: it tells every node.
+  const setPrefs = (mode: string) => bobPhone.iqCaller.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: 'urn:xmpp:mam:2', default: mode }, xml('always'), xml('never'))));
+  let sent = 0;
+  /** Alice writes to bob until a message arrives with (or without) an archive id; well within the 60 s a cached copy lives. */
+  const until = async (withId: boolean): Promise<Element> => {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const body = `p${++sent}`;
+      await alice.send(xml('message', { to: 'bob@localhost/phone', type: 'chat' }, xml('body', {}, body)));
+      await arrived(phoneGot, body);
+      const got = phoneGot.find((s) => s.getChildText('body') === body)!;
+      if ((got.getChild('stanza-id', SID) !== undefined) === withId) return got;
+      if (Date.now() > deadline) throw new Error(`no message ${withId ? 'with' : 'without'} an archive id after the preferences changed`);
+    }
+  };
+  await setPrefs('never');
+  const left = await until(false);
+  await setPrefs('always');
+  const kept = await until(true);
+  const id = kept.getChild('stanza-id', SID)!.attrs;
+  t.equal(id.by, 'bob@localhost');
+  await eventually(`${kept.getChildText('body')} archived`, async () => (await query(bobLaptop, { fields: { with: 'alice@localhost' } })).messages.some((m) => m.id === id.id), WAIT_MS);
+  const afterIt = await query(bobLaptop, { fields: { 'after-id': id.id } });
+  t.same(afterIt.messages, [], 'the id of the last message is one his archive knows: paging after it finds nothing newer, not item-not-found');
+  t.notOk((await query(bobLaptop, { fields: { with: 'alice@localhost' } })).messages.some((m) => m.body === left.getChildText('body')),
+    'the message that came without an id is not in his archive');
 }, ['pgsql']);

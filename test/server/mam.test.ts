@@ -187,6 +187,15 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     await deliver(carol, 'erin@localhost/tab', 'a2 by default');
     await settled('a2 by default');
     t.same(await bodies(), ['r1 from a contact', 'r4 always', 'n2 always-listed', 'a2 by default']);
+    // Only what the archive keeps gets an id from it: a client paging from any id it got finds it.
+    const ids = new Map(erinGot.filter((s) => s.getChildText('body')).map((s) => [s.getChildText('body')!, s.getChild('stanza-id', 'urn:xmpp:sid:0')?.attrs]));
+    t.same([...ids].filter(([, sid]) => sid !== undefined).map(([body]) => body), ['r1 from a contact', 'r4 always', 'n2 always-listed', 'a2 by default'],
+      'the messages her preferences leave out came without a stanza id');
+    for (const [body, sid] of ids) {
+      if (!sid) continue;
+      t.equal(sid.by, 'erin@localhost');
+      t.equal(await errorOf(query(erin, { fields: { 'after-id': sid.id } })), 'no error', `paging after the id of "${body}" works`);
+    }
     await erin.stop();
   });
 
