@@ -61,6 +61,10 @@ converse.initialize({
   };
 }
 
+/** The browser's global object, in the functions Playwright runs in the page (this program's types are Node's). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+declare const window: any;
+
 const skip = available();
 t.test('Converse.js saves a bookmark and, after a reload, gets its room and its history back', { skip }, async (t) => {
   const { chromium } = await import('playwright-core');

@@ -42,7 +42,8 @@ function haproxyConfig(nodes: { c2s: number; tls: number; ws: number; bosh: numb
 
 /** Logs in with PLAIN over TLS from `from` (a loopback address) through the balancer's direct-TLS port; the socket stays bound. */
 async function boundFrom(port: number, from: string, user: string): Promise<tls.TLSSocket> {
-  const socket = tls.connect({ port, host: '127.0.0.1', localAddress: from, rejectUnauthorized: false });
+  // tls.connect takes socket.connect()'s options as well (Node's documentation); its types leave localAddress out.
+  const socket = tls.connect({ port, host: '127.0.0.1', localAddress: from, rejectUnauthorized: false } as tls.ConnectionOptions);
   let text = '';
   socket.setEncoding('utf8');
   socket.on('data', (d: string) => (text += d));

@@ -1,4 +1,5 @@
 import type { Element } from 'ltx';
+import type { TapTest } from './databases';
 import type { XmppClient } from './server';
 import { nextStanza, xml } from './server';
 
@@ -213,7 +214,7 @@ export async function nextError(client: XmppClient, from: string, ms?: number): 
  * A room created by `owner` (as Hilda) that `guest` (as Gus, of another server) joins: each sees
  * the other, and groupchat goes both ways. What federation with rooms must do.
  */
-export async function guestJoinsAndChats(t: { same(a: unknown, b: unknown, m?: string): void; equal(a: unknown, b: unknown, m?: string): void }, owner: XmppClient, guest: XmppClient, room: string, ms = 30_000): Promise<void> {
+export async function guestJoinsAndChats(t: TapTest, owner: XmppClient, guest: XmppClient, room: string, ms = 30_000): Promise<void> {
   await createRoom(owner, `${room}/Hilda`);
   const ownerSeesGuest = nextStanza(owner, (s: Element) => s.is('presence') && s.attrs.from === `${room}/Gus` && !s.attrs.type, ms);
   const joined = await join(guest, `${room}/Gus`, { ms });

@@ -209,7 +209,8 @@ export class RawConnection {
   /** `localAddress`: the loopback address to connect from (127.0.0.0/8), for tests of per-address limits. */
   static async connect(port: number, secure = false, localAddress?: string): Promise<RawConnection> {
     const socket = secure
-      ? tls.connect({ port, host: '127.0.0.1', localAddress, rejectUnauthorized: false })
+      // tls.connect takes socket.connect()'s options as well (Node's documentation); its types leave localAddress out.
+      ? tls.connect({ port, host: '127.0.0.1', localAddress, rejectUnauthorized: false } as tls.ConnectionOptions)
       : net.connect({ port, host: '127.0.0.1', localAddress });
     await new Promise<void>((resolve, reject) => {
       socket.once(secure ? 'secureConnect' : 'connect', () => resolve());

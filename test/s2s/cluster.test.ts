@@ -1,3 +1,4 @@
+import type { Element } from 'ltx';
 import t from 'tap';
 import { deriveScramCredentials } from '../../server/c2s/sasl/scram';
 import { connectClient, type XmppClient } from '../helpers/client';
@@ -21,7 +22,7 @@ const PROSODY = '127.0.0.7';
 t.test('federation on a three-node cluster: Prosody reaches users on every node, and every node reaches Prosody', async (t) => {
   const missing = prosodyMissing();
   if (missing) {
-    t.skip(`Prosody interop: ${missing}`);
+    t.skip(`Prosody interop: ${missing}`, () => undefined);
     return;
   }
   const dbUri = await createClusterDatabase(t);
@@ -55,7 +56,7 @@ t.test('federation on a three-node cluster: Prosody reaches users on every node,
 
   await t.test('users on every node reach Prosody, each node on its own stream', async (t) => {
     const heard = new Set<string>();
-    petra.on('stanza', (s) => {
+    petra.on('stanza', (s: Element) => {
       if (s.is('message') && s.getChildText('body')?.startsWith('from node')) heard.add(s.attrs.from as string);
     });
     for (const [i, user] of users.entries()) await user.send(xml('message', { to: `petra@${PROSODY}`, type: 'chat' }, xml('body', {}, `from node ${i + 1}`)));

@@ -46,7 +46,7 @@ t.test('two servers of ours federate: messages, presence subscriptions, IQs, bot
     await away;
     t.pass('and his changes');
     const items = await alice.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), WAIT_MS);
-    t.equal(items.getChild('query')?.getChildren('item').find((i) => i.attrs.jid === 'bob@b.example')?.attrs.subscription, 'to', 'Alice\'s roster: subscription to Bob');
+    t.equal(items.getChild('query')?.getChildren('item').find((i: Element) => i.attrs.jid === 'bob@b.example')?.attrs.subscription, 'to', 'Alice\'s roster: subscription to Bob');
   });
 
   await t.test('an IQ to a remote server and one to a remote user\'s resource get their answers', async (t) => {

@@ -25,10 +25,10 @@ t.test('XEP-0050/XEP-0133 admin commands on one node', async (t) => {
 
   await t.test('the commands are listed to admins only, and refused to others', async (t) => {
     const info = await boss.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
-    t.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === COMMANDS), 'the server advertises ad-hoc commands');
+    t.ok(info.getChild('query')!.getChildren('feature').some((f: Element) => f.attrs.var === COMMANDS), 'the server advertises ad-hoc commands');
     const items = async (client: XmppClient) => (await client.iqCaller.request(
       xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items', node: COMMANDS })),
-    )).getChild('query')!.getChildren('item').map((i) => i.attrs.node as string);
+    )).getChild('query')!.getChildren('item').map((i: Element) => i.attrs.node as string);
     const listed = await items(boss);
     for (const name of ['add-user', 'delete-user', 'disable-user', 'reenable-user', 'end-user-session', 'change-user-password', 'user-stats',
       'get-registered-users-num', 'get-online-users-num', 'get-online-users-list', 'announce']) {

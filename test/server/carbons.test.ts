@@ -31,7 +31,7 @@ forEachDatabase('message carbons (XEP-0280)', async (t, dbUri) => {
 
   await t.test('the server advertises carbons and lets resources enable them', async (t) => {
     const info = await desk.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
-    const features = info.getChild('query')?.getChildren('feature').map((f) => f.attrs.var) ?? [];
+    const features = info.getChild('query')?.getChildren('feature').map((f: Element) => f.attrs.var) ?? [];
     t.ok(features.includes(CARBONS), 'disco#info lists urn:xmpp:carbons:2');
     t.equal((await carbonsIq(desk, 'enable')).attrs.type, 'result', 'desk enabled');
     t.equal((await carbonsIq(phone, 'enable')).attrs.type, 'result', 'phone enabled');

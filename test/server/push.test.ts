@@ -47,7 +47,7 @@ forEachDatabase('XEP-0357 push notifications', async (t, dbUri) => {
   await t.test('the account advertises push, and enabling it takes the app server, node and publish-options', async (t) => {
     const alice = await server.login('alice', { resource: 'phone' });
     const info = await alice.iqCaller.request(xml('iq', { type: 'get', to: 'alice@localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
-    t.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === PUSH), 'urn:xmpp:push:0 on the account');
+    t.ok(info.getChild('query')!.getChildren('feature').some((f: Element) => f.attrs.var === PUSH), 'urn:xmpp:push:0 on the account');
     await alice.iqCaller.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: PUSH, jid: 'appserver@localhost/push', node: 'phone-node' },
       xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
         xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/pubsub#publish-options')),

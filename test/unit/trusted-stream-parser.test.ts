@@ -4,6 +4,16 @@ import { StreamError } from '../../server/errors';
 import type { ParserLimits } from '../../server/xml/stream-parser';
 import { TrustedStreamParser } from '../../server/xml/trusted-stream-parser';
 
+/** The condition of the StreamError `fn` throws; undefined when it throws none. */
+function conditionThrown(fn: () => void): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as StreamError).condition;
+  }
+  return undefined;
+}
+
 const LIMITS: ParserLimits = { maxStanzaSize: 2000, maxXmlDepth: 6, maxAttributes: 6 };
 const HEADER = "<cluster xmlns='urn:xmpp-cluster:link' from='a' to='b' version='2.0'>";
 
@@ -73,8 +83,8 @@ t.test('bad input is a stream error, never an exception of another kind', async 
   }
   const invalid = Buffer.concat([Buffer.from(`${HEADER}<m>`), Buffer.from([0xc3, 0x28]), Buffer.from('</m>')]);
   const parser = new TrustedStreamParser(LIMITS, { streamStart() {}, element() {}, streamEnd() {} });
-  t.throws(() => parser.write(invalid), { condition: 'unsupported-encoding' }, 'bytes that are not UTF-8');
-  t.throws(() => parser.write(Buffer.from('<ok/>')), { condition: 'unsupported-encoding' }, 'and every write after the first error throws it again');
+  t.equal(conditionThrown(() => parser.write(invalid)), 'unsupported-encoding', 'bytes that are not UTF-8');
+  t.equal(conditionThrown(() => parser.write(Buffer.from('<ok/>'))), 'unsupported-encoding', 'and every write after the first error throws it again');
 });
 
 t.test('many small elements add up to more than the limit without error; one open element may not', async (t) => {
@@ -86,9 +96,10 @@ t.test('many small elements add up to more than the limit without error; one ope
   t.equal(growing.error, undefined, 'an open element within the limit is fine');
   const parser = new TrustedStreamParser(LIMITS, { streamStart() {}, element() {}, streamEnd() {} });
   parser.write(Buffer.from(`${HEADER}<m>`));
-  t.throws(() => {
+  const endless = () => {
     for (let i = 0; i < 10; i++) parser.write(Buffer.from('z'.repeat(500)));
-  }, { condition: 'policy-violation' }, 'an element that never ends is refused once it passes the limit');
+  };
+  t.equal(conditionThrown(endless), 'policy-violation', 'an element that never ends is refused once it passes the limit');
 });
 
 t.test('the limits can be widened, e.g. once a peer has authenticated', async (t) => {
