@@ -14,6 +14,8 @@ const REMOTE_LIMIT = 10_000;
  */
 export class UserCache<T> {
   private readonly cache = new Map<string, { value: T; until: number }>();
+  /** Reads in progress: a stanza that needs a value already being read waits for that read. */
+  private readonly loading = new Map<string, { generation: number; value: Promise<T> }>();
   private remoteEntries = 0;
   /** Bumped by forget(): a read that started before a change must not cache what it read. */
   private generation = 0;
@@ -34,23 +36,40 @@ export class UserCache<T> {
     return undefined;
   }
 
-  async get(user: string): Promise<T> {
+  /**
+   * The value, read from storage when it is not cached. Readers that come while it is read share
+   * that one read, and get it in the order they came: stanzas for one user that all wait for it go
+   * on in their order, and storage is asked once.
+   */
+  get(user: string): Promise<T> {
     const cached = this.cache.get(user);
-    const local = this.sessions.hasSessions(user);
-    if (cached && (local || cached.until > Date.now())) return cached.value;
+    if (cached && (cached.until > Date.now() || this.sessions.hasSessions(user))) return Promise.resolve(cached.value);
+    const reading = this.loading.get(user);
+    // A read that started before a change (forget) is not shared: it may hold what came before.
+    if (reading && reading.generation === this.generation) return reading.value;
     const generation = this.generation;
-    const value = await this.load(user);
-    if (generation !== this.generation) return value;
-    if (!local && ++this.remoteEntries > REMOTE_LIMIT) {
-      this.cache.clear();
-      this.remoteEntries = 1;
-    }
-    this.cache.set(user, { value, until: Date.now() + REMOTE_TTL_MS });
+    const value = this.load(user).then((loaded) => {
+      if (generation === this.generation) this.keep(user, loaded);
+      return loaded;
+    });
+    this.loading.set(user, { generation, value });
+    const done = () => {
+      if (this.loading.get(user)?.value === value) this.loading.delete(user);
+    };
+    value.then(done, done);
     return value;
   }
 
   forget(user: string): void {
     this.generation++;
     this.cache.delete(user);
+  }
+
+  private keep(user: string, value: T): void {
+    if (!this.sessions.hasSessions(user) && ++this.remoteEntries > REMOTE_LIMIT) {
+      this.cache.clear();
+      this.remoteEntries = 1;
+    }
+    this.cache.set(user, { value, until: Date.now() + REMOTE_TTL_MS });
   }
 }
