@@ -4,6 +4,7 @@ import { tryParseJID } from '../jid';
 import type { ArchivedMessage, ArchiveFilter, ArchivePrefs, ArchiveStore } from '../storage/types';
 import { buildDataForm, dataFormIn, readDataForm } from '../xml/data-form';
 import { NS } from '../xml/ns';
+import { DEFAULT_PREFS } from '../sm/archive';
 import type { ServerModule } from './module';
 
 /** Messages per page when the client names no <max/> [50], and the most it may ask for [250]. */
@@ -50,7 +51,7 @@ export const mam: ServerModule = ({ router, storage, messages, archive, remote }
 
   router.iq('get', 'account', NS.MAM, 'prefs', async ({ self, to }) => {
     if (!self) throw new StanzaError('forbidden');
-    return prefsElement((await storage.archive.prefs(to.bareString())) ?? { default: 'always', always: [], never: [] });
+    return prefsElement((await storage.archive.prefs(to.bareString())) ?? DEFAULT_PREFS);
   });
 
   router.iq('set', 'account', NS.MAM, 'prefs', async ({ self, to, payload }) => {

@@ -33,7 +33,7 @@ const QUEUE_LIMIT = 50_000;
 /** Attempts of one batch before its rows are counted as dropped [5]. */
 const MAX_ATTEMPTS = 5;
 /** XEP-0313 §7: what a user who never set preferences gets. */
-const DEFAULT_PREFS: ArchivePrefs = { default: 'always', always: [], never: [] };
+export const DEFAULT_PREFS: ArchivePrefs = { default: 'always', always: [], never: [] };
 
 /**
  * The rows a node accepted for its archives (users' and rooms': main.ts gives each the node's one) and
@@ -162,6 +162,11 @@ export class MessageArchive {
    * item-not-found and loses its place.
    */
   record(owner: string, direction: 'in' | 'out', peer: JID, stanza: Element): string | undefined {
+    return this.queueRow(owner, direction, peer, peer.bareString(), stanza);
+  }
+
+  /** record(), with the peer's bare JID already known. */
+  private queueRow(owner: string, direction: 'in' | 'out', peer: JID, withJid: string, stanza: Element): string | undefined {
     if (this.queue.length + this.handedOver >= Math.max(QUEUE_LIMIT, 2 * this.backlog.limit)) {
       this.counters.dropped++;
       return undefined;
@@ -169,7 +174,7 @@ export class MessageArchive {
     const now = Date.now();
     const stanzaId = timeOrderedId(now);
     this.queue.push({
-      user: owner, stanzaId, withJid: peer.bareString(), withResource: peer.resource || undefined,
+      user: owner, stanzaId, withJid, withResource: peer.resource || undefined,
       direction, at: new Date(now), stanza: serialize(stanza),
     });
     this.backlog.accepted(1);
@@ -193,9 +198,9 @@ export class MessageArchive {
     const withJid = peer.bareString();
     const cached = this.prefs.peek(owner);
     const kept = cached ? this.keeps(owner, withJid, cached) : this.prefs.get(owner).then((prefs) => this.keeps(owner, withJid, prefs));
-    if (kept === true) return this.record(owner, direction, peer, stanza);
+    if (kept === true) return this.queueRow(owner, direction, peer, withJid, stanza);
     if (kept === false) return this.skip();
-    return kept.then((yes) => (yes ? this.record(owner, direction, peer, stanza) : this.skip()));
+    return kept.then((yes) => (yes ? this.queueRow(owner, direction, peer, withJid, stanza) : this.skip()));
   }
 
   /** `owner` set new preferences (here, or on another node that said so): the cached ones go. */

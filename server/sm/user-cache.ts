@@ -31,9 +31,7 @@ export class UserCache<T> {
 
   /** The cached value when it is still good; undefined when get() has to read it. */
   peek(user: string): T | undefined {
-    const cached = this.cache.get(user);
-    if (cached && (cached.until > Date.now() || this.sessions.hasSessions(user))) return cached.value;
-    return undefined;
+    return this.fresh(user)?.value;
   }
 
   /**
@@ -42,8 +40,8 @@ export class UserCache<T> {
    * on in their order, and storage is asked once.
    */
   get(user: string): Promise<T> {
-    const cached = this.cache.get(user);
-    if (cached && (cached.until > Date.now() || this.sessions.hasSessions(user))) return Promise.resolve(cached.value);
+    const cached = this.fresh(user);
+    if (cached) return Promise.resolve(cached.value);
     const reading = this.loading.get(user);
     // A read that started before a change (forget) is not shared: it may hold what came before.
     if (reading && reading.generation === this.generation) return reading.value;
@@ -63,6 +61,12 @@ export class UserCache<T> {
   forget(user: string): void {
     this.generation++;
     this.cache.delete(user);
+  }
+
+  /** The entry of `user` while it is good: the user has a session here, or it is younger than REMOTE_TTL_MS. */
+  private fresh(user: string): { value: T } | undefined {
+    const cached = this.cache.get(user);
+    return cached && (cached.until > Date.now() || this.sessions.hasSessions(user)) ? cached : undefined;
   }
 
   private keep(user: string, value: T): void {
