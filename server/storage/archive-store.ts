@@ -80,8 +80,25 @@ export class KnexArchiveStore implements ArchiveStore {
     });
   }
 
+  /**
+   * One page of `user`'s archive. The query form's fields (with, start, end, after-id, before-id,
+   * ids) choose the result set, which RSM's <count/> counts; RSM's <after/> and <before/> page
+   * through it, <before/> from its end (XEP-0313 §7: before-id is a filter and does not page
+   * backwards; the two kinds combine, so a client pages through "everything after id X" with <after/>).
+   */
   async query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'> {
-    const span = await this.idSpan(filter.start, filter.end);
+    const rowIdOf = async (stanzaId: string | undefined): Promise<number | undefined | 'item-not-found'> => {
+      if (stanzaId === undefined) return undefined;
+      const row = await this.knex('archive_messages').where({ user, stanza_id: stanzaId }).first('id');
+      return row ? Number(row.id) : 'item-not-found';
+    };
+    // Every id the query names has to be in the archive (§4.1.3, §5.1), even when nothing else matches.
+    const afterRow = await rowIdOf(filter.afterId);
+    const beforeRow = await rowIdOf(filter.beforeId);
+    const pageAfter = await rowIdOf(page.after);
+    const pageBefore = await rowIdOf(typeof page.before === 'string' ? page.before : undefined);
+    if (afterRow === 'item-not-found' || beforeRow === 'item-not-found' || pageAfter === 'item-not-found' || pageBefore === 'item-not-found') return 'item-not-found';
+    const span = await this.idSpan(filter.start, filter.end, afterRow === undefined ? undefined : afterRow + 1, beforeRow === undefined ? undefined : beforeRow - 1);
     if (span === 'empty') return { messages: [], complete: true, count: 0 };
     // The rows of `user` the filter asks for, with ids in [from, to] (undefined: unbounded).
     const base = (from = span.from, to = span.to) => {
@@ -99,12 +116,6 @@ export class KnexArchiveStore implements ArchiveStore {
       if (filter.end) q.andWhere('created_at', '<=', filter.end);
       return q;
     };
-    const rowIdOf = async (stanzaId: string): Promise<number | undefined> => {
-      const row = await this.knex('archive_messages').where({ user, stanza_id: stanzaId }).first('id');
-      return row ? Number(row.id) : undefined;
-    };
-    const afterId = filter.afterId ?? page.after;
-    const beforeId = filter.beforeId ?? (typeof page.before === 'string' ? page.before : undefined);
     const q = base();
     if (span.sure && (span.sure.from !== undefined || span.sure.to !== undefined)) {
       const { from, to } = span.sure;
@@ -115,18 +126,10 @@ export class KnexArchiveStore implements ArchiveStore {
         }).orWhere((doubtful) => void dated(doubtful));
       });
     } else if (!span.sure) dated(q);
-    if (afterId !== undefined) {
-      const id = await rowIdOf(afterId);
-      if (id === undefined) return 'item-not-found';
-      q.andWhere('id', '>', id);
-    }
-    if (beforeId !== undefined) {
-      const id = await rowIdOf(beforeId);
-      if (id === undefined) return 'item-not-found';
-      q.andWhere('id', '<', id);
-    }
+    if (pageAfter !== undefined) q.andWhere('id', '>', pageAfter);
+    if (pageBefore !== undefined) q.andWhere('id', '<', pageBefore);
     // Paging backwards (RSM <before/>): the newest of the range first, then put back in order.
-    const backwards = page.before !== undefined || (filter.beforeId !== undefined && afterId === undefined);
+    const backwards = page.before !== undefined;
     const found: Row[] = await q
       .orderBy('id', backwards ? 'desc' : 'asc')
       .limit(page.max + 1)
@@ -157,9 +160,10 @@ export class KnexArchiveStore implements ArchiveStore {
    * Ids grow in the order rows reach the database and each row is stamped within ROW_LAG_MS of
    * that (ROW_LAG_MS says why), so a row stamped more than twice that before `start` got its id
    * before any row stamped from `start` on, and one stamped that long after `start` got its id
-   * after every row stamped before. 'empty': no row can match.
+   * after every row stamped before. `idFrom` and `idTo` bound the ids besides (after-id, before-id).
+   * 'empty': no row can match.
    */
-  private async idSpan(start?: Date, end?: Date): Promise<IdSpan | 'empty'> {
+  private async idSpan(start: Date | undefined, end: Date | undefined, idFrom: number | undefined, idTo: number | undefined): Promise<IdSpan | 'empty'> {
     if (start && end && start > end) return 'empty';
     const margin = 2 * ROW_LAG_MS;
     const idAt = async (op: '<' | '<=' | '>' | '>=', at: Date) => {
@@ -182,11 +186,16 @@ export class KnexArchiveStore implements ArchiveStore {
       sureTo = await idAt('<=', new Date(end.getTime() - margin));
       if (sureTo === undefined) sureNone = true;
     }
+    if (idFrom !== undefined) span.from = Math.max(idFrom, span.from ?? idFrom);
+    if (idTo !== undefined) span.to = Math.min(idTo, span.to ?? idTo);
     if (span.from !== undefined && span.to !== undefined && span.from > span.to) return 'empty';
     if (!start && !end) span.sure = {};
     else if (!sureNone) {
-      const from = sureFrom === undefined ? undefined : Math.max(sureFrom, span.from ?? sureFrom);
-      const to = sureTo === undefined ? undefined : Math.min(sureTo, span.to ?? sureTo);
+      // Kept within the span, a sure start at most one past its end and a sure end at most one
+      // before its start, so that count() counts each row of the span once, and only those.
+      const clamp = (id: number, low: number | undefined, high: number | undefined) => Math.min(Math.max(id, low ?? -Infinity), high ?? Infinity);
+      const from = sureFrom === undefined ? undefined : clamp(sureFrom, span.from, span.to === undefined ? undefined : span.to + 1);
+      const to = sureTo === undefined ? undefined : clamp(sureTo, span.from === undefined ? undefined : span.from - 1, span.to);
       if (from === undefined || to === undefined || from <= to) span.sure = { from, to };
     }
     return span;

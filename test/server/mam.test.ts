@@ -81,6 +81,70 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     t.equal(await errorOf(query(alice, { rsm: [xml('max', {}, 'many')] })), 'bad-request');
   });
 
+  await t.test('after-id and before-id choose the result set, which RSM counts and pages through (§7)', async (t) => {
+    const all = (await query(alice)).messages;
+    const bodies = (page: { messages: { body: string | null }[] }) => page.messages.map((m) => m.body);
+    // A client catching up from the last message it has: every page after the first goes on from
+    // the last, and the count is what is left to fetch, not the whole archive.
+    const pages: (string | null)[][] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const page = await query(alice, { fields: { 'after-id': all[3].id }, rsm: [xml('max', {}, '2'), ...(after ? [xml('after', {}, after)] : [])] });
+      pages.push(bodies(page));
+      t.equal(page.count, 6, 'count: the messages after the id');
+      after = page.last;
+      if (page.complete) break;
+    }
+    t.same(pages, [['a3', 'b3'], ['a4', 'b4'], ['a5', 'b5']]);
+    // before-id does not page backwards: the oldest of the set come first, and <before/> pages from its end.
+    const older = await query(alice, { fields: { 'before-id': all[5].id }, rsm: [xml('max', {}, '2')] });
+    t.same(bodies(older), ['a1', 'b1']);
+    t.equal(older.count, 5);
+    t.notOk(older.complete);
+    const newestOlder = await query(alice, { fields: { 'before-id': all[5].id }, rsm: [xml('max', {}, '2'), xml('before')] });
+    t.same(bodies(newestOlder), ['b2', 'a3']);
+    const previous = await query(alice, { fields: { 'before-id': all[5].id }, rsm: [xml('max', {}, '2'), xml('before', {}, newestOlder.first!)] });
+    t.same(bodies(previous), ['b1', 'a2'], 'and on backwards from there');
+    const between = await query(alice, { fields: { 'after-id': all[1].id, 'before-id': all[5].id } });
+    t.equal(between.count, 3);
+    // With a date as well: all ten are within a minute, so the count reads their timestamps.
+    const dated = await query(alice, { fields: { start: all[0].stamp, 'after-id': all[7].id } });
+    t.same(bodies(dated), ['a5', 'b5']);
+    t.equal(dated.count, 2);
+    const datedEnd = await query(alice, { fields: { end: all[9].stamp, 'before-id': all[2].id } });
+    t.same(bodies(datedEnd), ['a1', 'b1']);
+    t.equal(datedEnd.count, 2);
+    t.equal(await errorOf(query(alice, { fields: { 'before-id': 'no-such-id' } })), 'item-not-found');
+    t.equal(await errorOf(query(alice, { fields: { 'after-id': all[1].id }, rsm: [xml('after', {}, 'no-such-id')] })), 'item-not-found');
+    t.equal(await errorOf(query(alice, { fields: { 'after-id': 'no-such-id', start: '2000-01-01T00:00:00Z', end: '2000-01-02T00:00:00Z' } })), 'item-not-found', 'an unknown id is an error even when the dates match nothing');
+  });
+
+  await t.test('dates and ids together: the count is of the rows both let through', async (t) => {
+    // Twenty messages five minutes apart, so that dates become id bounds with rows in doubt at
+    // their edges (the store reads the timestamps of those near a date, within ten minutes).
+    await server.addUser('frank');
+    const t0 = Date.parse('2020-01-01T00:00:00Z');
+    const rows = Array.from({ length: 20 }, (_, i) => ({
+      user: 'frank@localhost', stanzaId: `f${i}`, withJid: 'alice@localhost', direction: 'in' as const, at: new Date(t0 + i * 300_000),
+      stanza: `<message xmlns="jabber:client" from="alice@localhost/desk" to="frank@localhost" type="chat"><body>m${i}</body></message>`,
+    }));
+    await server.node.storage.archive.append(rows);
+    const frank = await server.login('frank', { resource: 'x' });
+    const at = (i: number) => new Date(t0 + i * 300_000).toISOString();
+    const check = async (fields: Record<string, string>, expected: string[]) => {
+      const page = await query(frank, { fields });
+      t.same(page.messages.map((m) => m.body), expected, JSON.stringify(fields));
+      t.equal(page.count, expected.length, `count of ${JSON.stringify(fields)}`);
+    };
+    await check({ start: at(10), 'before-id': 'f10' }, []);
+    await check({ start: at(10), 'before-id': 'f12' }, ['m10', 'm11']);
+    await check({ end: at(10), 'after-id': 'f9' }, ['m10']);
+    await check({ end: at(10), 'after-id': 'f6' }, ['m7', 'm8', 'm9', 'm10']);
+    await check({ start: at(3), end: at(16), 'after-id': 'f4', 'before-id': 'f15' }, ['m5', 'm6', 'm7', 'm8', 'm9', 'm10', 'm11', 'm12', 'm13', 'm14']);
+    await check({ start: at(12), end: at(16), 'after-id': 'f1', 'before-id': 'f14' }, ['m12', 'm13']);
+    await frank.stop();
+  });
+
   await t.test('with, start and end filter the archive', async (t) => {
     await carol.send(chat('alice@localhost/desk', 'from carol'));
     await eventually('archived', async () => (await archived('alice@localhost')) === 11, WAIT_MS);
