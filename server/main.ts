@@ -170,7 +170,7 @@ export async function startNode(frozen: Config, logger: Logger = createLogger(fr
   const archiveBacklog = new ArchiveBacklog();
   archiveBacklog.setLimit(config.mamBacklogLimit);
   // XEP-0313: the users' archives, written in batches by the node that routes each message.
-  const archive = new MessageArchive(storage, logger.category('db'), archiveBacklog, 'accounts', sessions);
+  const archive = new MessageArchive(storage, logger.category('db'), archiveBacklog, 'accounts', sessions, rosterService);
   // XEP-0133 and xmppctl act on the sessions of every node through this.
   const sessionAdmin = new SessionAdmin(sessions, config.clusterHostname, cluster, logger.category('admin'));
   const moduleContext: ModuleContext = {

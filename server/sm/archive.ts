@@ -6,6 +6,7 @@ import { ArchiveWriterLost } from '../storage/sqlite-archive-writer';
 import type { ArchivePrefs, ArchiveRow, Storage } from '../storage/types';
 import { NS } from '../xml/ns';
 import { serialize } from '../xml/serialize';
+import type { RosterService } from './roster-service';
 import type { SessionManager } from './session-manager';
 import { UserCache } from './user-cache';
 
@@ -149,6 +150,11 @@ export class MessageArchive {
     private readonly owners: 'accounts' | 'rooms' = 'accounts',
     /** For 'accounts': whose preferences stay cached for as long as they have a session here. */
     sessions?: SessionManager,
+    /**
+     * For 'accounts' with 'roster' preferences: the roster as the node has it (in memory for users
+     * with a session here, RosterService), instead of a query per message.
+     */
+    private readonly roster: Pick<RosterService, 'item'> = { item: (user, contact) => storage.roster.getItem(user, contact) },
   ) {
     if (owners === 'accounts' && sessions) {
       this.prefs = new UserCache(sessions, async (user) => (await storage.archive.prefs(user)) ?? DEFAULT_PREFS);
@@ -323,6 +329,6 @@ export class MessageArchive {
     if (prefs.always.includes(peer)) return true;
     if (prefs.default === 'always') return true;
     if (prefs.default === 'never') return false;
-    return this.storage.roster.getItem(owner, peer).then((item) => item !== undefined);
+    return this.roster.item(owner, peer).then((item) => item !== undefined);
   }
 }

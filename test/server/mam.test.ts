@@ -234,11 +234,17 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     };
 
     await setPrefs('roster', ['carol@localhost'], []);
+    // Erin is online here, so the node has her roster in memory: checking a message against it reads no database.
+    let rosterQueries = 0;
+    const countRosterQueries = (q: { sql: string }) => void (/roster_items/.test(q.sql) && rosterQueries++);
+    server.node.storage.knex.on('query', countRosterQueries);
     await deliver(alice, 'erin@localhost/tab', 'r1 from a contact');
     await deliver(bob, 'erin@localhost/tab', 'r2 from a stranger');
     await deliver(erin, 'bob@localhost/phone', 'r3 to a stranger');
     await deliver(carol, 'erin@localhost/tab', 'r4 always');
     await settled('r4 always');
+    server.node.storage.knex.off('query', countRosterQueries);
+    t.equal(rosterQueries, 0, 'no roster query for messages to a user online here');
     t.same(await bodies(), ['r1 from a contact', 'r4 always'], 'roster: the contact and the always-listed, not the stranger either way');
     t.ok((await query(bob, { fields: { with: 'erin@localhost' } })).messages.some((m) => m.body === 'r3 to a stranger'), 'the stranger\'s own archive keeps it (his default)');
 
