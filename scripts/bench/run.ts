@@ -3,15 +3,17 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
-import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, hostSpeed, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
 import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
 /**
  * Benchmarks of this server, run as separate node processes on loopback, with the load generator
  * in this process (DESIGN "Performance targets"): closed-loop throughput with 100 sender/receiver
- * pairs and 10 messages in flight each, latency at a steady 2,000 msgs/s, the same across two
- * cluster nodes, and memory per idle TLS connection. Writes BENCHMARKS.md.
+ * pairs and 10 messages in flight each, latency at a steady 2,000 msgs/s (archived as by default,
+ * then marked <no-store/> as the anchors archive nothing), the same across two cluster nodes, and
+ * memory per idle TLS connection; the host's speed is probed between them (hostSpeed()). Writes
+ * BENCHMARKS.md.
  *
  *   npm run bench [-- --seconds=20 --pairs=100 --inflight=10 --idle=800 --rounds=3 --logins=2000 --anchors=1]
  *
@@ -211,7 +213,7 @@ async function memoryPerConnection(name: string, port: number, o: Options, memor
 }
 
 /** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
-async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>): Promise<ServerFigures> {
+async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>, probe: (when: string) => void): Promise<ServerFigures> {
   const perConnectionKB = await memoryPerConnection(name, node.port, o, memory);
   const closedRuns: Result[] = [];
   for (let round = 1; round <= o.rounds; round++) {
@@ -225,6 +227,7 @@ async function scenarios(name: string, settings: string, node: Node, o: Options,
   }
   const senders = await clients(o.pairs, 's', node.port);
   const receivers = await clients(o.pairs, 'r', node.port);
+  probe(`before ${name}'s steady windows`);
   const { steady, p99s: steadyP99s } = await steadyRuns(senders, receivers, o, [node]);
   console.log(`${name}: steady ${o.rate}/s`, steady, steadyP99s);
   for (const c of [...senders, ...receivers]) c.close();
@@ -236,7 +239,7 @@ async function scenarios(name: string, settings: string, node: Node, o: Options,
 }
 
 /** Prosody and ejabberd, when installed: the same scenarios, one after the other. */
-async function anchorFigures(dir: string, o: Options, accounts: string[]): Promise<ServerFigures[]> {
+async function anchorFigures(dir: string, o: Options, accounts: string[], probe: (when: string) => void): Promise<ServerFigures[]> {
   const installed = installedAnchors();
   const figures: ServerFigures[] = [];
   const register = (port: number) => async (names: string[], password: string) => {
@@ -257,7 +260,7 @@ async function anchorFigures(dir: string, o: Options, accounts: string[]): Promi
     try {
       await server.createAccounts(accounts, PASSWORD);
       const node: Node = { process: server.process, port, httpPort: 0, workers: 1 };
-      figures.push(await scenarios(server.name, server.settings, node, o, async () => treeRss(server.process.pid)));
+      figures.push(await scenarios(server.name, server.settings, node, o, async () => treeRss(server.process.pid), probe));
     } catch (err) {
       console.error(`${server.name}: ${String((err as Error)?.stack ?? err)}`);
     } finally {
@@ -270,6 +273,12 @@ async function anchorFigures(dir: string, o: Options, accounts: string[]): Promi
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
+  const speeds: { when: string; ms: number }[] = [];
+  const probe = (when: string) => {
+    speeds.push({ when, ms: hostSpeed() });
+    console.log(`host speed ${when}: ${speeds[speeds.length - 1].ms} ms`);
+  };
+  probe('at the start');
   const accounts = [
     ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
     ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
@@ -289,8 +298,13 @@ async function main(): Promise<void> {
     console.log('Node\'s own TLS sockets', floor);
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
+    probe('before our steady windows');
     const { steady, p99s: steadyP99s } = await steadyRuns(senders, receivers, o, [single]);
     console.log(`single node, steady ${o.rate}/s`, steady, steadyP99s);
+    // The same with messages the archive leaves out (<no-store/>): the anchors archive nothing.
+    for (const sender of senders) sender.noStore = true;
+    const { steady: steadyUnarchived, p99s: unarchivedP99s } = await steadyRuns(senders, receivers, o, [single]);
+    console.log(`single node, steady ${o.rate}/s, not archived`, steadyUnarchived, unarchivedP99s);
     for (const c of [...senders, ...receivers]) c.close();
     await sleep(500);
     const ourLogins = await logins(single.port, o.logins, 50, 'login');
@@ -303,6 +317,7 @@ async function main(): Promise<void> {
     const singleRuns: Result[] = [];
     const workerRuns: Result[] = [];
     const crossRuns = new Map<string, { result: Result; linkBytesPerMessage: number }[]>(strategies.map((s) => [s, []]));
+    probe('before the closed-loop rounds');
     for (let round = 1; round <= o.rounds; round++) {
       single = await startNode(dir, dbUri, `bench1-${round}.local`, []);
       children.push(single.process);
@@ -351,7 +366,8 @@ async function main(): Promise<void> {
     const closed = median(singleRuns);
     const onCores = median(workerRuns);
     // The anchors last, after ours: the same generator, scenarios and accounts.
-    const anchors = o.anchors > 0 ? await anchorFigures(dir, o, accounts) : [];
+    const anchors = o.anchors > 0 ? await anchorFigures(dir, o, accounts, probe) : [];
+    probe('at the end');
     if (o.write === 0 || o.cluster === 0) {
       console.log('BENCHMARKS.md left alone (--write=0 or --cluster=0)');
       return;
@@ -377,11 +393,12 @@ async function main(): Promise<void> {
       `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.p999)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
       `| one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds}) | ${onCores.perSecond} (${(onCores.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(onCores.p50)} | ${ms(onCores.p99)} | ${ms(onCores.p999)} | ${ms(onCores.max)} | ${onCores.serverCpuUs} µs | ${onCores.generatorCpuUs} µs |`,
       `| one node, steady ${o.rate}/s (of ${STEADY_RUNS} windows, the one with the median p99) | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.p999)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
+      `| one node, steady ${o.rate}/s, messages marked \`<no-store/>\` (not archived, like the anchors'; ${STEADY_RUNS} more windows on the same connections) | ${steadyUnarchived.perSecond} | ${ms(steadyUnarchived.p50)} | ${ms(steadyUnarchived.p99)} | ${ms(steadyUnarchived.p999)} | ${ms(steadyUnarchived.max)} | ${steadyUnarchived.serverCpuUs} µs | ${steadyUnarchived.generatorCpuUs} µs |`,
       ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.p999)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
       '',
       `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; --workers ${cores} ${workerRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
       '',
-      `Every steady window's p99, in the order they ran: ${steadyP99s.map(ms).join(', ')}.`,
+      `Every steady window's p99, in the order they ran: ${steadyP99s.map(ms).join(', ')}; not archived: ${unarchivedP99s.map(ms).join(', ')}.`,
       '',
       `Archive rows dropped, over every run of ours: ${[...singleRuns, ...workerRuns, steady, ...crossMedians.flatMap(({ runs }) => runs.map((r) => r.result))].reduce((n, r) => n + r.archiveDropped, 0)}. Where the archive writes fell behind, the nodes stopped reading from their clients instead (--mam-backlog-limit): closed loop, in the order they ran, ${[...singleRuns, ...workerRuns].map((r) => r.archiveHolds).join(', ')} times (one node, then --workers); ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.archiveHolds).join(', ')}`).join('; ')}; steady ${steady.archiveHolds}. ${[...singleRuns, ...workerRuns].some((r) => r.archiveHolds > 0) ? 'A closed-loop run with holds went as fast as its archive database took rows, not faster.' : 'No closed-loop run had to wait for its archive database.'}`,
       '',
@@ -394,7 +411,9 @@ async function main(): Promise<void> {
       '',
       `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). ${anchorsNote(anchors.length)}`,
       '',
-      ...anchorSection(anchors, { closed, onCores, cores, steady, logins: ourLogins, perConnectionKB: perConnection }, o),
+      `Host speed, the generator's time for a fixed piece of CPU work (scripts/bench/nodes.ts hostSpeed(); lower is faster, and the same host has taken from 1× to 3× as long within a day, latency moving with it): ${speeds.map((s) => `${s.ms} ms ${s.when}`).join(', ')}.`,
+      '',
+      ...anchorSection(anchors, { closed, onCores, cores, steady, steadyUnarchived, logins: ourLogins, perConnectionKB: perConnection }, o),
       'The load generator shares the 2-core machine with the server processes, so these figures are a floor for the server, not a ceiling:',
       'in the two-node run, two busy server processes and the generator share two cores (the one-node run has one server process).',
       'CPU per message is the CPU time (user + system) of all server processes (both nodes in the two-node runs), and of the generator,',
@@ -424,7 +443,7 @@ function anchorsNote(ran: number): string {
 }
 
 /** The anchors' figures beside ours, and the ratios. */
-function anchorSection(anchors: ServerFigures[], ours: { closed: Result; onCores: Result; cores: number; steady: Result; logins: Logins; perConnectionKB: number }, o: Options): string[] {
+function anchorSection(anchors: ServerFigures[], ours: { closed: Result; onCores: Result; cores: number; steady: Result; steadyUnarchived: Result; logins: Logins; perConnectionKB: number }, o: Options): string[] {
   if (anchors.length === 0) return [];
   const ms = (v: number) => `${v.toFixed(2)} ms`;
   const row = (name: string, closed: Result, steady: Result, l: Logins, kb: number) =>
@@ -438,10 +457,11 @@ function anchorSection(anchors: ServerFigures[], ours: { closed: Result; onCores
     '| server | msgs/s, closed loop | p99 there | steady: p50 / p99 / p99.9 | logins/s | memory per idle TLS connection |',
     '|---|---|---|---|---|---|',
     row('this server, one node', ours.closed, ours.steady, ours.logins, ours.perConnectionKB),
+    `| this server, one node, messages not archived (\`<no-store/>\`) | | | ${ms(ours.steadyUnarchived.p50)} / ${ms(ours.steadyUnarchived.p99)} / ${ms(ours.steadyUnarchived.p999)} | | |`,
     `| this server, --workers ${ours.cores} | ${ours.onCores.perSecond} | ${ms(ours.onCores.p99)} | | | |`,
     ...anchors.map((a) => row(`${a.name} (${a.settings})`, a.closed, a.steady, a.logins, a.perConnectionKB)),
     '',
-    ...anchors.map((a) => `Against ${a.name}: msgs/s ${ratio(ours.closed.perSecond, a.closed.perSecond)} (one node), ${ratio(ours.onCores.perSecond, a.closed.perSecond)} (--workers ${ours.cores}); logins/s ${ratio(ours.logins.perSecond, a.logins.perSecond)}; memory per connection ${ratio(ours.perConnectionKB, a.perConnectionKB)}; steady p99 ${ratio(ours.steady.p99, a.steady.p99)}. ${a.name}'s closed-loop runs: ${a.closedRuns.map((r) => r.perSecond).join(', ')}; steady windows' p99: ${a.steadyP99s.map(ms).join(', ')}.`),
+    ...anchors.map((a) => `Against ${a.name}: msgs/s ${ratio(ours.closed.perSecond, a.closed.perSecond)} (one node), ${ratio(ours.onCores.perSecond, a.closed.perSecond)} (--workers ${ours.cores}); logins/s ${ratio(ours.logins.perSecond, a.logins.perSecond)}; memory per connection ${ratio(ours.perConnectionKB, a.perConnectionKB)}; steady p99 ${ratio(ours.steady.p99, a.steady.p99)} (${ratio(ours.steadyUnarchived.p99, a.steady.p99)} with our messages not archived, as theirs are not). ${a.name}'s closed-loop runs: ${a.closedRuns.map((r) => r.perSecond).join(', ')}; steady windows' p99: ${a.steadyP99s.map(ms).join(', ')}.`),
     '',
     'Neither anchor archives messages here (neither does by default); this server archives every message for both parties (XEP-0313 on by default).',
     '',

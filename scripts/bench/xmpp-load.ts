@@ -65,8 +65,12 @@ export class LoadClient {
     return `${this.opts.user}@${this.opts.domain}/${this.opts.resource}`;
   }
 
+  /** Messages carry a XEP-0334 <no-store/> hint: a server that archives (XEP-0313) leaves them out. */
+  noStore = false;
+
   send(to: string, id: string): void {
-    this.write(`<message to='${to}' type='chat' id='${id}'><body>benchmark message ${id}</body></message>`);
+    const hint = this.noStore ? `<no-store xmlns='urn:xmpp:hints'/>` : '';
+    this.write(`<message to='${to}' type='chat' id='${id}'><body>benchmark message ${id}</body>${hint}</message>`);
   }
 
   /** A presence update with a <show/> (the session stays available). */
