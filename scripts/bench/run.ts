@@ -1,9 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
-import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, hostSpeed, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, hostSpeed, type HostSpeed, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
 import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
@@ -213,7 +213,7 @@ async function memoryPerConnection(name: string, port: number, o: Options, memor
 }
 
 /** The scenarios every server runs, against a server already listening on `port` whose accounts exist. */
-async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>, probe: (when: string) => void): Promise<ServerFigures> {
+async function scenarios(name: string, settings: string, node: Node, o: Options, memory: () => Promise<number>, probe: (when: string) => Promise<void>): Promise<ServerFigures> {
   const perConnectionKB = await memoryPerConnection(name, node.port, o, memory);
   const closedRuns: Result[] = [];
   for (let round = 1; round <= o.rounds; round++) {
@@ -227,7 +227,7 @@ async function scenarios(name: string, settings: string, node: Node, o: Options,
   }
   const senders = await clients(o.pairs, 's', node.port);
   const receivers = await clients(o.pairs, 'r', node.port);
-  probe(`before ${name}'s steady windows`);
+  await probe(`before ${name}'s steady windows`);
   const { steady, p99s: steadyP99s } = await steadyRuns(senders, receivers, o, [node]);
   console.log(`${name}: steady ${o.rate}/s`, steady, steadyP99s);
   for (const c of [...senders, ...receivers]) c.close();
@@ -239,7 +239,7 @@ async function scenarios(name: string, settings: string, node: Node, o: Options,
 }
 
 /** Prosody and ejabberd, when installed: the same scenarios, one after the other. */
-async function anchorFigures(dir: string, o: Options, accounts: string[], probe: (when: string) => void): Promise<ServerFigures[]> {
+async function anchorFigures(dir: string, o: Options, accounts: string[], probe: (when: string) => Promise<void>): Promise<ServerFigures[]> {
   const installed = installedAnchors();
   const figures: ServerFigures[] = [];
   const register = (port: number) => async (names: string[], password: string) => {
@@ -273,12 +273,14 @@ async function anchorFigures(dir: string, o: Options, accounts: string[], probe:
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
-  const speeds: { when: string; ms: number }[] = [];
-  const probe = (when: string) => {
-    speeds.push({ when, ms: hostSpeed() });
-    console.log(`host speed ${when}: ${speeds[speeds.length - 1].ms} ms`);
+  const speeds: { when: string; speed: HostSpeed }[] = [];
+  const probeDir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-bench-probe-'));
+  const probe = async (when: string) => {
+    const speed = await hostSpeed(probeDir);
+    speeds.push({ when, speed });
+    console.log(`host speed ${when}:`, speed);
   };
-  probe('at the start');
+  await probe('at the start');
   const accounts = [
     ...Array.from({ length: o.pairs }, (_, i) => [`s${i}`, `r${i}`]).flat(),
     ...Array.from({ length: o.idle }, (_, i) => `idle${i}`),
@@ -298,7 +300,7 @@ async function main(): Promise<void> {
     console.log('Node\'s own TLS sockets', floor);
     let senders = await clients(o.pairs, 's', single.port);
     let receivers = await clients(o.pairs, 'r', single.port);
-    probe('before our steady windows');
+    await probe('before our steady windows');
     const { steady, p99s: steadyP99s } = await steadyRuns(senders, receivers, o, [single]);
     console.log(`single node, steady ${o.rate}/s`, steady, steadyP99s);
     // The same with messages the archive leaves out (<no-store/>): the anchors archive nothing.
@@ -317,7 +319,7 @@ async function main(): Promise<void> {
     const singleRuns: Result[] = [];
     const workerRuns: Result[] = [];
     const crossRuns = new Map<string, { result: Result; linkBytesPerMessage: number }[]>(strategies.map((s) => [s, []]));
-    probe('before the closed-loop rounds');
+    await probe('before the closed-loop rounds');
     for (let round = 1; round <= o.rounds; round++) {
       single = await startNode(dir, dbUri, `bench1-${round}.local`, []);
       children.push(single.process);
@@ -367,7 +369,7 @@ async function main(): Promise<void> {
     const onCores = median(workerRuns);
     // The anchors last, after ours: the same generator, scenarios and accounts.
     const anchors = o.anchors > 0 ? await anchorFigures(dir, o, accounts, probe) : [];
-    probe('at the end');
+    await probe('at the end');
     if (o.write === 0 || o.cluster === 0) {
       console.log('BENCHMARKS.md left alone (--write=0 or --cluster=0)');
       return;
@@ -411,7 +413,11 @@ async function main(): Promise<void> {
       '',
       `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). ${anchorsNote(anchors.length)}`,
       '',
-      `Host speed, the generator's time for a fixed piece of CPU work (scripts/bench/nodes.ts hostSpeed(); lower is faster, and the same host has taken from 1× to 3× as long within a day, latency moving with it): ${speeds.map((s) => `${s.ms} ms ${s.when}`).join(', ')}.`,
+      'Host speed, probed by the generator between the phases (scripts/bench/nodes.ts hostSpeed(); lower is faster in each): a fixed piece of CPU work, a 100-byte round trip over loopback TCP (median / p99 of 2,000), and a 4 KB write with fdatasync (median of 50). The same host has taken from 1× to 3× as long within a day, and latency moved with it while the load average did not:',
+      '',
+      '| when | CPU work | loopback round trip | synced 4 KB write |',
+      '|---|---|---|---|',
+      ...speeds.map(({ when, speed }) => `| ${when} | ${speed.cpuMs} ms | ${speed.loopbackUs.p50} / ${speed.loopbackUs.p99} µs | ${speed.syncWriteUs} µs |`),
       '',
       ...anchorSection(anchors, { closed, onCores, cores, steady, steadyUnarchived, logins: ourLogins, perConnectionKB: perConnection }, o),
       'The load generator shares the 2-core machine with the server processes, so these figures are a floor for the server, not a ceiling:',
@@ -432,6 +438,7 @@ async function main(): Promise<void> {
     for (const child of children) child.kill('SIGTERM');
     await sleep(500);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(probeDir, { recursive: true, force: true });
   }
 }
 
