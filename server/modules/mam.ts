@@ -72,17 +72,21 @@ export const mam: ServerModule = ({ router, storage, messages, archive, remote }
   });
 };
 
+/** The query form's fields (§4.1): what a query may fill in. */
+const QUERY_FIELDS = [
+  { var: 'with', type: 'jid-single' },
+  { var: 'start', type: 'text-single' },
+  { var: 'end', type: 'text-single' },
+  { var: 'before-id', type: 'text-single' },
+  { var: 'after-id', type: 'text-single' },
+  { var: 'ids', type: 'list-multi' },
+] as const;
+const QUERY_FIELD_NAMES: ReadonlySet<string> = new Set(QUERY_FIELDS.map((f) => f.var));
+
 /** §4.1.1: the query form a client can fill in. */
 export function queryForm(): Element {
   const query = new Element('query', { xmlns: NS.MAM });
-  query.cnode(buildDataForm('form', NS.MAM, [
-    { var: 'with', type: 'jid-single', values: [] },
-    { var: 'start', type: 'text-single', values: [] },
-    { var: 'end', type: 'text-single', values: [] },
-    { var: 'before-id', type: 'text-single', values: [] },
-    { var: 'after-id', type: 'text-single', values: [] },
-    { var: 'ids', type: 'list-multi', values: [] },
-  ]));
+  query.cnode(buildDataForm('form', NS.MAM, QUERY_FIELDS.map((f) => ({ ...f, values: [] }))));
   return query;
 }
 
@@ -131,6 +135,11 @@ function readFilter(query: Element): ArchiveFilter {
   if (!x) return filter;
   const form = readDataForm(x);
   if (form.formType !== undefined && form.formType !== NS.MAM) throw new StanzaError('bad-request', `FORM_TYPE must be ${NS.MAM}`);
+  // XEP-0313: a field the archive does not know is refused (feature-not-implemented), not ignored: a client that
+  // filters by it (a full-text search, include-groupchat) must not take the whole archive for a match.
+  for (const name of form.fields.keys()) {
+    if (!QUERY_FIELD_NAMES.has(name)) throw new StanzaError('feature-not-implemented', `no query field '${name}' (the query form lists those there are)`);
+  }
   const one = (name: string) => form.fields.get(name)?.[0]?.trim() || undefined;
   const withValue = one('with');
   if (withValue !== undefined) {

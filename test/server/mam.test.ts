@@ -159,6 +159,9 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     const until = await query(alice, { fields: { end: all[0].stamp } });
     t.ok(until.messages.length >= 1 && until.messages[0].body === 'a1');
     t.equal(await errorOf(query(alice, { fields: { start: 'yesterday' } })), 'bad-request');
+    // A filter the archive does not have is refused, not ignored: the client would take every message for a match.
+    t.equal(await errorOf(query(alice, { fields: { '{urn:example:xmpp}free-text-search': 'Romeo' } })), 'feature-not-implemented');
+    t.equal(await errorOf(query(alice, { fields: { with: 'bob@localhost', 'include-groupchat': 'false' } })), 'feature-not-implemented', 'include-groupchat, which the archive does not advertise');
   });
 
   await t.test('metadata names the first and last message', async (t) => {
