@@ -237,7 +237,8 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     };
 
     await setPrefs('roster', ['carol@localhost'], []);
-    // Erin is online here, so the node has her roster in memory: checking a message against it reads no database.
+    // Erin is online here, so the node keeps her roster in memory: it is read once (if nothing read it
+    // since she logged in), not for each of the three messages below checked against it (r1, r2, r3).
     let rosterQueries = 0;
     const countRosterQueries = (q: { sql: string }) => void (/roster_items/.test(q.sql) && rosterQueries++);
     server.node.storage.knex.on('query', countRosterQueries);
@@ -247,7 +248,7 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     await deliver(carol, 'erin@localhost/tab', 'r4 always');
     await settled('r4 always');
     server.node.storage.knex.off('query', countRosterQueries);
-    t.equal(rosterQueries, 0, 'no roster query for messages to a user online here');
+    t.ok(rosterQueries <= 1, `the roster of a user online here is read once at most, not per message (${rosterQueries} queries)`);
     t.same(await bodies(), ['r1 from a contact', 'r4 always'], 'roster: the contact and the always-listed, not the stranger either way');
     t.ok((await query(bob, { fields: { with: 'erin@localhost' } })).messages.some((m) => m.body === 'r3 to a stranger'), 'the stranger\'s own archive keeps it (his default)');
 
