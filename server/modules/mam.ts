@@ -79,7 +79,8 @@ const QUERY_FIELDS = [
   { var: 'end', type: 'text-single' },
   { var: 'before-id', type: 'text-single' },
   { var: 'after-id', type: 'text-single' },
-  { var: 'ids', type: 'list-multi' },
+  // Any ids: the form cannot list them, so XEP-0313 asks for XEP-0122's <open/> instead.
+  { var: 'ids', type: 'list-multi', open: true },
 ] as const;
 const QUERY_FIELD_NAMES: ReadonlySet<string> = new Set(QUERY_FIELDS.map((f) => f.var));
 

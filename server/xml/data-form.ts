@@ -12,6 +12,8 @@ export interface DataField {
   label?: string;
   values: string[];
   options?: { label?: string; value: string }[];
+  /** XEP-0122 §3.3 `<open/>`: values beyond `options` (if any) are taken, e.g. a list-multi of ids. */
+  open?: boolean;
 }
 
 /** A parsed `<x xmlns='jabber:x:data'/>`: its type, FORM_TYPE (XEP-0068) and values by field var. */
@@ -33,6 +35,7 @@ export function buildDataForm(type: 'form' | 'submit' | 'result', formType: stri
     const element = x.c('field', attrs);
     for (const value of field.values) element.c('value').t(value);
     for (const option of field.options ?? []) element.c('option', option.label ? { label: option.label } : {}).c('value').t(option.value);
+    if (field.open) element.c('validate', { xmlns: NS.DATA_VALIDATE, datatype: 'xs:string' }).c('open');
   }
   return x;
 }

@@ -43,6 +43,7 @@ export const NS = {
   DELAY: 'urn:xmpp:delay',
   OFFLINE: 'msgoffline',
   DATA_FORMS: 'jabber:x:data',
+  DATA_VALIDATE: 'http://jabber.org/protocol/xdata-validate',
   COMMANDS: 'http://jabber.org/protocol/commands',
   ADMIN: 'http://jabber.org/protocol/admin',
   CAPS: 'http://jabber.org/protocol/caps',

@@ -26,6 +26,8 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     const form = await alice.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: MAM })));
     const vars = form.getChild('query', MAM)!.getChild('x', 'jabber:x:data')!.getChildren('field').map((f: Element) => f.attrs.var);
     t.same(vars, ['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids']);
+    const ids = form.getChild('query', MAM)!.getChild('x', 'jabber:x:data')!.getChildren('field').find((f: Element) => f.attrs.var === 'ids')!;
+    t.ok(ids.getChild('validate', 'http://jabber.org/protocol/xdata-validate')?.getChild('open'), 'ids: an open list (XEP-0122), since the form cannot list every id');
   });
 
   let received: Element[] = [];
