@@ -83,8 +83,9 @@ export class KnexArchiveStore implements ArchiveStore {
   /**
    * One page of `user`'s archive. The query form's fields (with, start, end, after-id, before-id,
    * ids) choose the result set, which RSM's <count/> counts; RSM's <after/> and <before/> page
-   * through it, <before/> from its end (XEP-0313 §7: before-id is a filter and does not page
-   * backwards; the two kinds combine, so a client pages through "everything after id X" with <after/>).
+   * through it, <before/> from its end. XEP-0313's Implementation Considerations: before-id is a
+   * filter and does not page backwards. The two kinds combine, so a client pages through
+   * "everything after id X" with <after/>.
    */
   async query(user: string, filter: ArchiveFilter, page: { max: number; after?: string; before?: string | true }): Promise<ArchivePage | 'item-not-found'> {
     const rowIdOf = async (stanzaId: string | undefined): Promise<number | undefined | 'item-not-found'> => {

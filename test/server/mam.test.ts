@@ -83,7 +83,7 @@ forEachDatabase('XEP-0313 message archives', async (t, dbUri) => {
     t.equal(await errorOf(query(alice, { rsm: [xml('max', {}, 'many')] })), 'bad-request');
   });
 
-  await t.test('after-id and before-id choose the result set, which RSM counts and pages through (§7)', async (t) => {
+  await t.test('after-id and before-id choose the result set, which RSM counts and pages through', async (t) => {
     const all = (await query(alice)).messages;
     const bodies = (page: { messages: { body: string | null }[] }) => page.messages.map((m) => m.body);
     // A client catching up from the last message it has: every page after the first goes on from
