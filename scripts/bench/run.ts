@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { installedAnchors, startEjabberd, startProsody } from './anchors';
-import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, hostSpeed, type HostSpeed, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
+import { hostSpeed, type HostSpeed } from './host-speed';
+import { archiveOutcomes, benchDatabase, cpuSeconds, freePort, linkBytes, percentile, rss, sleep, startNode, treeRss, type Node } from './nodes';
 import { nodeTlsFloor } from './tls-floor';
 import { LoadClient } from './xmpp-load';
 
@@ -274,9 +275,8 @@ async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const loadAtStart = os.loadavg();
   const speeds: { when: string; speed: HostSpeed }[] = [];
-  const probeDir = mkdtempSync(path.join(os.tmpdir(), 'xmpp-bench-probe-'));
   const probe = async (when: string) => {
-    const speed = await hostSpeed(probeDir);
+    const speed = await hostSpeed();
     speeds.push({ when, speed });
     console.log(`host speed ${when}:`, speed);
   };
@@ -380,6 +380,9 @@ async function main(): Promise<void> {
     });
 
     const ms = (v: number) => `${v.toFixed(2)} ms`;
+    // A scenario's row; `base`: its messages/s also as a ratio to that run's.
+    const row = (scenario: string, r: Result, base?: Result) =>
+      `| ${scenario} | ${r.perSecond}${base ? ` (${(r.perSecond / base.perSecond).toFixed(2)}× one node)` : ''} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.p999)} | ${ms(r.max)} | ${r.serverCpuUs} µs | ${r.generatorCpuUs} µs |`;
     lines.push(
       '# Benchmarks',
       '',
@@ -392,11 +395,11 @@ async function main(): Promise<void> {
       '',
       '| scenario | messages/s | p50 | p99 | p99.9 | max | server CPU per message | generator CPU per message |',
       '|---|---|---|---|---|---|---|---|',
-      `| one node, ${o.inflight} in flight per pair (median of ${o.rounds}) | ${closed.perSecond} | ${ms(closed.p50)} | ${ms(closed.p99)} | ${ms(closed.p999)} | ${ms(closed.max)} | ${closed.serverCpuUs} µs | ${closed.generatorCpuUs} µs |`,
-      `| one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds}) | ${onCores.perSecond} (${(onCores.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(onCores.p50)} | ${ms(onCores.p99)} | ${ms(onCores.p999)} | ${ms(onCores.max)} | ${onCores.serverCpuUs} µs | ${onCores.generatorCpuUs} µs |`,
-      `| one node, steady ${o.rate}/s (of ${STEADY_RUNS} windows, the one with the median p99) | ${steady.perSecond} | ${ms(steady.p50)} | ${ms(steady.p99)} | ${ms(steady.p999)} | ${ms(steady.max)} | ${steady.serverCpuUs} µs | ${steady.generatorCpuUs} µs |`,
-      `| one node, steady ${o.rate}/s, messages marked \`<no-store/>\` (not archived, like the anchors'; ${STEADY_RUNS} more windows on the same connections) | ${steadyUnarchived.perSecond} | ${ms(steadyUnarchived.p50)} | ${ms(steadyUnarchived.p99)} | ${ms(steadyUnarchived.p999)} | ${ms(steadyUnarchived.max)} | ${steadyUnarchived.serverCpuUs} µs | ${steadyUnarchived.generatorCpuUs} µs |`,
-      ...crossMedians.map(({ strategy, result: cross }) => `| two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds}) | ${cross.perSecond} (${(cross.perSecond / closed.perSecond).toFixed(2)}× one node) | ${ms(cross.p50)} | ${ms(cross.p99)} | ${ms(cross.p999)} | ${ms(cross.max)} | ${cross.serverCpuUs} µs | ${cross.generatorCpuUs} µs |`),
+      row(`one node, ${o.inflight} in flight per pair (median of ${o.rounds})`, closed),
+      row(`one machine, --workers ${cores}, users spread over the workers at random (${Math.round(100 * (1 - 1 / cores))}% of deliveries cross workers), ${o.inflight} in flight (median of ${o.rounds})`, onCores, closed),
+      row(`one node, steady ${o.rate}/s (of ${STEADY_RUNS} windows, the one with the median p99)`, steady),
+      row(`one node, steady ${o.rate}/s, messages marked \`<no-store/>\` (not archived, like the anchors'; ${STEADY_RUNS} more windows on the same connections)`, steadyUnarchived),
+      ...crossMedians.map(({ strategy, result: cross }) => row(`two nodes (${strategy}), senders on one, receivers on the other, ${o.inflight} in flight (median of ${o.rounds})`, cross, closed)),
       '',
       `Every closed-loop run, in the order they ran (messages/s): one node ${singleRuns.map((r) => r.perSecond).join(', ')}; --workers ${cores} ${workerRuns.map((r) => r.perSecond).join(', ')}; ${crossMedians.map(({ strategy, runs }) => `${strategy} ${runs.map((r) => r.result.perSecond).join(', ')}`).join('; ')}.`,
       '',
@@ -413,7 +416,7 @@ async function main(): Promise<void> {
       '',
       `Load average when the run began: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (nothing else ran on purpose). ${anchorsNote(anchors.length)}`,
       '',
-      'Host speed, probed by the generator between the phases (scripts/bench/nodes.ts hostSpeed(); lower is faster in each): a fixed piece of CPU work, a 100-byte round trip over loopback TCP (median / p99 of 2,000), and a 4 KB write with fdatasync (median of 50). The same host has taken from 1× to 3× as long within a day, and latency moved with it while the load average did not:',
+      'Host speed, probed by the generator between the phases (scripts/bench/host-speed.ts; lower is faster in each): a fixed piece of CPU work, a 100-byte round trip over loopback TCP (median / p99 of 2,000), and a 4 KB write with fdatasync (median of 50). The same host has taken from 1× to 3× as long within a day, and latency moved with it while the load average did not:',
       '',
       '| when | CPU work | loopback round trip | synced 4 KB write |',
       '|---|---|---|---|',
@@ -438,7 +441,6 @@ async function main(): Promise<void> {
     for (const child of children) child.kill('SIGTERM');
     await sleep(500);
     rmSync(dir, { recursive: true, force: true });
-    rmSync(probeDir, { recursive: true, force: true });
   }
 }
 
